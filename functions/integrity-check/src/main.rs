@@ -1,0 +1,12 @@
+use lambda_runtime::{service_fn, LambdaEvent};
+use safeship::config::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    safeship::telemetry::init();
+    let deps = integrity_check::Deps::from_env(&Env::from_process()).await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        integrity_check::handler(&deps, event)
+    }))
+    .await
+}

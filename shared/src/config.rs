@@ -1,0 +1,228 @@
+//! Settings from environment variables, read once at cold start into typed structs.
+//!
+//! Every reader goes through [`Env`], so a missing or malformed variable fails with its name, and
+//! tests can build an `Env` from pairs instead of mutating the process environment.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A source of environment variables: the process's, or a fixed set (tests, the CLI).
+#[derive(Debug, Clone)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The variable's value; an empty value counts as unset.
+    pub fn optional(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str> {
+        self.optional(name)
+            .ok_or_else(|| Error::config(name, "is required but not set"))
+    }
+
+    /// Parses the variable with `FromStr`, or gives `default` when it is unset.
+    pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| Error::config(name, format!("cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, any case), or `default` when unset.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
+        match self.optional(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(Error::config(
+                name,
+                format!("expected true or false, got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Where the policy document comes from: exactly one of the three variables must be set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `SAFESHIP_POLICY_FILE`: a path to a YAML or JSON file (e.g. packaged with the function).
+    File(PathBuf),
+    /// `SAFESHIP_POLICY`: the document itself.
+    Inline(String),
+    /// `SAFESHIP_POLICY_SSM_PARAMETER`: the name of an SSM parameter holding the document.
+    SsmParameter(String),
+}
+
+pub const POLICY_FILE_VAR: &str = "SAFESHIP_POLICY_FILE";
+pub const POLICY_INLINE_VAR: &str = "SAFESHIP_POLICY";
+pub const POLICY_SSM_VAR: &str = "SAFESHIP_POLICY_SSM_PARAMETER";
+
+impl PolicySource {
+    pub fn from_env(env: &Env) -> Result<Self> {
+        let set: Vec<(&str, &str)> = [POLICY_FILE_VAR, POLICY_INLINE_VAR, POLICY_SSM_VAR]
+            .into_iter()
+            .filter_map(|name| env.optional(name).map(|v| (name, v)))
+            .collect();
+        match set.as_slice() {
+            [(POLICY_FILE_VAR, path)] => Ok(PolicySource::File(PathBuf::from(path))),
+            [(POLICY_INLINE_VAR, doc)] => Ok(PolicySource::Inline((*doc).to_owned())),
+            [(POLICY_SSM_VAR, name)] => Ok(PolicySource::SsmParameter((*name).to_owned())),
+            [] => Err(Error::config(
+                POLICY_FILE_VAR,
+                format!("no policy configured: set one of {POLICY_FILE_VAR}, {POLICY_INLINE_VAR} or {POLICY_SSM_VAR}"),
+            )),
+            several => Err(Error::config(
+                several[0].0,
+                format!(
+                    "set only one policy source, found {}",
+                    several.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// A description for messages; never the inline document itself.
+    pub fn describe(&self) -> String {
+        match self {
+            PolicySource::File(p) => format!("file {}", p.display()),
+            PolicySource::Inline(_) => format!("inline {POLICY_INLINE_VAR}"),
+            PolicySource::SsmParameter(n) => format!("SSM parameter {n}"),
+        }
+    }
+}
+
+/// Settings every guard rail reads.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub policy_source: PolicySource,
+    /// `SAFESHIP_IDEMPOTENCY_TABLE`: DynamoDB table (partition key `pk`, TTL attribute `expires_at`).
+    pub idempotency_table: String,
+    /// `SAFESHIP_EVENT_BUS`: EventBridge bus for guard events (default `default`).
+    pub event_bus: String,
+    /// `SAFESHIP_DRY_RUN`: report what would be done without doing it (default false).
+    pub dry_run: bool,
+}
+
+impl CommonConfig {
+    pub fn from_env(env: &Env) -> Result<Self> {
+        Ok(CommonConfig {
+            policy_source: PolicySource::from_env(env)?,
+            idempotency_table: env.required("SAFESHIP_IDEMPOTENCY_TABLE")?.to_owned(),
+            event_bus: env
+                .optional("SAFESHIP_EVENT_BUS")
+                .unwrap_or("default")
+                .to_owned(),
+            dry_run: env.flag("SAFESHIP_DRY_RUN", false)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn missing_required_variable_is_named() {
+        let err = CommonConfig::from_env(&env(&[(POLICY_INLINE_VAR, "version: 1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration: environment variable SAFESHIP_IDEMPOTENCY_TABLE: is required but not set"
+        );
+    }
+
+    #[test]
+    fn malformed_flag_is_named_with_its_value() {
+        let err = CommonConfig::from_env(&env(&[
+            (POLICY_INLINE_VAR, "version: 1"),
+            ("SAFESHIP_IDEMPOTENCY_TABLE", "t"),
+            ("SAFESHIP_DRY_RUN", "maybe"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SAFESHIP_DRY_RUN"), "{err}");
+        assert!(err.to_string().contains("\"maybe\""), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_policy_source() {
+        assert!(PolicySource::from_env(&env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("no policy configured"));
+        let both = PolicySource::from_env(&env(&[
+            (POLICY_FILE_VAR, "/p.yaml"),
+            (POLICY_SSM_VAR, "/safeship/policy"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains(POLICY_FILE_VAR) && both.contains(POLICY_SSM_VAR),
+            "{both}"
+        );
+        assert_eq!(
+            PolicySource::from_env(&env(&[(POLICY_SSM_VAR, "/safeship/policy")])).unwrap(),
+            PolicySource::SsmParameter("/safeship/policy".into())
+        );
+    }
+
+    #[test]
+    fn defaults_apply_and_empty_counts_as_unset() {
+        let c = CommonConfig::from_env(&env(&[
+            (POLICY_FILE_VAR, "policy.yaml"),
+            ("SAFESHIP_IDEMPOTENCY_TABLE", "safeship-idempotency"),
+            ("SAFESHIP_EVENT_BUS", ""),
+        ]))
+        .unwrap();
+        assert_eq!(c.event_bus, "default");
+        assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn parse_or_names_variable_on_bad_number() {
+        let e = env(&[("SAFESHIP_HOOK_MARGIN_MS", "soon")]);
+        let err = e
+            .parse_or::<u64>("SAFESHIP_HOOK_MARGIN_MS", 1500)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SAFESHIP_HOOK_MARGIN_MS") && err.contains("soon"),
+            "{err}"
+        );
+        assert_eq!(env(&[]).parse_or::<u64>("X", 7).unwrap(), 7);
+    }
+}

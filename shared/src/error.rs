@@ -1,0 +1,89 @@
+//! The shared crate's one error type. Every variant says what was attempted and on which resource.
+
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration variable is missing or malformed; `name` is the variable.
+    #[error("configuration: environment variable {name}: {problem}")]
+    Config { name: String, problem: String },
+
+    /// The policy document could not be read, parsed or validated.
+    #[error("policy from {origin}: {problem}")]
+    Policy { origin: String, problem: String },
+
+    /// An inbound event is malformed or of a kind this function does not handle.
+    #[error("event: {0}")]
+    Event(#[from] crate::event::EventError),
+
+    /// An AWS call failed. `code` is the service's error code when it sent one
+    /// (e.g. `ThrottlingException`, `ConditionalCheckFailedException`).
+    #[error("{action} on {resource} failed: {message}")]
+    Aws {
+        action: &'static str,
+        resource: String,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// Data came back from AWS in a shape we cannot use.
+    #[error("{action} on {resource}: unexpected response: {problem}")]
+    Unexpected {
+        action: &'static str,
+        resource: String,
+        problem: String,
+    },
+}
+
+impl Error {
+    pub fn config(name: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Config {
+            name: name.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn policy(origin: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Policy {
+            origin: origin.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Wraps an SDK error with the operation and resource it concerned. The message carries the
+    /// whole error chain (`DisplayErrorContext`), since the SDK's own `Display` says only "service error".
+    pub fn aws<E>(action: &'static str, resource: impl Into<String>, err: E) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        Error::Aws {
+            action,
+            resource: resource.into(),
+            code: err.code().map(str::to_owned),
+            message: DisplayErrorContext(&err).to_string(),
+        }
+    }
+
+    pub fn unexpected(
+        action: &'static str,
+        resource: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        Error::Unexpected {
+            action,
+            resource: resource.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The AWS error code, if this is an AWS error that carried one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Logging: JSON in Lambda, readable lines in a terminal, and never a secret in either.
+//!
+//! Secrets are held in `secrecy::SecretString` so they cannot be formatted by accident; as a second
+//! line of defence every log line passes through [`redact`] before it is written.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::sync::OnceLock;
+
+use regex_lite::Regex;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Env;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Lambda's advanced logging controls set `AWS_LAMBDA_LOG_FORMAT` (`JSON`/`Text`) and
+/// `AWS_LAMBDA_LOG_LEVEL`; without them, JSON inside Lambda and text in a terminal.
+pub fn log_format(env: &Env) -> LogFormat {
+    match env
+        .optional("AWS_LAMBDA_LOG_FORMAT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        _ if env.optional("AWS_LAMBDA_FUNCTION_NAME").is_some() => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
+}
+
+/// The filter directive: `AWS_LAMBDA_LOG_LEVEL` (FATAL maps to error), else `RUST_LOG`, else info.
+pub fn log_filter(env: &Env) -> String {
+    if let Some(level) = env.optional("AWS_LAMBDA_LOG_LEVEL") {
+        return match level.to_ascii_lowercase().as_str() {
+            "fatal" => "error".to_owned(),
+            other => other.to_owned(),
+        };
+    }
+    env.optional("RUST_LOG").unwrap_or("info").to_owned()
+}
+
+/// Installs the global subscriber once per process. Logs go to stderr in a terminal (stdout
+/// stays for the command's own output) and to stdout in Lambda.
+pub fn init() {
+    let env = Env::from_process();
+    let filter = EnvFilter::try_new(log_filter(&env)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let in_lambda = env.optional("AWS_LAMBDA_RUNTIME_API").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (log_format(&env), in_lambda) {
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(Redacting(io::stdout))
+            .try_init(),
+        (LogFormat::Json, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(Redacting(io::stderr))
+            .try_init(),
+        (LogFormat::Text, true) => builder
+            .with_ansi(false)
+            .with_writer(Redacting(io::stdout))
+            .try_init(),
+        (LogFormat::Text, false) => builder.with_writer(Redacting(io::stderr)).try_init(),
+    };
+    // A second init (tests, the CLI calling several guard rails) keeps the first subscriber.
+    let _ = result;
+}
+
+/// Masks what looks like a secret: Slack webhook paths, passwords in connection URLs, and the
+/// values of keys named like secrets (`password`, `token`, `secret`, `webhook_url`, …).
+pub fn redact(line: &str) -> Cow<'_, str> {
+    static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        [
+            (r"(https://hooks\.slack\.com/)[^\s\x22'\\]+", "${1}[redacted]"),
+            (r"(https://[^\s\x22'/]*/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]{16,}", "${1}[redacted]"),
+            (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s\x22'@]+:)[^@\s\x22']+@", "${1}[redacted]@"),
+            (
+                r#"(?i)((?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
+                "${1}[redacted]",
+            ),
+        ]
+        .into_iter()
+        .map(|(pattern, replacement)| (Regex::new(pattern).expect("redaction patterns are valid"), replacement))
+        .collect()
+    });
+    let mut out = Cow::Borrowed(line);
+    for (regex, replacement) in rules {
+        if regex.is_match(&out) {
+            out = Cow::Owned(regex.replace_all(&out, *replacement).into_owned());
+        }
+    }
+    out
+}
+
+/// A `MakeWriter` whose writers pass every line through [`redact`]. The fmt layer writes each
+/// event in one `write` call, so a line is never split across two redactions.
+#[derive(Clone, Copy)]
+pub struct Redacting<F>(pub F);
+
+impl<'a, F, W> MakeWriter<'a> for Redacting<F>
+where
+    F: Fn() -> W + 'static,
+    W: Write,
+{
+    type Writer = RedactingWriter<W>;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter((self.0)())
+    }
+}
+
+pub struct RedactingWriter<W>(pub W);
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_webhook_paths_are_masked() {
+        let line = r#"{"msg":"posting","url":"https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX"}"#;
+        let out = redact(line);
+        assert!(!out.contains("T000/B000"), "{out}");
+        assert!(out.contains("https://hooks.slack.com/[redacted]"), "{out}");
+    }
+
+    #[test]
+    fn passwords_in_urls_and_fields_are_masked() {
+        let out = redact("connecting to postgres://app:s3cr3t-pw@db.internal:5432/app");
+        assert_eq!(
+            out,
+            "connecting to postgres://app:[redacted]@db.internal:5432/app"
+        );
+        let out = redact(r#"{"username":"app","password":"hunter2","port":5432}"#);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("\"username\":\"app\""), "{out}");
+        let out = redact("token=abc.def.ghi next");
+        assert_eq!(out, "token=[redacted] next");
+        // JSON logs escape inner quotes: {"error":"... \"password\":\"x\" ..."}
+        let out = redact(r#"{"error":"bad secret {\"password\":\"hunter2\"}"}"#);
+        assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    #[test]
+    fn ordinary_lines_are_untouched() {
+        let line = "stop-deployment d-ABCDEF123 for alarm checkout-prod-5xx-rate";
+        assert!(matches!(redact(line), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn format_and_level_follow_lambda_controls() {
+        let lambda = Env::from_pairs([("AWS_LAMBDA_FUNCTION_NAME", "f")]);
+        assert_eq!(log_format(&lambda), LogFormat::Json);
+        let text = Env::from_pairs([
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+        ]);
+        assert_eq!(log_format(&text), LogFormat::Text);
+        assert_eq!(
+            log_format(&Env::from_pairs::<&str, &str>([])),
+            LogFormat::Text
+        );
+        assert_eq!(
+            log_filter(&Env::from_pairs([("AWS_LAMBDA_LOG_LEVEL", "FATAL")])),
+            "error"
+        );
+        assert_eq!(
+            log_filter(&Env::from_pairs([("RUST_LOG", "debug")])),
+            "debug"
+        );
+    }
+
+    #[test]
+    fn writer_redacts_what_passes_through() {
+        let mut w = RedactingWriter(Vec::new());
+        w.write_all(b"webhook_url=https://hooks.slack.com/services/T1/B2/abcdefabcdefabcdef\n")
+            .unwrap();
+        let out = String::from_utf8(w.0).unwrap();
+        assert!(!out.contains("abcdef"), "{out}");
+    }
+}

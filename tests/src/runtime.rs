@@ -1,0 +1,237 @@
+//! A local implementation of the Lambda Runtime API, so the real function binaries run here as
+//! they run in Lambda: the process polls `/runtime/invocation/next`, we hand it an event, and it
+//! posts its response or error back.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, Notify};
+
+/// What a function answered to one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Response(Value),
+    Error {
+        error_type: String,
+        error_message: String,
+    },
+}
+
+struct Pending {
+    request_id: String,
+    payload: Value,
+    deadline: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<VecDeque<Pending>>,
+    queued: Notify,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    init_error: Mutex<Option<Answer>>,
+    init_failed: Notify,
+    first_poll: Mutex<Option<Instant>>,
+    polled: Notify,
+}
+
+pub struct LocalRuntime {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl LocalRuntime {
+    pub async fn start() -> LocalRuntime {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime API");
+        let addr = listener.local_addr().expect("runtime API address");
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("runtime API server")
+        });
+        LocalRuntime {
+            addr,
+            shared,
+            next_id: Default::default(),
+        }
+    }
+
+    /// The value for `AWS_LAMBDA_RUNTIME_API`.
+    pub fn api(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Starts a function binary against this runtime, as Lambda would.
+    pub fn spawn_function(&self, binary: &Path, name: &str, env: &[(String, String)]) -> Child {
+        Command::new(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", self.api())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()))
+    }
+
+    /// Waits for the function's first poll (its init is done) or its init error.
+    pub async fn ready(&self, timeout: Duration) -> Result<Instant, Answer> {
+        let wait = async {
+            loop {
+                let polled = self.shared.polled.notified();
+                let failed = self.shared.init_failed.notified();
+                if let Some(at) = *self.shared.first_poll.lock().unwrap() {
+                    return Ok(at);
+                }
+                if let Some(err) = self.shared.init_error.lock().unwrap().clone() {
+                    return Err(err);
+                }
+                tokio::select! { _ = polled => {}, _ = failed => {} }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Answer::Error {
+                    error_type: "Timeout".into(),
+                    error_message: format!("the function did not start within {timeout:?}"),
+                })
+            })
+    }
+
+    /// Delivers one event and waits for the answer. `deadline` is what the function is told it
+    /// has (the `Lambda-Runtime-Deadline-Ms` header); we wait a little longer than that.
+    pub async fn invoke(&self, payload: Value, deadline: Duration) -> Answer {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request_id = format!("req-{n:04}");
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(request_id.clone(), tx);
+        self.shared.queue.lock().unwrap().push_back(Pending {
+            request_id,
+            payload,
+            deadline,
+        });
+        self.shared.queued.notify_one();
+        match tokio::time::timeout(deadline + Duration::from_secs(5), rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => Answer::Error {
+                error_type: "Timeout".into(),
+                error_message: format!("no answer within {deadline:?}"),
+            },
+        }
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    shared
+        .first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
+    shared.polled.notify_waiters();
+    let pending = loop {
+        let queued = shared.queued.notified();
+        if let Some(p) = shared.queue.lock().unwrap().pop_front() {
+            break p;
+        }
+        queued.await;
+    };
+    let deadline_ms = chrono::Utc::now().timestamp_millis() + pending.deadline.as_millis() as i64;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "lambda-runtime-aws-request-id",
+        pending.request_id.parse().unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        deadline_ms.to_string().parse().unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:eu-west-1:123456789012:function:local"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+    );
+    (headers, pending.payload.to_string())
+}
+
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    answer(&shared, &id, Answer::Response(value))
+}
+
+async fn error(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
+    answer(&shared, &id, parse_error(&body))
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    *shared.init_error.lock().unwrap() = Some(parse_error(&body));
+    shared.init_failed.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+fn answer(shared: &Shared, id: &str, answer: Answer) -> StatusCode {
+    match shared.waiting.lock().unwrap().remove(id) {
+        Some(tx) => {
+            let _ = tx.send(answer);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+fn parse_error(body: &[u8]) -> Answer {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    Answer::Error {
+        error_type: v["errorType"].as_str().unwrap_or("unknown").to_owned(),
+        error_message: v["errorMessage"].as_str().unwrap_or("").to_owned(),
+    }
+}

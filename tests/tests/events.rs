@@ -1,0 +1,193 @@
+//! Every sample in `events/` round-trips: parse → normalise → the expected variant, and each
+//! sample is covered here (a new sample without a case fails).
+
+use safeship::event::{normalise, AlarmKind, AlarmState, Delivery, DeploymentState, Inbound};
+use safeship_e2e::emulators::{events_dir, sample_event};
+
+#[derive(Debug)]
+enum Expect {
+    Hook,
+    Alarm(AlarmKind, AlarmState, &'static str),
+    Deployment(DeploymentState),
+    Scheduled,
+}
+
+const CASES: &[(&str, Expect, &str)] = &[
+    (
+        "codedeploy-lifecycle-before-allow-traffic.json",
+        Expect::Hook,
+        "direct",
+    ),
+    (
+        "codedeploy-lifecycle-after-allow-traffic.json",
+        Expect::Hook,
+        "direct",
+    ),
+    (
+        "alarm-eventbridge-metric.json",
+        Expect::Alarm(
+            AlarmKind::Metric,
+            AlarmState::Alarm,
+            "checkout-prod-5xx-rate",
+        ),
+        "eventbridge",
+    ),
+    (
+        "alarm-eventbridge-metric-math.json",
+        Expect::Alarm(
+            AlarmKind::MetricMath,
+            AlarmState::Alarm,
+            "checkout-prod-error-ratio",
+        ),
+        "eventbridge",
+    ),
+    (
+        "alarm-eventbridge-composite.json",
+        Expect::Alarm(
+            AlarmKind::Composite,
+            AlarmState::Alarm,
+            "checkout-prod-health",
+        ),
+        "eventbridge",
+    ),
+    (
+        "alarm-eventbridge-ok.json",
+        Expect::Alarm(AlarmKind::Metric, AlarmState::Ok, "checkout-prod-5xx-rate"),
+        "eventbridge",
+    ),
+    (
+        "alarm-sns-metric.json",
+        Expect::Alarm(
+            AlarmKind::Metric,
+            AlarmState::Alarm,
+            "checkout-prod-5xx-rate",
+        ),
+        "sns",
+    ),
+    (
+        "alarm-sns-composite.json",
+        Expect::Alarm(
+            AlarmKind::Composite,
+            AlarmState::Alarm,
+            "checkout-prod-health",
+        ),
+        "sns",
+    ),
+    (
+        "alarm-lambda-action.json",
+        Expect::Alarm(
+            AlarmKind::Metric,
+            AlarmState::Alarm,
+            "checkout-prod-5xx-rate",
+        ),
+        "direct",
+    ),
+    (
+        "codedeploy-deployment-start.json",
+        Expect::Deployment(DeploymentState::Start),
+        "eventbridge",
+    ),
+    (
+        "codedeploy-deployment-success.json",
+        Expect::Deployment(DeploymentState::Success),
+        "eventbridge",
+    ),
+    (
+        "codedeploy-deployment-failure.json",
+        Expect::Deployment(DeploymentState::Failure),
+        "eventbridge",
+    ),
+    (
+        "codedeploy-deployment-stop.json",
+        Expect::Deployment(DeploymentState::Stop),
+        "eventbridge",
+    ),
+    (
+        "codedeploy-deployment-ready.json",
+        Expect::Deployment(DeploymentState::Ready),
+        "eventbridge",
+    ),
+    ("scheduled-event.json", Expect::Scheduled, "eventbridge"),
+];
+
+/// Samples that are not events safeship normalises (a direct invocation of one function).
+const FUNCTION_PAYLOADS: &[&str] = &["predeploy-snapshot-direct.json"];
+
+#[test]
+fn every_sample_normalises_to_its_variant() {
+    for (file, expect, via) in CASES {
+        let normalised = normalise(&sample_event(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let delivered = match normalised.delivery {
+            Delivery::Direct => "direct",
+            Delivery::EventBridge { .. } => "eventbridge",
+            Delivery::Sns { .. } => "sns",
+        };
+        assert_eq!(delivered, *via, "{file}");
+        match (expect, &normalised.event) {
+            (Expect::Hook, Inbound::LifecycleHook(h)) => {
+                assert_eq!(h.deployment_id, "d-ABCDEF123", "{file}");
+                assert!(!h.lifecycle_event_hook_execution_id.is_empty(), "{file}");
+            }
+            (Expect::Alarm(kind, state, name), Inbound::AlarmStateChange(a)) => {
+                assert_eq!(
+                    (&a.kind, &a.state, a.alarm_name.as_str()),
+                    (kind, state, *name),
+                    "{file}"
+                );
+                assert_eq!(a.region.as_deref(), Some("eu-west-1"), "{file}");
+                assert!(
+                    a.alarm_arn
+                        .as_deref()
+                        .is_some_and(|arn| arn.ends_with(name)),
+                    "{file}: {:?}",
+                    a.alarm_arn
+                );
+            }
+            (Expect::Deployment(state), Inbound::DeploymentStateChange(d)) => {
+                assert_eq!(d.state, *state, "{file}");
+                assert_eq!(
+                    (d.application.as_str(), d.deployment_group.as_str()),
+                    ("checkout", "checkout-prod"),
+                    "{file}"
+                );
+                assert_eq!(d.deployment_id, "d-ABCDEF123", "{file}");
+            }
+            (Expect::Scheduled, Inbound::Scheduled(s)) => assert!(!s.rules.is_empty(), "{file}"),
+            (expect, got) => panic!("{file}: expected {expect:?}, got {got:?}"),
+        }
+        // Normalising is deterministic: the same delivery twice gives the same event.
+        assert_eq!(
+            normalise(&sample_event(file)).unwrap(),
+            normalised,
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn the_same_transition_has_one_key_whichever_route_delivers_it() {
+    let key = |file: &str| match normalise(&sample_event(file)).unwrap().event {
+        Inbound::AlarmStateChange(a) => a.transition_key(),
+        other => panic!("{file}: {other:?}"),
+    };
+    assert_eq!(
+        key("alarm-eventbridge-metric.json"),
+        key("alarm-sns-metric.json")
+    );
+}
+
+#[test]
+fn every_sample_file_has_a_case() {
+    let mut files: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    for f in &files {
+        assert!(
+            CASES.iter().any(|(c, _, _)| c == f) || FUNCTION_PAYLOADS.contains(&f.as_str()),
+            "events/{f} has no round-trip case"
+        );
+    }
+}
