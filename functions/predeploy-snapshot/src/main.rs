@@ -1,12 +1,16 @@
+use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use safeship::config::Env;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> anyhow::Result<()> {
     safeship::telemetry::init();
-    let deps = predeploy_snapshot::Deps::from_env(&Env::from_process()).await?;
+    let deps = predeploy_snapshot::Deps::from_env(&Env::from_process())
+        .await
+        .context("cold start of predeploy-snapshot")?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         predeploy_snapshot::handler(&deps, event)
     }))
     .await
+    .map_err(|e| anyhow::anyhow!(e))
 }
