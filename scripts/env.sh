@@ -21,13 +21,14 @@ safeship_cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
   if [ -n "${PG_TMP:-}" ] && [ -d "$PG_TMP" ]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate stop >/dev/null 2>&1 || true
+    "${PG_RUNAS[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -m immediate stop >/dev/null 2>&1 || true
   fi
   for d in "${CLEANUP_DIRS[@]:-}"; do
-    [ -n "$d" ] && rm -rf "$d"
+    if [ -n "$d" ]; then rm -rf "$d"; fi
   done
 }
-trap safeship_cleanup EXIT
+# Keep the script's own exit status: the cleanup must not turn a pass into a failure.
+trap 'rc=$?; safeship_cleanup; exit $rc' EXIT
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -117,17 +118,18 @@ ensure_postgres() {
     fi
     local port; port=$(free_port)
     PG_TMP=$(mktemp -d /tmp/safeship-pg.XXXXXX)
+    CLEANUP_DIRS+=("$PG_TMP")
     chmod 755 "$PG_TMP"
     # initdb refuses to run as root: the cluster belongs to the postgres user.
-    local runas=()
+    PG_RUNAS=()
     if [ "$(id -u)" = 0 ]; then
       id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
       chown postgres "$PG_TMP"
-      runas=(runuser -u postgres --)
+      PG_RUNAS=(runuser -u postgres --)
     fi
-    "${runas[@]}" "$PG_BIN/initdb" -D "$PG_TMP/data" -A trust -U postgres >/dev/null ||
+    "${PG_RUNAS[@]}" "$PG_BIN/initdb" -D "$PG_TMP/data" -A trust -U postgres >/dev/null ||
       die "initdb failed"
-    "${runas[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
+    "${PG_RUNAS[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
       -o "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null ||
       die "PostgreSQL did not start: see $PG_TMP/log"
     export DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
