@@ -116,8 +116,12 @@ pub struct HttpCheck {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LambdaCheck {
     pub name: String,
-    /// The function's name or ARN; the version invoked is the deployment's target version.
+    /// The function's name or ARN.
     pub function: String,
+    /// The version or alias to invoke. Default: the deployment's target version when `function`
+    /// is the function being deployed, else unqualified (`$LATEST`).
+    #[serde(default)]
+    pub qualifier: Option<String>,
     #[serde(default)]
     pub payload: serde_json::Value,
     #[serde(default)]

@@ -3,3 +3,4 @@
 
 pub mod emulators;
 pub mod runtime;
+pub mod split;

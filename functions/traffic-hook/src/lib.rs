@@ -1,16 +1,28 @@
 //! The traffic hook: CodeDeploy invokes it at `BeforeAllowTraffic` / `AfterAllowTraffic` and waits
-//! for `PutLifecycleEventHookExecutionStatus`.
-//!
-//! Foundation stage: the smoke-check runner lands in its own issue. Until then the hook fails
-//! closed — it reports `Failed` with the reason, at once — because a hook that stays silent blocks
-//! the deployment for an hour, and one that says `Succeeded` unchecked lets a broken version in.
+//! for `PutLifecycleEventHookExecutionStatus`. It looks the deployment up, runs the group's smoke
+//! checks within its own deadline, and reports exactly once — whatever happens, because a silent
+//! hook blocks a deployment for an hour.
 
-use aws_sdk_codedeploy::types::LifecycleEventStatus;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
 use safeship::event::{EventError, Inbound, LifecycleHook};
+use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
+use safeship::idempotency::Once;
 use safeship::lambda::{accept, Common};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub mod checks;
+pub mod deployment;
+pub mod expect;
+pub mod verdict;
+
+use checks::CheckClients;
+use deployment::Target;
+use verdict::{HookStatus, Verdict};
 
 pub const FUNCTION: &str = "traffic-hook";
 
@@ -20,6 +32,15 @@ pub enum Error {
     Safeship(#[from] safeship::Error),
     #[error(transparent)]
     Event(#[from] EventError),
+    /// The one failure the hook cannot absorb: CodeDeploy did not take the status.
+    #[error("reporting {status:?} for deployment {deployment_id} failed: {source}")]
+    Report {
+        status: HookStatus,
+        deployment_id: String,
+        source: safeship::Error,
+    },
+    #[error("building the HTTP client for smoke checks: {0}")]
+    HttpClient(String),
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -28,64 +49,337 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The hook's own settings, read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSettings {
+    /// Time kept back from the Lambda deadline for reporting (with its retries).
+    pub report_margin: Duration,
+    /// Which lifecycle event this function is wired to (`BeforeAllowTraffic`, …): CodeDeploy's
+    /// payload does not say, so the template sets it; it only labels guard events.
+    pub lifecycle_event: Option<String>,
+}
+
+impl HookSettings {
+    pub fn from_env(env: &Env) -> Result<Self, safeship::Error> {
+        let margin_ms: u64 = env.parse_or("SAFESHIP_HOOK_REPORT_MARGIN_MS", 5_000)?;
+        if !(100..=60_000).contains(&margin_ms) {
+            return Err(safeship::Error::config(
+                "SAFESHIP_HOOK_REPORT_MARGIN_MS",
+                format!("must be 100..=60000 milliseconds, found {margin_ms}"),
+            ));
+        }
+        Ok(HookSettings {
+            report_margin: Duration::from_millis(margin_ms),
+            lifecycle_event: env.optional("SAFESHIP_LIFECYCLE_EVENT").map(str::to_owned),
+        })
+    }
+}
+
 pub struct Deps {
     pub common: Common,
     pub codedeploy: aws_sdk_codedeploy::Client,
+    pub checks: CheckClients,
+    pub settings: HookSettings,
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
+        let settings = HookSettings::from_env(env)?;
         let common = Common::load(env).await?;
-        let codedeploy = aws_sdk_codedeploy::Client::new(&common.sdk);
-        Ok(Deps { common, codedeploy })
+        let checks = CheckClients {
+            http: http_client()?,
+            lambda: aws_sdk_lambda::Client::new(&common.sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&common.sdk),
+        };
+        Ok(Deps {
+            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
+            common,
+            checks,
+            settings,
+        })
     }
 }
 
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
+/// The smoke checks' HTTP client; checks bound their own time, so no client-wide timeout.
+pub fn http_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("safeship-traffic-hook/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| Error::HttpClient(e.to_string()))
+}
+
+/// What the invocation returns (and what a redelivery of the same hook execution gets back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HookAnswer {
+    pub deployment_id: String,
+    pub lifecycle_event_hook_execution_id: String,
+    /// `Succeeded`, `Failed`, or `InProgress` when another delivery is handling it.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// This delivery repeated one already handled: nothing was reported again.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswer, Error> {
     let normalised = accept(FUNCTION, &event.payload, |e| {
         matches!(e, Inbound::LifecycleHook(_))
     })?;
     let Inbound::LifecycleHook(hook) = normalised.event else {
         unreachable!("accept keeps lifecycle hooks only")
     };
-    run_hook(&deps.codedeploy, &hook).await
+    let deadline = hook_deadline(
+        event.context.deadline,
+        SystemTime::now(),
+        deps.settings.report_margin,
+    );
+    run_hook(deps, &hook, deadline).await
 }
 
-/// Reports the hook's status. Until the check runner exists every hook fails closed.
+/// The instant by which the checks must be done: the Lambda deadline less the report margin.
+pub fn hook_deadline(
+    lambda_deadline_ms: u64,
+    now: SystemTime,
+    margin: Duration,
+) -> tokio::time::Instant {
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
+    tokio::time::Instant::now() + left.saturating_sub(margin)
+}
+
+/// Handles one hook execution once: a redelivery returns the first answer without reporting.
 pub async fn run_hook(
-    codedeploy: &aws_sdk_codedeploy::Client,
+    deps: &Deps,
     hook: &LifecycleHook,
-) -> Result<Value, Error> {
-    let reason = "smoke checks are not built into this safeship version yet; failing closed";
-    report(codedeploy, hook, LifecycleEventStatus::Failed).await?;
-    tracing::warn!(deployment = %hook.deployment_id, reason, "hook reported Failed");
-    Ok(json!({
-        "deployment-id": hook.deployment_id,
-        "status": "Failed",
-        "reason": reason,
-    }))
+    deadline: tokio::time::Instant,
+) -> Result<HookAnswer, Error> {
+    let key = format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id);
+    let once = deps
+        .common
+        .idempotency
+        .once(&key, || check_and_report(deps, hook, deadline))
+        .await;
+    match once {
+        Ok(Once::Ran(answer)) => Ok(answer),
+        Ok(Once::AlreadyDone(mut answer)) => {
+            tracing::info!(deployment = %hook.deployment_id, status = %answer.status,
+                "duplicate delivery: this hook execution was already reported");
+            answer.duplicate = true;
+            Ok(answer)
+        }
+        Ok(Once::InProgressElsewhere) => {
+            tracing::info!(deployment = %hook.deployment_id,
+                "duplicate delivery: another invocation is handling this hook execution");
+            Ok(HookAnswer {
+                deployment_id: hook.deployment_id.clone(),
+                lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
+                status: "InProgress".into(),
+                reason: "another invocation is handling this hook execution".into(),
+                checks: vec![],
+                duplicate: true,
+            })
+        }
+        // The idempotency store failed around the work. Silence is the one wrong answer: fail
+        // closed. (CodeDeploy itself refuses a second status for a completed hook execution.)
+        Err(Error::Safeship(store_error)) => {
+            let verdict = Verdict::failed(format!(
+                "safeship could not record this hook execution, failing closed: {store_error}"
+            ));
+            report(&deps.codedeploy, hook, verdict.status).await?;
+            tracing::error!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Failed");
+            Ok(answer(hook, &verdict, vec![]))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn check_and_report(
+    deps: &Deps,
+    hook: &LifecycleHook,
+    deadline: tokio::time::Instant,
+) -> Result<HookAnswer, Error> {
+    let looked_up = tokio::time::timeout_at(
+        deadline,
+        deployment::look_up(&deps.codedeploy, &hook.deployment_id),
+    )
+    .await;
+    let (target, verdict, results) = match looked_up {
+        Err(_) => (
+            None,
+            Verdict::failed("timed out looking up the deployment (codedeploy:GetDeployment)"),
+            vec![],
+        ),
+        Ok(Err(e)) => (
+            None,
+            Verdict::failed(format!("could not look up the deployment: {e}")),
+            vec![],
+        ),
+        Ok(Ok(target)) => {
+            let (verdict, results) = decide(deps, &target, deadline).await;
+            (Some(target), verdict, results)
+        }
+    };
+    report(&deps.codedeploy, hook, verdict.status).await?;
+    match verdict.status {
+        HookStatus::Succeeded => {
+            tracing::info!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Succeeded")
+        }
+        HookStatus::Failed => {
+            tracing::warn!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Failed")
+        }
+    }
+    publish(deps, hook, target.as_ref(), &verdict, &results).await;
+    Ok(answer(hook, &verdict, results))
+}
+
+/// Finds the group's checks and runs them; an unchecked group is decided without running.
+async fn decide(
+    deps: &Deps,
+    target: &Target,
+    deadline: tokio::time::Instant,
+) -> (Verdict, Vec<CheckResult>) {
+    let policy = deps
+        .common
+        .policy
+        .group(&target.application, &target.deployment_group)
+        .and_then(|g| g.policy.traffic_hook.as_ref());
+    if let Some(verdict) = verdict::without_checks(target, policy) {
+        if verdict.status == HookStatus::Succeeded {
+            tracing::warn!(application = %target.application, group = %target.deployment_group,
+                "UNCHECKED DEPLOYMENT: no smoke checks configured and allow-unchecked is set; reporting Succeeded");
+        }
+        return (verdict, vec![]);
+    }
+    let policy = policy.expect("without_checks returns None only for a group with checks");
+    let run = checks::run_until(checks::plan(policy, target, &deps.checks), deadline).await;
+    (verdict::from_run(&run), run.results)
+}
+
+fn answer(hook: &LifecycleHook, verdict: &Verdict, checks: Vec<CheckResult>) -> HookAnswer {
+    HookAnswer {
+        deployment_id: hook.deployment_id.clone(),
+        lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
+        status: format!("{:?}", verdict.status),
+        reason: verdict.reason.clone(),
+        checks,
+        duplicate: false,
+    }
+}
+
+/// The guard event is news for people, not part of the hook's contract: a failure to publish is
+/// logged, never turned into a second report.
+async fn publish(
+    deps: &Deps,
+    hook: &LifecycleHook,
+    target: Option<&Target>,
+    verdict: &Verdict,
+    results: &[CheckResult],
+) {
+    let lifecycle_event = deps.settings.lifecycle_event.clone();
+    let checks = results.to_vec();
+    let outcome = match verdict.status {
+        HookStatus::Succeeded => Outcome::HookPassed {
+            lifecycle_event,
+            checks,
+        },
+        HookStatus::Failed => Outcome::HookFailed {
+            lifecycle_event,
+            reason: verdict.reason.clone(),
+            checks,
+        },
+    };
+    let event = GuardEvent {
+        id: format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id),
+        time: Utc::now(),
+        guard: Guard::TrafficHook,
+        application: target.map(|t| t.application.clone()),
+        deployment_group: target.map(|t| t.deployment_group.clone()),
+        deployment_id: Some(hook.deployment_id.clone()),
+        dry_run: false,
+        outcome,
+    };
+    if let Err(e) = deps.common.guard.publish(&event).await {
+        tracing::error!(error = %e, "could not publish the hook's guard event");
+    }
 }
 
 /// `PutLifecycleEventHookExecutionStatus`; throttling and 5xx are retried by the SDK's standard
-/// retry (see `safeship::aws`).
+/// retry (see `safeship::aws`). A hook execution CodeDeploy already counts as completed (a
+/// status from an earlier delivery arrived) is not an error: the status stands.
 pub async fn report(
     codedeploy: &aws_sdk_codedeploy::Client,
     hook: &LifecycleHook,
-    status: LifecycleEventStatus,
+    status: HookStatus,
 ) -> Result<(), Error> {
-    codedeploy
+    let sent = codedeploy
         .put_lifecycle_event_hook_execution_status()
         .deployment_id(&hook.deployment_id)
         .lifecycle_event_hook_execution_id(&hook.lifecycle_event_hook_execution_id)
-        .status(status)
+        .status(status.as_sdk())
         .send()
-        .await
-        .map_err(|e| {
-            safeship::Error::aws(
+        .await;
+    match sent {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_lifecycle_event_already_completed_exception()) =>
+        {
+            tracing::warn!(deployment = %hook.deployment_id,
+                "CodeDeploy already holds a status for this hook execution; not reporting again");
+            Ok(())
+        }
+        Err(e) => {
+            let source = safeship::Error::aws(
                 "codedeploy:PutLifecycleEventHookExecutionStatus",
                 format!("deployment {}", hook.deployment_id),
                 e,
-            )
-        })?;
-    Ok(())
+            );
+            tracing::error!(error = %source, "the hook's status did not reach CodeDeploy");
+            Err(Error::Report {
+                status,
+                deployment_id: hook.deployment_id.clone(),
+                source,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_keeps_the_report_margin() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let before = tokio::time::Instant::now();
+        let d = hook_deadline(1_000_000 + 30_000, now, Duration::from_secs(5));
+        let left = d - before;
+        assert!(
+            left >= Duration::from_secs(25) && left < Duration::from_secs(26),
+            "{left:?}"
+        );
+        // A deadline already inside the margin leaves no time for checks, not a panic.
+        let d = hook_deadline(1_000_000 + 1_000, now, Duration::from_secs(5));
+        assert!(d <= tokio::time::Instant::now());
+    }
+
+    #[test]
+    fn settings_name_a_bad_margin() {
+        let env = Env::from_pairs([("SAFESHIP_HOOK_REPORT_MARGIN_MS", "5")]);
+        let err = HookSettings::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("SAFESHIP_HOOK_REPORT_MARGIN_MS"), "{err}");
+        let ok = HookSettings::from_env(&Env::from_pairs([(
+            "SAFESHIP_LIFECYCLE_EVENT",
+            "AfterAllowTraffic",
+        )]))
+        .unwrap();
+        assert_eq!(ok.report_margin, Duration::from_secs(5));
+        assert_eq!(ok.lifecycle_event.as_deref(), Some("AfterAllowTraffic"));
+    }
 }

@@ -11,8 +11,9 @@ use safeship_e2e::emulators::{
     sdk_config, unique, REGION,
 };
 use safeship_e2e::runtime::{Answer, LocalRuntime};
+use safeship_e2e::split::SplitEndpoint;
 use serde_json::{json, Value};
-use wiremock::matchers::header;
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const FUNCTIONS: [&str; 5] = [
@@ -55,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
     println!("safeship demo: one deployment of checkout/checkout-prod, through the real function binaries");
     println!("AWS emulated by moto at {moto}; CodeDeploy's hook and stop operations by wiremock\n");
 
+    // The service under smoke test: it answers as version 4.
+    let service = serve_checkout("4").await;
+
     // The account as an installation of safeship leaves it.
     let table = unique("safeship-idempotency");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
@@ -62,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
     aws_sdk_ssm::Client::new(&sdk)
         .put_parameter()
         .name(&parameter)
-        .value(example_policy())
+        .value(example_policy().replace("http://127.0.0.1:8081", &service))
         .r#type(ParameterType::SecureString)
         .send()
         .await
@@ -80,10 +84,33 @@ async fn main() -> anyhow::Result<()> {
     .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
     .mount(&codedeploy)
     .await;
+    // One CodeDeploy endpoint: the report to wiremock, GetDeployment & co. to moto.
+    let codedeploy_split = SplitEndpoint::json_operations(
+        &moto,
+        &codedeploy.uri(),
+        &["PutLifecycleEventHookExecutionStatus", "StopDeployment"],
+    )
+    .await;
+    let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
+    checkout_in_codedeploy(&codedeploy_moto).await?;
+    quiet_alarm(
+        &aws_sdk_cloudwatch::Client::new(&sdk),
+        "checkout-prod-5xx-rate",
+    )
+    .await?;
+
+    // Lambda's Invoke for the hook's Lambda check (moto runs function code only in Docker).
+    let lambda = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2015-03-31/functions/checkout-api/invocations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
+        .mount(&lambda)
+        .await;
 
     let env: Vec<(String, String)> = vec![
         ("AWS_ENDPOINT_URL".into(), moto.clone()),
-        ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy.uri()),
+        ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
+        ("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.uri()),
         ("AWS_REGION".into(), REGION.into()),
         ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
@@ -147,24 +174,62 @@ async fn main() -> anyhow::Result<()> {
         },
     );
 
-    // 2. The BeforeAllowTraffic hook.
-    let hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
-    t.line("codedeploy", "invokes the BeforeAllowTraffic hook");
-    show(
-        &t,
-        "traffic-hook",
-        invoke("traffic-hook", hook).await,
-        |b| format!("reported {} — {}", b["status"], b["reason"]),
-    );
+    // 2. The BeforeAllowTraffic hook, twice: a healthy version, then one that is not what the
+    //    deployment says it ships.
+    for (target_version, story) in [
+        ("4", "healthy version 4"),
+        ("5", "version 5, but the service still answers 4"),
+    ] {
+        let deployment_id = lambda_deployment(&codedeploy_moto, target_version).await?;
+        let mut hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
+        hook["DeploymentId"] = json!(deployment_id);
+        hook["LifecycleEventHookExecutionId"] = json!(unique("hook-execution"));
+        t.line(
+            "codedeploy",
+            format!("deployment {deployment_id} ({story}): invokes the BeforeAllowTraffic hook"),
+        );
+        show(
+            &t,
+            "traffic-hook",
+            invoke("traffic-hook", hook).await,
+            |b| {
+                let checks: Vec<String> = b["checks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        format!(
+                            "{} {} in {} ms ({})",
+                            c["name"].as_str().unwrap_or("?"),
+                            if c["passed"] == json!(true) {
+                                "passed"
+                            } else {
+                                "FAILED"
+                            },
+                            c["duration-ms"],
+                            c["detail"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "reported {} — {}\n{:>31}{}",
+                    b["status"],
+                    b["reason"].as_str().unwrap_or(""),
+                    "",
+                    checks.join(&format!("\n{:>31}", ""))
+                )
+            },
+        );
+    }
     for request in codedeploy.received_requests().await.unwrap_or_default() {
-        let target = request
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?");
         t.detail(format!(
             "CodeDeploy received {} {}",
-            target.trim_start_matches("CodeDeploy_20141006."),
+            request
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .trim_start_matches("CodeDeploy_20141006."),
             String::from_utf8_lossy(&request.body)
         ));
     }
@@ -263,4 +328,117 @@ fn show(t: &Timeline, who: &str, answer: Answer, describe: impl Fn(&Value) -> St
         Answer::Response(body) => t.line(who, describe(&body)),
         Answer::Error { error_message, .. } => t.line(who, format!("rejected: {error_message}")),
     }
+}
+
+/// The example policy's application and group, as CodeDeploy would hold them (reused if a
+/// running moto already has them).
+async fn checkout_in_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) -> anyhow::Result<()> {
+    use aws_sdk_codedeploy::types::ComputePlatform;
+    let app = codedeploy
+        .create_application()
+        .application_name("checkout")
+        .compute_platform(ComputePlatform::Lambda)
+        .send()
+        .await;
+    if let Err(e) = app {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_application_already_exists_exception())
+        {
+            return Err(anyhow::anyhow!(
+                aws_sdk_codedeploy::error::DisplayErrorContext(e)
+            ))
+            .context("moto CreateApplication checkout");
+        }
+    }
+    let group = codedeploy
+        .create_deployment_group()
+        .application_name("checkout")
+        .deployment_group_name("checkout-prod")
+        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
+        .send()
+        .await;
+    if let Err(e) = group {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_deployment_group_already_exists_exception())
+        {
+            return Err(anyhow::anyhow!(
+                aws_sdk_codedeploy::error::DisplayErrorContext(e)
+            ))
+            .context("moto CreateDeploymentGroup checkout-prod");
+        }
+    }
+    Ok(())
+}
+
+/// A Lambda deployment of `checkout-api` to `target_version`, with the AppSpec CodeDeploy keeps.
+async fn lambda_deployment(
+    codedeploy: &aws_sdk_codedeploy::Client,
+    target_version: &str,
+) -> anyhow::Result<String> {
+    use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
+    let appspec = format!(
+        "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: checkout-api\n        Alias: live\n        CurrentVersion: \"3\"\n        TargetVersion: \"{target_version}\"\n"
+    );
+    let out = codedeploy
+        .create_deployment()
+        .application_name("checkout")
+        .deployment_group_name("checkout-prod")
+        .revision(
+            RevisionLocation::builder()
+                .revision_type(RevisionLocationType::AppSpecContent)
+                .app_spec_content(AppSpecContent::builder().content(appspec).build())
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_codedeploy::error::DisplayErrorContext(e)))
+        .context("moto CreateDeployment")?;
+    out.deployment_id
+        .context("moto CreateDeployment returned no deploymentId")
+}
+
+/// The alarm the hook's alarm check reads, in `OK`.
+async fn quiet_alarm(cloudwatch: &aws_sdk_cloudwatch::Client, name: &str) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
+        .context("moto PutMetricAlarm")?;
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(StateValue::Ok)
+        .state_reason("demo: quiet")
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
+        .context("moto SetAlarmState")?;
+    Ok(())
+}
+
+/// The checkout service's health endpoint, answering as version `version`.
+async fn serve_checkout(version: &'static str) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/health",
+        get(move || async move { axum::Json(json!({"version": version, "db": "ok"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on 127.0.0.1");
+    let addr = listener.local_addr().expect("bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
 }

@@ -1,0 +1,108 @@
+//! One endpoint for a service that moto serves only in part: the operations moto lacks go to a
+//! wiremock server (which asserts the exact request), everything else is forwarded to moto.
+//!
+//! The SDK sends all of a service's operations to one endpoint (`AWS_ENDPOINT_URL_<SERVICE>`), so
+//! this split is how a test uses moto's real `GetDeployment` and wiremock's asserted
+//! `PutLifecycleEventHookExecutionStatus` through the same CodeDeploy client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::Router;
+
+type Route = dyn Fn(&Parts) -> bool + Send + Sync;
+
+struct Split {
+    moto: String,
+    mock: String,
+    to_mock: Box<Route>,
+    client: reqwest::Client,
+}
+
+pub struct SplitEndpoint {
+    addr: SocketAddr,
+}
+
+impl SplitEndpoint {
+    /// Requests for which `to_mock` is true go to `mock`, the rest to `moto`.
+    pub async fn start(
+        moto: &str,
+        mock: &str,
+        to_mock: impl Fn(&Parts) -> bool + Send + Sync + 'static,
+    ) -> SplitEndpoint {
+        let split = Arc::new(Split {
+            moto: moto.trim_end_matches('/').to_owned(),
+            mock: mock.trim_end_matches('/').to_owned(),
+            to_mock: Box::new(to_mock),
+            client: reqwest::Client::new(),
+        });
+        let app = Router::new().fallback(forward).with_state(split);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        SplitEndpoint { addr }
+    }
+
+    /// JSON 1.1 services (CodeDeploy): by the operation in `x-amz-target`.
+    pub async fn json_operations(
+        moto: &str,
+        mock: &str,
+        operations: &'static [&'static str],
+    ) -> Self {
+        Self::start(moto, mock, move |parts| {
+            let target = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            operations
+                .iter()
+                .any(|op| target.rsplit('.').next() == Some(op))
+        })
+        .await
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let base = if (split.to_mock)(&parts) {
+        &split.mock
+    } else {
+        &split.moto
+    };
+    let url = format!(
+        "{base}{}",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut out = split.client.request(parts.method.clone(), url).body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            out = out.header(name, value);
+        }
+    }
+    match out.send().await {
+        Ok(answer) => {
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if name != "transfer-encoding" && name != "content-length" {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            response.body(Body::from(bytes)).unwrap()
+        }
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Body::from(format!("split endpoint could not forward: {e}")))
+            .unwrap(),
+    }
+}
