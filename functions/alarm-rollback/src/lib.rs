@@ -1,18 +1,28 @@
-//! Alarm-to-rollback: a CloudWatch alarm going to `ALARM` undoes the change that caused it.
-//!
-//! Foundation stage: this decides which deployment groups an alarm transition concerns (a pure
-//! function of the policy and the event) and reports that decision. Stopping deployments and
-//! switching flags off land in their own issue; until then no AWS resource is changed.
+//! Alarm-to-rollback: a CloudWatch alarm going to `ALARM` undoes the change that caused it — the
+//! group's deployment in flight is stopped with rollback, or a deployment that succeeded within
+//! the bake window is reverted to the revision before it — and switches the mapped feature flags
+//! off, each step once however often the transition is delivered.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
+use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
 use safeship::event::{AlarmState, AlarmStateChange, EventError, Inbound};
+use safeship::guard::{ActionResult, AlarmSummary, Guard, GuardEvent, Outcome};
+use safeship::idempotency::Once;
 use safeship::lambda::{accept, Common};
-use safeship::policy::Policy;
+use safeship::policy::{AlarmMatcher, FeatureFlagTarget, GroupRef, Policy};
 use serde::Serialize;
 use serde_json::Value;
+
+pub mod appconfig;
+pub mod codedeploy;
+pub mod flags;
+pub mod plan;
+
+use plan::CodePlan;
 
 pub const FUNCTION: &str = "alarm-rollback";
 
@@ -22,6 +32,15 @@ pub enum Error {
     Safeship(#[from] safeship::Error),
     #[error(transparent)]
     Event(#[from] EventError),
+    #[error("switching flags off in {profile}: the configuration {problem}")]
+    Flags { profile: String, problem: String },
+    /// Some actions failed; the others were carried out. A retry redoes only the failed ones.
+    #[error("alarm {alarm}: {} of {total} rollback actions failed: {}", failed.len(), failed.join("; "))]
+    ActionsFailed {
+        alarm: String,
+        total: usize,
+        failed: Vec<String>,
+    },
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -32,12 +51,19 @@ impl From<Error> for lambda_runtime::Diagnostic {
 
 pub struct Deps {
     pub common: Common,
+    pub codedeploy: aws_sdk_codedeploy::Client,
+    pub appconfig: aws_sdk_appconfig::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
+        let common = Common::load(env).await?;
         Ok(Deps {
-            common: Common::load(env).await?,
+            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
+            appconfig: aws_sdk_appconfig::Client::new(&common.sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&common.sdk),
+            common,
         })
     }
 }
@@ -94,21 +120,504 @@ pub fn decide(
     }
 }
 
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
+/// What the invocation returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RollbackReport {
+    pub alarm: String,
+    pub transition: String,
+    pub outcome: Decision,
+    pub dry_run: bool,
+    pub actions: Vec<ActionResult>,
+    /// Every step had been done by an earlier delivery of this transition: nothing was done now.
+    pub duplicate: bool,
+}
+
+pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<RollbackReport, Error> {
     let normalised = accept(FUNCTION, &event.payload, |e| {
         matches!(e, Inbound::AlarmStateChange(_))
     })?;
     let Inbound::AlarmStateChange(alarm) = &normalised.event else {
         unreachable!("accept keeps alarm state changes only")
     };
-    let decision = decide(&deps.common.policy, alarm, &BTreeMap::new());
-    tracing::info!(alarm = %alarm.alarm_name, transition = %alarm.transition_key(), ?decision, "alarm evaluated");
-    Ok(serde_json::json!({
-        "alarm": alarm.alarm_name,
-        "transition": alarm.transition_key(),
-        "outcome": decision,
-        "performed": [],
-    }))
+    handle_alarm(deps, alarm).await
+}
+
+/// One alarm transition: decide, then carry out each group's rollback and flag switch once.
+pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<RollbackReport, Error> {
+    let tags = alarm_tags(deps, alarm).await?;
+    let policy = &deps.common.policy;
+    let decision = decide(policy, alarm, &tags);
+    let transition = alarm.transition_key();
+    tracing::info!(alarm = %alarm.alarm_name, %transition, ?decision, "alarm evaluated");
+    let mut report = RollbackReport {
+        alarm: alarm.alarm_name.clone(),
+        transition: transition.clone(),
+        outcome: decision.clone(),
+        dry_run: false,
+        actions: vec![],
+        duplicate: false,
+    };
+    let Decision::RollBack { groups } = &decision else {
+        return Ok(report);
+    };
+    let mut ran_any = false;
+    let mut steps = 0;
+    let mut failed = Vec::new();
+    for group in policy.groups_for_alarm(&alarm.alarm_name, &tags) {
+        if !groups.contains(&format!("{}/{}", group.application, group.deployment_group)) {
+            continue;
+        }
+        let rollback = group
+            .policy
+            .rollback
+            .as_ref()
+            .expect("mapped groups have a rollback section");
+        let dry_run = deps.common.config.dry_run || rollback.dry_run;
+        report.dry_run |= dry_run;
+        let done = roll_back_group(deps, alarm, &transition, &group, dry_run).await;
+        for step in done {
+            steps += 1;
+            ran_any |= step.ran;
+            if !step.result.succeeded {
+                failed.push(format!(
+                    "{}: {}",
+                    step.result.action,
+                    step.result.detail.clone().unwrap_or_default()
+                ));
+            }
+            if let Some(event) = step.guard_event {
+                if step.ran || dry_run {
+                    publish(deps, event).await;
+                }
+            }
+            report.actions.push(step.result);
+        }
+    }
+    report.duplicate = steps > 0 && !ran_any && !report.dry_run && failed.is_empty();
+    if report.duplicate {
+        tracing::info!(%transition, "duplicate delivery: every step was done by an earlier delivery");
+    }
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::ActionsFailed {
+            alarm: alarm.alarm_name.clone(),
+            total: report.actions.len(),
+            failed,
+        })
+    }
+}
+
+/// The alarm's tags, looked up only when the policy maps some alarm by tag.
+async fn alarm_tags(
+    deps: &Deps,
+    alarm: &AlarmStateChange,
+) -> Result<BTreeMap<String, String>, Error> {
+    let by_tag = deps.common.policy.groups().any(|g| {
+        g.policy.rollback.as_ref().is_some_and(|r| {
+            r.alarms
+                .iter()
+                .any(|m| matches!(m, AlarmMatcher::Tag { .. }))
+        })
+    });
+    let (true, Some(arn)) = (by_tag, alarm.alarm_arn.as_deref()) else {
+        return Ok(BTreeMap::new());
+    };
+    let out = deps
+        .cloudwatch
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            safeship::Error::aws("cloudwatch:ListTagsForResource", format!("alarm {arn}"), e)
+        })?;
+    Ok(out
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value?)))
+        .collect())
+}
+
+/// One step's result, whether it ran in this invocation, and the guard event that reports it.
+struct Step {
+    result: ActionResult,
+    ran: bool,
+    guard_event: Option<GuardEvent>,
+}
+
+async fn roll_back_group(
+    deps: &Deps,
+    alarm: &AlarmStateChange,
+    transition: &str,
+    group: &GroupRef<'_>,
+    dry_run: bool,
+) -> Vec<Step> {
+    let rollback = group
+        .policy
+        .rollback
+        .as_ref()
+        .expect("mapped groups have a rollback section");
+    let name = format!("{}/{}", group.application, group.deployment_group);
+    let summary = summary(alarm);
+    let event = |outcome: Outcome| GuardEvent {
+        id: format!("{FUNCTION}:{transition}:{name}:{}", outcome.kind()),
+        time: Utc::now(),
+        guard: Guard::AlarmRollback,
+        application: Some(group.application.to_owned()),
+        deployment_group: Some(group.deployment_group.to_owned()),
+        deployment_id: None,
+        dry_run,
+        outcome,
+    };
+    let mut steps = Vec::new();
+
+    // The plan is stored before it is carried out: a retry carries out the same plan.
+    let bake_window = chrono::Duration::minutes(i64::from(rollback.bake_window_minutes));
+    let compute = || async {
+        let in_flight =
+            codedeploy::in_flight(&deps.codedeploy, group.application, group.deployment_group)
+                .await?;
+        let succeeded = if in_flight.is_empty() {
+            codedeploy::succeeded(&deps.codedeploy, group.application, group.deployment_group)
+                .await?
+        } else {
+            vec![]
+        };
+        Ok::<_, Error>(plan::plan_code(
+            &in_flight,
+            &succeeded,
+            alarm.state_changed_at,
+            bake_window,
+        ))
+    };
+    let plan = if dry_run {
+        compute().await.map(Once::Ran)
+    } else {
+        once(
+            deps,
+            format!("{FUNCTION}:{transition}:plan:{name}"),
+            compute,
+        )
+        .await
+    };
+    let mut code_actions = Vec::new();
+    match plan {
+        Err(e) => steps.push(Step {
+            result: ActionResult {
+                action: format!("plan rollback of {name}"),
+                succeeded: false,
+                detail: Some(e.to_string()),
+            },
+            ran: false,
+            guard_event: None,
+        }),
+        Ok(Once::InProgressElsewhere) => {}
+        Ok(Once::Ran(plan) | Once::AlreadyDone(plan)) => match plan {
+            CodePlan::Nothing { reason } => {
+                tracing::info!(group = %name, %reason, "nothing to roll back");
+                steps.push(Step {
+                    result: ActionResult {
+                        action: format!("roll back {name}"),
+                        succeeded: true,
+                        detail: Some(format!("nothing to roll back: {reason}")),
+                    },
+                    ran: false,
+                    guard_event: None,
+                });
+                if rollback.feature_flags.is_empty() {
+                    // Said once per transition, like any other step.
+                    let key = format!("{FUNCTION}:{transition}:nothing:{name}");
+                    let said = if dry_run {
+                        Ok(Once::Ran(()))
+                    } else {
+                        once(deps, key, || async { Ok::<_, Error>(()) }).await
+                    };
+                    if let Ok(Once::Ran(())) = said {
+                        steps.last_mut().expect("just pushed").ran = true;
+                        steps.last_mut().expect("just pushed").guard_event =
+                            Some(event(Outcome::NothingToRollBack {
+                                alarm: summary.clone(),
+                                reason,
+                            }));
+                    }
+                }
+            }
+            CodePlan::Stop { deployments } => {
+                for id in deployments {
+                    let action = format!("stop-deployment {id} (with rollback)");
+                    let step = if dry_run {
+                        dry(&action)
+                    } else {
+                        run_step(
+                            deps,
+                            format!("{FUNCTION}:{transition}:stop:{id}"),
+                            &action,
+                            || codedeploy::stop(&deps.codedeploy, &id),
+                        )
+                        .await
+                    };
+                    code_actions.push(step);
+                }
+            }
+            CodePlan::Redeploy {
+                reverted,
+                revision_of,
+            } => {
+                let action =
+                    format!("redeploy the revision of {revision_of}, reverting {reverted}");
+                let step = if dry_run {
+                    dry(&action)
+                } else {
+                    run_step(
+                        deps,
+                        format!("{FUNCTION}:{transition}:redeploy:{name}"),
+                        &action,
+                        || async {
+                            let id = codedeploy::redeploy(
+                                &deps.codedeploy,
+                                group.application,
+                                group.deployment_group,
+                                &reverted,
+                                &revision_of,
+                                &alarm.alarm_name,
+                            )
+                            .await?;
+                            Ok(format!("created deployment {id}"))
+                        },
+                    )
+                    .await
+                };
+                code_actions.push(step);
+            }
+        },
+    }
+
+    for target in &rollback.feature_flags {
+        let (step, flagged) = switch_flags(deps, alarm, transition, target, dry_run).await;
+        let mut step = step;
+        if let Some((flags, version)) = flagged {
+            step.guard_event = Some(event(Outcome::FlagsSwitchedOff {
+                alarm: summary.clone(),
+                profile: format!(
+                    "{}/{}/{}",
+                    target.application, target.environment, target.profile
+                ),
+                flags,
+                version,
+            }));
+        }
+        code_actions.push(step);
+    }
+
+    // One guard event for the group's code and flag actions, sent when something ran.
+    if !code_actions.is_empty() {
+        let actions: Vec<ActionResult> = code_actions.iter().map(|s| s.result.clone()).collect();
+        let ran = code_actions.iter().any(|s| s.ran);
+        steps.extend(code_actions);
+        if ran || dry_run {
+            steps.push(Step {
+                result: ActionResult {
+                    action: format!("report rollback of {name}"),
+                    succeeded: true,
+                    detail: None,
+                },
+                ran,
+                guard_event: Some(event(Outcome::RollbackPerformed {
+                    alarm: summary,
+                    actions,
+                })),
+            });
+        }
+    }
+    steps
+}
+
+async fn switch_flags(
+    deps: &Deps,
+    alarm: &AlarmStateChange,
+    transition: &str,
+    target: &FeatureFlagTarget,
+    dry_run: bool,
+) -> (Step, Option<(Vec<String>, Option<i32>)>) {
+    let where_ = format!(
+        "{}/{}/{}",
+        target.application, target.environment, target.profile
+    );
+    let action = format!("flags off {where_}: {}", target.flags.join(", "));
+    if dry_run {
+        return match appconfig::read_switch(&deps.appconfig, target).await {
+            Ok((version, switch)) => (
+                Step {
+                    result: ActionResult {
+                        action,
+                        succeeded: true,
+                        detail: Some(format!(
+                            "dry run: would switch off [{}] from version {version}; already off [{}]",
+                            switch.switched_off.join(", "),
+                            switch.already_off.join(", ")
+                        )),
+                    },
+                    ran: false,
+                    guard_event: None,
+                },
+                None,
+            ),
+            Err(e) => (failed_step(&action, &e), None),
+        };
+    }
+    let description = format!("safeship: alarm {} switched flags off", alarm.alarm_name);
+    let work = || async {
+        let (version, switch) = appconfig::read_switch(&deps.appconfig, target).await?;
+        let Some(document) = &switch.document else {
+            return Ok((
+                switch.switched_off,
+                None,
+                format!("already off in version {version}: nothing deployed"),
+            ));
+        };
+        let (new_version, deployment) =
+            appconfig::write_and_deploy(&deps.appconfig, target, version, document, &description)
+                .await?;
+        Ok((
+            switch.switched_off,
+            Some(new_version),
+            format!("version {new_version} (from {version}) deployed as deployment {deployment}"),
+        ))
+    };
+    match once(
+        deps,
+        format!("{FUNCTION}:{transition}:flags:{where_}"),
+        work,
+    )
+    .await
+    {
+        Ok(Once::Ran((flags, version, detail))) => {
+            let switched = (!flags.is_empty()).then_some((flags, version));
+            (
+                Step {
+                    result: ActionResult {
+                        action,
+                        succeeded: true,
+                        detail: Some(detail),
+                    },
+                    ran: true,
+                    guard_event: None,
+                },
+                switched,
+            )
+        }
+        Ok(Once::AlreadyDone((_, _, detail))) => (
+            Step {
+                result: ActionResult {
+                    action,
+                    succeeded: true,
+                    detail: Some(format!("{detail} (by an earlier delivery)")),
+                },
+                ran: false,
+                guard_event: None,
+            },
+            None,
+        ),
+        Ok(Once::InProgressElsewhere) => (in_progress(&action), None),
+        Err(e) => (failed_step(&action, &e), None),
+    }
+}
+
+/// A mutating step, once per key.
+async fn run_step<F, Fut>(deps: &Deps, key: String, action: &str, work: F) -> Step
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<String, Error>>,
+{
+    match once(deps, key, work).await {
+        Ok(Once::Ran(detail)) => Step {
+            result: ActionResult {
+                action: action.to_owned(),
+                succeeded: true,
+                detail: Some(detail),
+            },
+            ran: true,
+            guard_event: None,
+        },
+        Ok(Once::AlreadyDone(detail)) => Step {
+            result: ActionResult {
+                action: action.to_owned(),
+                succeeded: true,
+                detail: Some(format!("{detail} (by an earlier delivery)")),
+            },
+            ran: false,
+            guard_event: None,
+        },
+        Ok(Once::InProgressElsewhere) => in_progress(action),
+        Err(e) => failed_step(action, &e),
+    }
+}
+
+async fn once<T, F, Fut>(deps: &Deps, key: String, work: F) -> Result<Once<T>, Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    deps.common.idempotency.once(&key, work).await
+}
+
+fn dry(action: &str) -> Step {
+    Step {
+        result: ActionResult {
+            action: action.to_owned(),
+            succeeded: true,
+            detail: Some("dry run: not performed".into()),
+        },
+        ran: false,
+        guard_event: None,
+    }
+}
+
+fn in_progress(action: &str) -> Step {
+    Step {
+        result: ActionResult {
+            action: action.to_owned(),
+            succeeded: true,
+            detail: Some("another delivery of this transition is carrying it out".into()),
+        },
+        ran: false,
+        guard_event: None,
+    }
+}
+
+fn failed_step(action: &str, error: &Error) -> Step {
+    tracing::error!(action, error = %error, "rollback action failed");
+    Step {
+        result: ActionResult {
+            action: action.to_owned(),
+            succeeded: false,
+            detail: Some(error.to_string()),
+        },
+        ran: false,
+        guard_event: None,
+    }
+}
+
+fn summary(alarm: &AlarmStateChange) -> AlarmSummary {
+    AlarmSummary {
+        name: alarm.alarm_name.clone(),
+        arn: alarm.alarm_arn.clone(),
+        kind: alarm.kind,
+        state: alarm.state,
+        reason: alarm.reason.clone(),
+        state_changed_at: alarm.state_changed_at,
+    }
+}
+
+/// Guard events are news for people; failing to publish one is logged, never a second rollback.
+async fn publish(deps: &Deps, event: GuardEvent) {
+    if let Err(e) = deps.common.guard.publish(&event).await {
+        tracing::error!(error = %e, id = %event.id, "could not publish a guard event");
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,168 @@
+//! Which code rollback an alarm calls for: a pure function of the group's deployments.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// CodeDeploy statuses of a deployment still in flight: stopping it rolls it back.
+pub const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
+
+/// What is known of a succeeded deployment (from `BatchGetDeployments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Succeeded {
+    pub id: String,
+    pub create_time: Option<DateTime<Utc>>,
+    pub complete_time: Option<DateTime<Utc>>,
+}
+
+impl Succeeded {
+    fn finished(&self) -> Option<DateTime<Utc>> {
+        self.complete_time.or(self.create_time)
+    }
+}
+
+/// The code rollback for one deployment group. Stored before it is carried out, so a retried
+/// delivery carries out the same plan rather than re-deciding on a changed world.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum CodePlan {
+    /// `StopDeployment` with automatic rollback, for each.
+    Stop {
+        deployments: Vec<String>,
+    },
+    /// Deploy again the revision of `revision_of`, reverting `reverted`.
+    Redeploy {
+        reverted: String,
+        revision_of: String,
+    },
+    Nothing {
+        reason: String,
+    },
+}
+
+/// In-flight deployments are stopped; else the last success is reverted when it finished within
+/// `bake_window` of the alarm (or after it: the alarm caught it mid-flight); else nothing.
+pub fn plan_code(
+    in_flight: &[String],
+    succeeded: &[Succeeded],
+    alarm_at: DateTime<Utc>,
+    bake_window: Duration,
+) -> CodePlan {
+    if !in_flight.is_empty() {
+        let mut deployments = in_flight.to_vec();
+        deployments.sort();
+        deployments.dedup();
+        return CodePlan::Stop { deployments };
+    }
+    let mut by_finish: Vec<&Succeeded> = succeeded.iter().collect();
+    by_finish.sort_by_key(|d| std::cmp::Reverse(d.finished()));
+    let Some(last) = by_finish.first() else {
+        return CodePlan::Nothing {
+            reason: "no deployment in flight and none succeeded".into(),
+        };
+    };
+    let Some(finished) = last.finished() else {
+        return CodePlan::Nothing {
+            reason: format!(
+                "the last successful deployment {} has no completion time",
+                last.id
+            ),
+        };
+    };
+    let minutes = bake_window.num_minutes();
+    if alarm_at - finished > bake_window {
+        return CodePlan::Nothing {
+            reason: format!(
+                "no deployment in flight; the last success {} finished at {} — more than the {minutes}-minute bake window before the alarm",
+                last.id,
+                finished.to_rfc3339()
+            ),
+        };
+    }
+    match by_finish.get(1) {
+        Some(previous) => CodePlan::Redeploy {
+            reverted: last.id.clone(),
+            revision_of: previous.id.clone(),
+        },
+        None => CodePlan::Nothing {
+            reason: format!(
+                "{} finished within the {minutes}-minute bake window, but no earlier successful deployment holds a revision to return to",
+                last.id
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + Duration::minutes(minute)
+    }
+
+    fn ok(id: &str, finished_minute: i64) -> Succeeded {
+        Succeeded {
+            id: id.into(),
+            create_time: Some(at(finished_minute - 5)),
+            complete_time: Some(at(finished_minute)),
+        }
+    }
+
+    #[test]
+    fn in_flight_deployments_are_stopped() {
+        let plan = plan_code(
+            &["d-2".into(), "d-1".into()],
+            &[ok("d-0", 0)],
+            at(10),
+            Duration::minutes(60),
+        );
+        assert_eq!(
+            plan,
+            CodePlan::Stop {
+                deployments: vec!["d-1".into(), "d-2".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_success_inside_the_bake_window_is_reverted_to_the_one_before() {
+        let history = [ok("d-1", -300), ok("d-3", 0), ok("d-2", -100)];
+        assert_eq!(
+            plan_code(&[], &history, at(45), Duration::minutes(60)),
+            CodePlan::Redeploy {
+                reverted: "d-3".into(),
+                revision_of: "d-2".into()
+            }
+        );
+        // an alarm stamped just before completion still blames that deployment
+        assert!(matches!(
+            plan_code(&[], &history, at(-1), Duration::minutes(60)),
+            CodePlan::Redeploy { .. }
+        ));
+    }
+
+    #[test]
+    fn outside_the_window_nothing_is_rolled_back() {
+        let history = [ok("d-1", -300), ok("d-2", 0)];
+        let CodePlan::Nothing { reason } = plan_code(&[], &history, at(61), Duration::minutes(60))
+        else {
+            panic!("acted outside the window")
+        };
+        assert!(reason.contains("60-minute bake window"), "{reason}");
+    }
+
+    #[test]
+    fn no_earlier_revision_means_nothing_to_do() {
+        assert!(matches!(
+            plan_code(&[], &[ok("d-1", 0)], at(5), Duration::minutes(60)),
+            CodePlan::Nothing { .. }
+        ));
+        assert!(matches!(
+            plan_code(&[], &[], at(5), Duration::minutes(60)),
+            CodePlan::Nothing { .. }
+        ));
+    }
+}
