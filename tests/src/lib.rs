@@ -1,6 +1,7 @@
 //! Support for safeship's end-to-end tests and its local demo: the emulators (moto, wiremock,
 //! PostgreSQL) and a local Lambda Runtime API that runs the real function binaries.
 
+pub mod appconfig;
 pub mod emulators;
 pub mod runtime;
 pub mod split;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
 use safeship_e2e::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
@@ -105,8 +106,20 @@ async fn a_function_without_its_configuration_stops_at_cold_start_naming_the_var
 
 #[tokio::test]
 async fn alarm_rollback_binary_decides_from_each_alarm_shape() {
+    // A dry run: the binary reads CodeDeploy (moto: nothing in flight) and the flag profile
+    // (moto, listed by wiremock), and reports what it would do without changing anything.
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
+    let appconfig_mock = MockServer::start().await;
+    flags.mount_version_list(&appconfig_mock).await;
+    let appconfig = appconfig::split_endpoint(&moto_endpoint(), &appconfig_mock).await;
     let runtime = LocalRuntime::start().await;
-    let env = function_env(&[]).await;
+    let env = function_env(&[
+        ("SAFESHIP_POLICY", &flags.into_policy(&example_policy())),
+        ("SAFESHIP_DRY_RUN", "true"),
+        ("AWS_ENDPOINT_URL_APPCONFIG", &appconfig.uri()),
+    ])
+    .await;
     let _process =
         runtime.spawn_function(&function_binary("alarm-rollback"), "alarm-rollback", &env);
     runtime
@@ -126,7 +139,25 @@ async fn alarm_rollback_binary_decides_from_each_alarm_shape() {
             json!(["checkout/checkout-prod"]),
             "{sample}"
         );
+        assert_eq!(body["dry-run"], true);
+        let details: Vec<&str> = body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["detail"].as_str())
+            .collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("dry run: would switch off [new-checkout-flow]")),
+            "{body}"
+        );
     }
+    assert_eq!(
+        flags.hosted_version(&sdk, 2).await,
+        None,
+        "a dry run writes nothing"
+    );
     let Answer::Response(body) = runtime
         .invoke(
             sample_event("alarm-eventbridge-ok.json"),

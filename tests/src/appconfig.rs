@@ -1,0 +1,125 @@
+//! AppConfig as the tests and the demo need it: moto holds the application, the feature-flag
+//! profile and its hosted versions; wiremock serves what moto lacks —
+//! `ListHostedConfigurationVersions` (not in moto) and `StartDeployment` (moto: 404).
+
+use aws_config::SdkConfig;
+use aws_sdk_appconfig::primitives::Blob;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::emulators::unique;
+use crate::split::SplitEndpoint;
+
+/// The example policy's flag document: two flags on, one off, with attributes.
+pub fn flags_document(new_flow_on: bool) -> Value {
+    json!({
+        "version": "1",
+        "flags": {
+            "new-checkout-flow": {"name": "New checkout flow", "attributes": {"variant": {"constraints": {"type": "string", "enum": ["a", "b"]}}}},
+            "one-click-pay": {"name": "One-click pay"},
+            "dark-mode": {"name": "Dark mode"}
+        },
+        "values": {
+            "new-checkout-flow": {"enabled": new_flow_on, "variant": "b"},
+            "one-click-pay": {"enabled": false},
+            "dark-mode": {"enabled": true}
+        }
+    })
+}
+
+/// A feature-flag profile in moto with `document` as hosted version 1.
+pub struct FlagProfile {
+    pub application: String,
+    pub profile: String,
+}
+
+impl FlagProfile {
+    pub async fn create(sdk: &SdkConfig, document: &Value) -> FlagProfile {
+        let client = aws_sdk_appconfig::Client::new(sdk);
+        let application = client
+            .create_application()
+            .name(unique("checkout-flags"))
+            .send()
+            .await
+            .expect("moto appconfig CreateApplication")
+            .id
+            .expect("an application id");
+        let profile = client
+            .create_configuration_profile()
+            .application_id(&application)
+            .name("release-flags")
+            .location_uri("hosted")
+            .r#type("AWS.AppConfig.FeatureFlags")
+            .send()
+            .await
+            .expect("moto CreateConfigurationProfile")
+            .id
+            .expect("a profile id");
+        client
+            .create_hosted_configuration_version()
+            .application_id(&application)
+            .configuration_profile_id(&profile)
+            .content_type("application/json")
+            .content(Blob::new(serde_json::to_vec(document).unwrap()))
+            .send()
+            .await
+            .expect("moto CreateHostedConfigurationVersion");
+        FlagProfile {
+            application,
+            profile,
+        }
+    }
+
+    /// The example policy's flag target (`checkout-flags` / `release-flags`) pointed at this one.
+    pub fn into_policy(&self, policy: &str) -> String {
+        policy
+            .replace(
+                "application: checkout-flags",
+                &format!("application: {}", self.application),
+            )
+            .replace(
+                "profile: release-flags",
+                &format!("profile: {}", self.profile),
+            )
+    }
+
+    /// wiremock answers `ListHostedConfigurationVersions` with version 1 (all moto holds at first).
+    pub async fn mount_version_list(&self, mock: &MockServer) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+                self.application, self.profile
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "Items": [{"ApplicationId": self.application, "ConfigurationProfileId": self.profile,
+                           "VersionNumber": 1, "ContentType": "application/json"}]
+            })))
+            .mount(mock)
+            .await;
+    }
+
+    pub async fn hosted_version(&self, sdk: &SdkConfig, version: i32) -> Option<Value> {
+        let out = aws_sdk_appconfig::Client::new(sdk)
+            .get_hosted_configuration_version()
+            .application_id(&self.application)
+            .configuration_profile_id(&self.profile)
+            .version_number(version)
+            .send()
+            .await
+            .ok()?;
+        Some(serde_json::from_slice(&out.content?.into_inner()).expect("hosted JSON"))
+    }
+}
+
+/// One AppConfig endpoint: version listing and `StartDeployment` to `mock`, the rest to moto.
+pub async fn split_endpoint(moto: &str, mock: &MockServer) -> SplitEndpoint {
+    SplitEndpoint::start(moto, &mock.uri(), |parts| {
+        let p = parts.uri.path();
+        (parts.method == "GET" && p.ends_with("/hostedconfigurationversions"))
+            || (parts.method == "POST"
+                && p.contains("/environments/")
+                && p.ends_with("/deployments"))
+    })
+    .await
+}
