@@ -3,5 +3,6 @@
 
 pub mod appconfig;
 pub mod emulators;
+pub mod guard_inbox;
 pub mod runtime;
 pub mod split;

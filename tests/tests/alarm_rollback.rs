@@ -16,10 +16,12 @@ use aws_sdk_codedeploy::types::{
     AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
 };
 use safeship::event::{normalise, Inbound};
+use safeship::guard::Outcome;
 use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
 use safeship_e2e::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
+use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_partial_json, header, method, path};
@@ -220,7 +222,9 @@ fn json_11(body: Value) -> ResponseTemplate {
 
 #[tokio::test]
 async fn an_alarm_stops_the_deployment_in_flight_and_switches_the_flags_off_once() {
-    let w = world(DEFAULT).await;
+    let mut w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 1).await;
     w.expect_flag_deployment("2", 1).await;
@@ -239,8 +243,36 @@ async fn an_alarm_stops_the_deployment_in_flight_and_switches_the_flags_off_once
         report.actions
     );
 
+    // The notifier hears why: the alarm and each action, and the flags that went off.
+    let events = inbox.events().await;
+    let kinds: Vec<_> = events.iter().map(|e| e.outcome.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["flags-switched-off", "rollback-performed"],
+        "{events:?}"
+    );
+    let Outcome::FlagsSwitchedOff { flags, version, .. } = &events[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(flags, &["new-checkout-flow".to_string()]);
+    assert_eq!(*version, Some(2));
+    let Outcome::RollbackPerformed { alarm, actions } = &events[1].outcome else {
+        unreachable!()
+    };
+    assert_eq!(alarm.name, ALARM);
+    assert!(
+        alarm.reason.starts_with("Threshold Crossed"),
+        "{}",
+        alarm.reason
+    );
+    assert_eq!(actions, &report.actions);
+
     let again = w.deliver("alarm-sns-metric.json").await.unwrap();
     assert!(again.duplicate, "{again:?}");
+    assert!(
+        inbox.events().await.is_empty(),
+        "a duplicate tells no one again"
+    );
 
     // Version 2: the listed flag that was on is off; every other flag and attribute intact.
     let mut expected = flags_document(true);
@@ -371,7 +403,7 @@ async fn a_failed_stop_does_not_keep_the_flags_on_and_the_retry_redoes_only_the_
         .unwrap_err();
     assert!(
         err.starts_with(&format!(
-            "alarm {ALARM}: 1 of 3 rollback actions failed: stop-deployment {deployment} (with rollback): codedeploy:StopDeployment on deployment {deployment} failed"
+            "alarm {ALARM}: 1 of 2 rollback actions failed: stop-deployment {deployment} (with rollback): codedeploy:StopDeployment on deployment {deployment} failed"
         )),
         "{err}"
     );

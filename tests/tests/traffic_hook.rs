@@ -18,7 +18,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lambda_runtime::{Context, LambdaEvent};
 use safeship::event::LifecycleHook;
+use safeship::guard::Outcome;
 use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
+use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
 use serde_json::{json, Value};
 use traffic_hook::checks::CheckClients;
@@ -248,7 +250,7 @@ fn http_check(name: &str, url: &str, extra: &str) -> String {
 async fn all_checks_pass_and_the_hook_reports_succeeded_once() {
     let service = target_service().await;
     let alarm = alarm(StateValue::Ok).await;
-    let w = world(&format!(
+    let mut w = world(&format!(
         "        traffic-hook:\n          http-checks:\n{}          lambda-checks:\n            - name: ping\n              function: checkout-api\n              payload: {{ping: true}}\n              expect-json: {{/status: ok}}\n          alarm-checks:\n            alarms: [{alarm}]\n",
         http_check(
             "health",
@@ -257,6 +259,8 @@ async fn all_checks_pass_and_the_hook_reports_succeeded_once() {
         )
     ))
     .await;
+    let inbox = GuardInbox::create(&sdk_config(&moto_endpoint()).await).await;
+    w.deps.common.guard = inbox.publisher();
 
     Mock::given(method("POST"))
         .and(path("/2015-03-31/functions/checkout-api/invocations"))
@@ -289,6 +293,27 @@ async fn all_checks_pass_and_the_hook_reports_succeeded_once() {
     );
     assert!(answer.checks.iter().all(|c| c.passed));
     assert_eq!(w.reports().await.len(), 1);
+
+    // The notifier hears of it: one guard event with every check.
+    let events = inbox.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].id,
+        format!("traffic-hook:{}", hook.lifecycle_event_hook_execution_id)
+    );
+    assert_eq!(
+        events[0].deployment_id.as_deref(),
+        Some(w.deployment_id.as_str())
+    );
+    let Outcome::HookPassed {
+        lifecycle_event,
+        checks,
+    } = &events[0].outcome
+    else {
+        panic!("{:?}", events[0].outcome)
+    };
+    assert_eq!(lifecycle_event.as_deref(), Some("BeforeAllowTraffic"));
+    assert_eq!(checks, &answer.checks);
 }
 
 #[tokio::test]

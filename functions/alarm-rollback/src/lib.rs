@@ -176,9 +176,9 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
         let dry_run = deps.common.config.dry_run || rollback.dry_run;
         report.dry_run |= dry_run;
         let done = roll_back_group(deps, alarm, &transition, &group, dry_run).await;
-        for step in done {
+        ran_any |= done.ran;
+        for step in done.steps {
             steps += 1;
-            ran_any |= step.ran;
             if !step.result.succeeded {
                 failed.push(format!(
                     "{}: {}",
@@ -186,12 +186,10 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
                     step.result.detail.clone().unwrap_or_default()
                 ));
             }
-            if let Some(event) = step.guard_event {
-                if step.ran || dry_run {
-                    publish(deps, event).await;
-                }
-            }
             report.actions.push(step.result);
+        }
+        for event in done.events {
+            publish(deps, event).await;
         }
     }
     report.duplicate = steps > 0 && !ran_any && !report.dry_run && failed.is_empty();
@@ -241,11 +239,18 @@ async fn alarm_tags(
         .collect())
 }
 
-/// One step's result, whether it ran in this invocation, and the guard event that reports it.
+/// One step's result, and whether it ran in this invocation (not an earlier delivery's).
 struct Step {
     result: ActionResult,
     ran: bool,
-    guard_event: Option<GuardEvent>,
+}
+
+/// What rolling one group back did: its steps, whether anything was done (or decided) in this
+/// invocation, and the guard events that tell people.
+struct GroupOutcome {
+    steps: Vec<Step>,
+    ran: bool,
+    events: Vec<GuardEvent>,
 }
 
 async fn roll_back_group(
@@ -254,7 +259,7 @@ async fn roll_back_group(
     transition: &str,
     group: &GroupRef<'_>,
     dry_run: bool,
-) -> Vec<Step> {
+) -> GroupOutcome {
     let rollback = group
         .policy
         .rollback
@@ -272,7 +277,6 @@ async fn roll_back_group(
         dry_run,
         outcome,
     };
-    let mut steps = Vec::new();
 
     // The plan is stored before it is carried out: a retry carries out the same plan.
     let bake_window = chrono::Duration::minutes(i64::from(rollback.bake_window_minutes));
@@ -303,103 +307,78 @@ async fn roll_back_group(
         )
         .await
     };
-    let mut code_actions = Vec::new();
+    let mut steps = Vec::new();
+    let mut events = Vec::new();
+    let mut planned_now = false;
+    let mut nothing = None;
     match plan {
-        Err(e) => steps.push(Step {
-            result: ActionResult {
-                action: format!("plan rollback of {name}"),
-                succeeded: false,
-                detail: Some(e.to_string()),
-            },
-            ran: false,
-            guard_event: None,
-        }),
+        Err(e) => steps.push(failed_step(&format!("plan rollback of {name}"), &e)),
         Ok(Once::InProgressElsewhere) => {}
-        Ok(Once::Ran(plan) | Once::AlreadyDone(plan)) => match plan {
-            CodePlan::Nothing { reason } => {
-                tracing::info!(group = %name, %reason, "nothing to roll back");
-                steps.push(Step {
-                    result: ActionResult {
-                        action: format!("roll back {name}"),
-                        succeeded: true,
-                        detail: Some(format!("nothing to roll back: {reason}")),
-                    },
-                    ran: false,
-                    guard_event: None,
-                });
-                if rollback.feature_flags.is_empty() {
-                    // Said once per transition, like any other step.
-                    let key = format!("{FUNCTION}:{transition}:nothing:{name}");
-                    let said = if dry_run {
-                        Ok(Once::Ran(()))
-                    } else {
-                        once(deps, key, || async { Ok::<_, Error>(()) }).await
-                    };
-                    if let Ok(Once::Ran(())) = said {
-                        steps.last_mut().expect("just pushed").ran = true;
-                        steps.last_mut().expect("just pushed").guard_event =
-                            Some(event(Outcome::NothingToRollBack {
-                                alarm: summary.clone(),
-                                reason,
-                            }));
+        Ok(once_plan) => {
+            let (plan, now) = match once_plan {
+                Once::Ran(p) => (p, true),
+                Once::AlreadyDone(p) => (p, false),
+                Once::InProgressElsewhere => unreachable!("matched above"),
+            };
+            planned_now = now;
+            match plan {
+                CodePlan::Nothing { reason } => {
+                    tracing::info!(group = %name, %reason, "nothing to roll back");
+                    nothing = Some(reason);
+                }
+                CodePlan::Stop { deployments } => {
+                    for id in deployments {
+                        let action = format!("stop-deployment {id} (with rollback)");
+                        steps.push(if dry_run {
+                            dry(&action)
+                        } else {
+                            run_step(
+                                deps,
+                                format!("{FUNCTION}:{transition}:stop:{id}"),
+                                &action,
+                                || codedeploy::stop(&deps.codedeploy, &id),
+                            )
+                            .await
+                        });
                     }
                 }
-            }
-            CodePlan::Stop { deployments } => {
-                for id in deployments {
-                    let action = format!("stop-deployment {id} (with rollback)");
-                    let step = if dry_run {
+                CodePlan::Redeploy {
+                    reverted,
+                    revision_of,
+                } => {
+                    let action =
+                        format!("redeploy the revision of {revision_of}, reverting {reverted}");
+                    steps.push(if dry_run {
                         dry(&action)
                     } else {
                         run_step(
                             deps,
-                            format!("{FUNCTION}:{transition}:stop:{id}"),
+                            format!("{FUNCTION}:{transition}:redeploy:{name}"),
                             &action,
-                            || codedeploy::stop(&deps.codedeploy, &id),
+                            || async {
+                                let id = codedeploy::redeploy(
+                                    &deps.codedeploy,
+                                    group.application,
+                                    group.deployment_group,
+                                    &reverted,
+                                    &revision_of,
+                                    &alarm.alarm_name,
+                                )
+                                .await?;
+                                Ok(format!("created deployment {id}"))
+                            },
                         )
                         .await
-                    };
-                    code_actions.push(step);
+                    });
                 }
             }
-            CodePlan::Redeploy {
-                reverted,
-                revision_of,
-            } => {
-                let action =
-                    format!("redeploy the revision of {revision_of}, reverting {reverted}");
-                let step = if dry_run {
-                    dry(&action)
-                } else {
-                    run_step(
-                        deps,
-                        format!("{FUNCTION}:{transition}:redeploy:{name}"),
-                        &action,
-                        || async {
-                            let id = codedeploy::redeploy(
-                                &deps.codedeploy,
-                                group.application,
-                                group.deployment_group,
-                                &reverted,
-                                &revision_of,
-                                &alarm.alarm_name,
-                            )
-                            .await?;
-                            Ok(format!("created deployment {id}"))
-                        },
-                    )
-                    .await
-                };
-                code_actions.push(step);
-            }
-        },
+        }
     }
 
     for target in &rollback.feature_flags {
-        let (step, flagged) = switch_flags(deps, alarm, transition, target, dry_run).await;
-        let mut step = step;
-        if let Some((flags, version)) = flagged {
-            step.guard_event = Some(event(Outcome::FlagsSwitchedOff {
+        let (step, switched) = switch_flags(deps, alarm, transition, target, dry_run).await;
+        if let Some((flags, version)) = switched {
+            events.push(event(Outcome::FlagsSwitchedOff {
                 alarm: summary.clone(),
                 profile: format!(
                     "{}/{}/{}",
@@ -409,30 +388,44 @@ async fn roll_back_group(
                 version,
             }));
         }
-        code_actions.push(step);
+        steps.push(step);
     }
 
-    // One guard event for the group's code and flag actions, sent when something ran.
-    if !code_actions.is_empty() {
-        let actions: Vec<ActionResult> = code_actions.iter().map(|s| s.result.clone()).collect();
-        let ran = code_actions.iter().any(|s| s.ran);
-        steps.extend(code_actions);
-        if ran || dry_run {
-            steps.push(Step {
-                result: ActionResult {
-                    action: format!("report rollback of {name}"),
-                    succeeded: true,
-                    detail: None,
-                },
-                ran,
-                guard_event: Some(event(Outcome::RollbackPerformed {
-                    alarm: summary,
-                    actions,
-                })),
-            });
+    let acted = steps.iter().any(|s| s.ran);
+    let tell = acted || planned_now || dry_run;
+    let actions: Vec<ActionResult> = steps.iter().map(|s| s.result.clone()).collect();
+    if tell {
+        match &nothing {
+            Some(reason) if actions.is_empty() => events.push(event(Outcome::NothingToRollBack {
+                alarm: summary,
+                reason: reason.clone(),
+            })),
+            _ if !actions.is_empty() => events.push(event(Outcome::RollbackPerformed {
+                alarm: summary,
+                actions,
+            })),
+            _ => {}
         }
     }
-    steps
+    // Not an action, but the report says why the code was left alone.
+    if let Some(reason) = nothing {
+        steps.insert(
+            0,
+            Step {
+                result: ActionResult {
+                    action: format!("roll back {name}"),
+                    succeeded: true,
+                    detail: Some(format!("nothing to roll back: {reason}")),
+                },
+                ran: false,
+            },
+        );
+    }
+    GroupOutcome {
+        steps,
+        ran: acted || planned_now,
+        events,
+    }
 }
 
 async fn switch_flags(
@@ -461,7 +454,6 @@ async fn switch_flags(
                         )),
                     },
                     ran: false,
-                    guard_event: None,
                 },
                 None,
             ),
@@ -504,7 +496,6 @@ async fn switch_flags(
                         detail: Some(detail),
                     },
                     ran: true,
-                    guard_event: None,
                 },
                 switched,
             )
@@ -517,7 +508,6 @@ async fn switch_flags(
                     detail: Some(format!("{detail} (by an earlier delivery)")),
                 },
                 ran: false,
-                guard_event: None,
             },
             None,
         ),
@@ -540,7 +530,6 @@ where
                 detail: Some(detail),
             },
             ran: true,
-            guard_event: None,
         },
         Ok(Once::AlreadyDone(detail)) => Step {
             result: ActionResult {
@@ -549,7 +538,6 @@ where
                 detail: Some(format!("{detail} (by an earlier delivery)")),
             },
             ran: false,
-            guard_event: None,
         },
         Ok(Once::InProgressElsewhere) => in_progress(action),
         Err(e) => failed_step(action, &e),
@@ -573,7 +561,6 @@ fn dry(action: &str) -> Step {
             detail: Some("dry run: not performed".into()),
         },
         ran: false,
-        guard_event: None,
     }
 }
 
@@ -585,7 +572,6 @@ fn in_progress(action: &str) -> Step {
             detail: Some("another delivery of this transition is carrying it out".into()),
         },
         ran: false,
-        guard_event: None,
     }
 }
 
@@ -598,7 +584,6 @@ fn failed_step(action: &str, error: &Error) -> Step {
             detail: Some(error.to_string()),
         },
         ran: false,
-        guard_event: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use aws_sdk_ssm::types::ParameterType;
+use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
 use safeship_e2e::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
@@ -59,6 +60,19 @@ async fn main() -> anyhow::Result<()> {
     // The service under smoke test: it answers as version 4.
     let service = serve_checkout("4").await;
 
+    // The feature flags the rollback switches off: a profile in moto (AppConfig's version
+    // listing and StartDeployment, which moto lacks, by wiremock).
+    let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
+    let appconfig_mock = MockServer::start().await;
+    flags.mount_version_list(&appconfig_mock).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"DeploymentNumber": 1, "State": "DEPLOYING", "ConfigurationVersion": "2"}),
+        ))
+        .mount(&appconfig_mock)
+        .await;
+    let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
+
     // The account as an installation of safeship leaves it.
     let table = unique("safeship-idempotency");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
@@ -66,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     aws_sdk_ssm::Client::new(&sdk)
         .put_parameter()
         .name(&parameter)
-        .value(example_policy().replace("http://127.0.0.1:8081", &service))
+        .value(flags.into_policy(&example_policy().replace("http://127.0.0.1:8081", &service)))
         .r#type(ParameterType::SecureString)
         .send()
         .await
@@ -84,6 +98,12 @@ async fn main() -> anyhow::Result<()> {
     .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
     .mount(&codedeploy)
     .await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"status": "Pending", "statusMessage": "Stop requested; rolling back"}),
+        ))
+        .mount(&codedeploy)
+        .await;
     // One CodeDeploy endpoint: the report to wiremock, GetDeployment & co. to moto.
     let codedeploy_split = SplitEndpoint::json_operations(
         &moto,
@@ -111,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         ("AWS_ENDPOINT_URL".into(), moto.clone()),
         ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
         ("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.uri()),
+        ("AWS_ENDPOINT_URL_APPCONFIG".into(), appconfig_split.uri()),
         ("AWS_REGION".into(), REGION.into()),
         ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
@@ -174,70 +195,14 @@ async fn main() -> anyhow::Result<()> {
         },
     );
 
-    // 2. The BeforeAllowTraffic hook, twice: a healthy version, then one that is not what the
-    //    deployment says it ships.
-    for (target_version, story) in [
-        ("4", "healthy version 4"),
-        ("5", "version 5, but the service still answers 4"),
-    ] {
-        let deployment_id = lambda_deployment(&codedeploy_moto, target_version).await?;
-        let mut hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
-        hook["DeploymentId"] = json!(deployment_id);
-        hook["LifecycleEventHookExecutionId"] = json!(unique("hook-execution"));
-        t.line(
-            "codedeploy",
-            format!("deployment {deployment_id} ({story}): invokes the BeforeAllowTraffic hook"),
-        );
-        show(
-            &t,
-            "traffic-hook",
-            invoke("traffic-hook", hook).await,
-            |b| {
-                let checks: Vec<String> = b["checks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| {
-                        format!(
-                            "{} {} in {} ms ({})",
-                            c["name"].as_str().unwrap_or("?"),
-                            if c["passed"] == json!(true) {
-                                "passed"
-                            } else {
-                                "FAILED"
-                            },
-                            c["duration-ms"],
-                            c["detail"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect();
-                format!(
-                    "reported {} — {}\n{:>31}{}",
-                    b["status"],
-                    b["reason"].as_str().unwrap_or(""),
-                    "",
-                    checks.join(&format!("\n{:>31}", ""))
-                )
-            },
-        );
-    }
-    for request in codedeploy.received_requests().await.unwrap_or_default() {
-        t.detail(format!(
-            "CodeDeploy received {} {}",
-            request
-                .headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?")
-                .trim_start_matches("CodeDeploy_20141006."),
-            String::from_utf8_lossy(&request.body)
-        ));
-    }
+    // 2. The BeforeAllowTraffic hook of a healthy version passes; traffic shifts to the canary.
+    let canary = run_hook(&t, &codedeploy_moto, "4", "healthy version 4", &invoke).await?;
 
-    // 3. The 5xx alarm fires, by EventBridge and (the same transition) by SNS; then recovers.
+    // 3. The canary's 5xx alarm fires, by EventBridge and (the same transition) by SNS; an
+    //    unmapped composite alarm fires; then the 5xx alarm recovers.
     for (sample, how) in [
         ("alarm-eventbridge-metric.json", "EventBridge"),
-        ("alarm-sns-metric.json", "SNS"),
+        ("alarm-sns-metric.json", "SNS (the same transition again)"),
         (
             "alarm-eventbridge-composite.json",
             "EventBridge (composite)",
@@ -252,15 +217,80 @@ async fn main() -> anyhow::Result<()> {
             invoke("alarm-rollback", event).await,
             |b| {
                 let o = &b["outcome"];
-                match o["decision"].as_str() {
-                    Some("roll-back") => format!(
-                        "{}: roll back {} (actions land with the rollback issue)",
-                        b["alarm"], o["groups"]
-                    ),
-                    _ => format!("{}: ignored — {}", b["alarm"], o["reason"]),
+                if o["decision"] != "roll-back" {
+                    return format!(
+                        "{}: ignored — {}",
+                        b["alarm"],
+                        o["reason"].as_str().unwrap_or("")
+                    );
                 }
+                if b["duplicate"] == true {
+                    return format!("{}: already handled — nothing done twice", b["alarm"]);
+                }
+                let actions: Vec<String> = b["actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        format!(
+                            "{} → {}",
+                            a["action"].as_str().unwrap_or("?"),
+                            a["detail"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{}: rolled back {}\n{:>31}{}",
+                    b["alarm"],
+                    o["groups"],
+                    "",
+                    actions.join(&format!("\n{:>31}", ""))
+                )
             },
         );
+    }
+    for request in codedeploy.received_requests().await.unwrap_or_default() {
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        if target.ends_with("StopDeployment") {
+            t.detail(format!(
+                "CodeDeploy received StopDeployment {}",
+                String::from_utf8_lossy(&request.body)
+            ));
+        }
+    }
+    if let Some(v2) = flags.hosted_version(&sdk, 2).await {
+        t.detail(format!(
+            "AppConfig hosted version 2 values: {}",
+            v2["values"]
+        ));
+    }
+    t.detail(format!("canary {canary} stopped with rollback"));
+
+    // 4. The next deployment claims version 5, but the service still answers 4: the hook fails it.
+    run_hook(
+        &t,
+        &codedeploy_moto,
+        "5",
+        "version 5, but the service still answers 4",
+        &invoke,
+    )
+    .await?;
+    for request in codedeploy.received_requests().await.unwrap_or_default() {
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        if target.ends_with("PutLifecycleEventHookExecutionStatus") {
+            t.detail(format!(
+                "CodeDeploy received PutLifecycleEventHookExecutionStatus {}",
+                String::from_utf8_lossy(&request.body)
+            ));
+        }
     }
 
     // 4. The deployment fails; the notifier routes it.
@@ -317,9 +347,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .unwrap_or_default()
         .len();
-    println!(
-        "\nCodeDeploy received {reports} request(s) in all; no other AWS resource was changed."
-    );
+    println!("\nCodeDeploy (wiremock) received {reports} request(s) in all.");
     Ok(())
 }
 
@@ -441,4 +469,55 @@ async fn serve_checkout(version: &'static str) -> String {
     let addr = listener.local_addr().expect("bound address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
+}
+
+/// A Lambda deployment to `target_version` in moto, and its BeforeAllowTraffic hook run through
+/// the traffic-hook binary. Returns the deployment id.
+async fn run_hook<F, Fut>(
+    t: &Timeline,
+    codedeploy: &aws_sdk_codedeploy::Client,
+    target_version: &str,
+    story: &str,
+    invoke: &F,
+) -> anyhow::Result<String>
+where
+    F: Fn(&str, Value) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let deployment_id = lambda_deployment(codedeploy, target_version).await?;
+    let mut hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
+    hook["DeploymentId"] = json!(deployment_id);
+    hook["LifecycleEventHookExecutionId"] = json!(unique("hook-execution"));
+    t.line(
+        "codedeploy",
+        format!("deployment {deployment_id} ({story}): invokes the BeforeAllowTraffic hook"),
+    );
+    show(t, "traffic-hook", invoke("traffic-hook", hook).await, |b| {
+        let checks: Vec<String> = b["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} {} in {} ms ({})",
+                    c["name"].as_str().unwrap_or("?"),
+                    if c["passed"] == json!(true) {
+                        "passed"
+                    } else {
+                        "FAILED"
+                    },
+                    c["duration-ms"],
+                    c["detail"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        format!(
+            "reported {} — {}\n{:>31}{}",
+            b["status"],
+            b["reason"].as_str().unwrap_or(""),
+            "",
+            checks.join(&format!("\n{:>31}", ""))
+        )
+    });
+    Ok(deployment_id)
 }
