@@ -2,6 +2,7 @@
 //! PostgreSQL) and a local Lambda Runtime API that runs the real function binaries.
 
 pub mod appconfig;
+pub mod checkout;
 pub mod emulators;
 pub mod guard_inbox;
 pub mod runtime;

@@ -44,6 +44,16 @@ struct Shared {
     init_failed: Notify,
     first_poll: Mutex<Option<Instant>>,
     polled: Notify,
+    /// When each request was handed to the function and when its answer came back.
+    handed: Mutex<HashMap<String, Instant>>,
+    answered: Mutex<HashMap<String, Instant>>,
+}
+
+/// When the function got an event and when it answered (for the benchmark).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub handed: Instant,
+    pub answered: Instant,
 }
 
 pub struct LocalRuntime {
@@ -132,10 +142,20 @@ impl LocalRuntime {
     /// Delivers one event and waits for the answer. `deadline` is what the function is told it
     /// has (the `Lambda-Runtime-Deadline-Ms` header); we wait a little longer than that.
     pub async fn invoke(&self, payload: Value, deadline: Duration) -> Answer {
+        self.invoke_timed(payload, deadline).await.0
+    }
+
+    /// As [`invoke`](Self::invoke), with when the event was handed over and answered.
+    pub async fn invoke_timed(
+        &self,
+        payload: Value,
+        deadline: Duration,
+    ) -> (Answer, Option<Timing>) {
         let n = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_id = format!("req-{n:04}");
+        let id = request_id.clone();
         let (tx, rx) = oneshot::channel();
         self.shared
             .waiting
@@ -148,13 +168,19 @@ impl LocalRuntime {
             deadline,
         });
         self.shared.queued.notify_one();
-        match tokio::time::timeout(deadline + Duration::from_secs(5), rx).await {
+        let answer = match tokio::time::timeout(deadline + Duration::from_secs(5), rx).await {
             Ok(Ok(answer)) => answer,
             _ => Answer::Error {
                 error_type: "Timeout".into(),
                 error_message: format!("no answer within {deadline:?}"),
             },
-        }
+        };
+        let handed = self.shared.handed.lock().unwrap().remove(&id);
+        let answered = self.shared.answered.lock().unwrap().remove(&id);
+        let timing = handed
+            .zip(answered)
+            .map(|(handed, answered)| Timing { handed, answered });
+        (answer, timing)
     }
 }
 
@@ -172,6 +198,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         }
         queued.await;
     };
+    shared
+        .handed
+        .lock()
+        .unwrap()
+        .insert(pending.request_id.clone(), Instant::now());
     let deadline_ms = chrono::Utc::now().timestamp_millis() + pending.deadline.as_millis() as i64;
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -219,6 +250,11 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCod
 }
 
 fn answer(shared: &Shared, id: &str, answer: Answer) -> StatusCode {
+    shared
+        .answered
+        .lock()
+        .unwrap()
+        .insert(id.to_owned(), Instant::now());
     match shared.waiting.lock().unwrap().remove(id) {
         Some(tx) => {
             let _ = tx.send(answer);

@@ -6,7 +6,8 @@
 //! `PutLifecycleEventHookExecutionStatus` through the same CodeDeploy client.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -21,10 +22,20 @@ struct Split {
     mock: String,
     to_mock: Box<Route>,
     client: reqwest::Client,
+    waits: Arc<Mutex<Vec<Wait>>>,
+}
+
+/// One forwarded request: what it was and how long the caller waited for it.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub operation: String,
+    pub start: Instant,
+    pub end: Instant,
 }
 
 pub struct SplitEndpoint {
     addr: SocketAddr,
+    waits: Arc<Mutex<Vec<Wait>>>,
 }
 
 impl SplitEndpoint {
@@ -34,17 +45,24 @@ impl SplitEndpoint {
         mock: &str,
         to_mock: impl Fn(&Parts) -> bool + Send + Sync + 'static,
     ) -> SplitEndpoint {
+        let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
             moto: moto.trim_end_matches('/').to_owned(),
             mock: mock.trim_end_matches('/').to_owned(),
             to_mock: Box::new(to_mock),
             client: reqwest::Client::new(),
+            waits: waits.clone(),
         });
         let app = Router::new().fallback(forward).with_state(split);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        SplitEndpoint { addr }
+        SplitEndpoint { addr, waits }
+    }
+
+    /// Everything to `upstream`: a pass-through that records how long each call took.
+    pub async fn recording(upstream: &str) -> Self {
+        Self::start(upstream, upstream, |_| false).await
     }
 
     /// JSON 1.1 services (CodeDeploy): by the operation in `x-amz-target`.
@@ -69,10 +87,34 @@ impl SplitEndpoint {
     pub fn uri(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The requests forwarded so far, with their timings.
+    pub fn waits(&self) -> Vec<Wait> {
+        self.waits.lock().unwrap().clone()
+    }
 }
 
 async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response {
+    let start = Instant::now();
     let (parts, body) = request.into_parts();
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || format!("{} {}", parts.method, parts.uri.path()),
+            str::to_owned,
+        );
+    let response = forward_parts(&split, parts, body).await;
+    split.waits.lock().unwrap().push(Wait {
+        operation,
+        start,
+        end: Instant::now(),
+    });
+    response
+}
+
+async fn forward_parts(split: &Split, parts: Parts, body: Body) -> Response {
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let base = if (split.to_mock)(&parts) {
         &split.mock

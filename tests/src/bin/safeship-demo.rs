@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use aws_sdk_ssm::types::ParameterType;
 use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
+use safeship_e2e::checkout;
 use safeship_e2e::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     println!("AWS emulated by moto at {moto}; CodeDeploy's hook and stop operations by wiremock\n");
 
     // The service under smoke test: it answers as version 4.
-    let service = serve_checkout("4").await;
+    let service = checkout::serve_health("4").await;
 
     // The feature flags the rollback switches off: a profile in moto (AppConfig's version
     // listing and StartDeployment, which moto lacks, by wiremock).
@@ -112,8 +113,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
-    checkout_in_codedeploy(&codedeploy_moto).await?;
-    quiet_alarm(
+    checkout::register_in_codedeploy(&codedeploy_moto).await?;
+    checkout::quiet_alarm(
         &aws_sdk_cloudwatch::Client::new(&sdk),
         "checkout-prod-5xx-rate",
     )
@@ -358,119 +359,6 @@ fn show(t: &Timeline, who: &str, answer: Answer, describe: impl Fn(&Value) -> St
     }
 }
 
-/// The example policy's application and group, as CodeDeploy would hold them (reused if a
-/// running moto already has them).
-async fn checkout_in_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) -> anyhow::Result<()> {
-    use aws_sdk_codedeploy::types::ComputePlatform;
-    let app = codedeploy
-        .create_application()
-        .application_name("checkout")
-        .compute_platform(ComputePlatform::Lambda)
-        .send()
-        .await;
-    if let Err(e) = app {
-        if !e
-            .as_service_error()
-            .is_some_and(|s| s.is_application_already_exists_exception())
-        {
-            return Err(anyhow::anyhow!(
-                aws_sdk_codedeploy::error::DisplayErrorContext(e)
-            ))
-            .context("moto CreateApplication checkout");
-        }
-    }
-    let group = codedeploy
-        .create_deployment_group()
-        .application_name("checkout")
-        .deployment_group_name("checkout-prod")
-        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
-        .send()
-        .await;
-    if let Err(e) = group {
-        if !e
-            .as_service_error()
-            .is_some_and(|s| s.is_deployment_group_already_exists_exception())
-        {
-            return Err(anyhow::anyhow!(
-                aws_sdk_codedeploy::error::DisplayErrorContext(e)
-            ))
-            .context("moto CreateDeploymentGroup checkout-prod");
-        }
-    }
-    Ok(())
-}
-
-/// A Lambda deployment of `checkout-api` to `target_version`, with the AppSpec CodeDeploy keeps.
-async fn lambda_deployment(
-    codedeploy: &aws_sdk_codedeploy::Client,
-    target_version: &str,
-) -> anyhow::Result<String> {
-    use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
-    let appspec = format!(
-        "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: checkout-api\n        Alias: live\n        CurrentVersion: \"3\"\n        TargetVersion: \"{target_version}\"\n"
-    );
-    let out = codedeploy
-        .create_deployment()
-        .application_name("checkout")
-        .deployment_group_name("checkout-prod")
-        .revision(
-            RevisionLocation::builder()
-                .revision_type(RevisionLocationType::AppSpecContent)
-                .app_spec_content(AppSpecContent::builder().content(appspec).build())
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_codedeploy::error::DisplayErrorContext(e)))
-        .context("moto CreateDeployment")?;
-    out.deployment_id
-        .context("moto CreateDeployment returned no deploymentId")
-}
-
-/// The alarm the hook's alarm check reads, in `OK`.
-async fn quiet_alarm(cloudwatch: &aws_sdk_cloudwatch::Client, name: &str) -> anyhow::Result<()> {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
-    cloudwatch
-        .put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
-        .context("moto PutMetricAlarm")?;
-    cloudwatch
-        .set_alarm_state()
-        .alarm_name(name)
-        .state_value(StateValue::Ok)
-        .state_reason("demo: quiet")
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
-        .context("moto SetAlarmState")?;
-    Ok(())
-}
-
-/// The checkout service's health endpoint, answering as version `version`.
-async fn serve_checkout(version: &'static str) -> String {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/health",
-        get(move || async move { axum::Json(json!({"version": version, "db": "ok"})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port on 127.0.0.1");
-    let addr = listener.local_addr().expect("bound address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 /// A Lambda deployment to `target_version` in moto, and its BeforeAllowTraffic hook run through
 /// the traffic-hook binary. Returns the deployment id.
 async fn run_hook<F, Fut>(
@@ -484,7 +372,7 @@ where
     F: Fn(&str, Value) -> Fut,
     Fut: std::future::Future<Output = Answer>,
 {
-    let deployment_id = lambda_deployment(codedeploy, target_version).await?;
+    let deployment_id = checkout::lambda_deployment(codedeploy, target_version).await?;
     let mut hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
     hook["DeploymentId"] = json!(deployment_id);
     hook["LifecycleEventHookExecutionId"] = json!(unique("hook-execution"));

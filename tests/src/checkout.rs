@@ -1,0 +1,121 @@
+//! The example policy's application (`checkout`, group `checkout-prod`) as the demo and the
+//! benchmark emulate it: CodeDeploy in moto, its 5xx alarm, and its health endpoint.
+
+use anyhow::Context as _;
+use serde_json::json;
+
+/// The example policy's application and group, as CodeDeploy would hold them (reused if a
+/// running moto already has them).
+pub async fn register_in_codedeploy(codedeploy: &aws_sdk_codedeploy::Client) -> anyhow::Result<()> {
+    use aws_sdk_codedeploy::types::ComputePlatform;
+    let app = codedeploy
+        .create_application()
+        .application_name("checkout")
+        .compute_platform(ComputePlatform::Lambda)
+        .send()
+        .await;
+    if let Err(e) = app {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_application_already_exists_exception())
+        {
+            return Err(anyhow::anyhow!(
+                aws_sdk_codedeploy::error::DisplayErrorContext(e)
+            ))
+            .context("moto CreateApplication checkout");
+        }
+    }
+    let group = codedeploy
+        .create_deployment_group()
+        .application_name("checkout")
+        .deployment_group_name("checkout-prod")
+        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
+        .send()
+        .await;
+    if let Err(e) = group {
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_deployment_group_already_exists_exception())
+        {
+            return Err(anyhow::anyhow!(
+                aws_sdk_codedeploy::error::DisplayErrorContext(e)
+            ))
+            .context("moto CreateDeploymentGroup checkout-prod");
+        }
+    }
+    Ok(())
+}
+
+/// A Lambda deployment of `checkout-api` to `target_version`, with the AppSpec CodeDeploy keeps.
+pub async fn lambda_deployment(
+    codedeploy: &aws_sdk_codedeploy::Client,
+    target_version: &str,
+) -> anyhow::Result<String> {
+    use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
+    let appspec = format!(
+        "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: checkout-api\n        Alias: live\n        CurrentVersion: \"3\"\n        TargetVersion: \"{target_version}\"\n"
+    );
+    let out = codedeploy
+        .create_deployment()
+        .application_name("checkout")
+        .deployment_group_name("checkout-prod")
+        .revision(
+            RevisionLocation::builder()
+                .revision_type(RevisionLocationType::AppSpecContent)
+                .app_spec_content(AppSpecContent::builder().content(appspec).build())
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_codedeploy::error::DisplayErrorContext(e)))
+        .context("moto CreateDeployment")?;
+    out.deployment_id
+        .context("moto CreateDeployment returned no deploymentId")
+}
+
+/// The alarm the hook's alarm check reads, in `OK`.
+pub async fn quiet_alarm(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    name: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
+        .context("moto PutMetricAlarm")?;
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(StateValue::Ok)
+        .state_reason("demo: quiet")
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
+        .context("moto SetAlarmState")?;
+    Ok(())
+}
+
+/// The checkout service's health endpoint, answering as version `version`.
+pub async fn serve_health(version: &'static str) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/health",
+        get(move || async move { axum::Json(json!({"version": version, "db": "ok"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on 127.0.0.1");
+    let addr = listener.local_addr().expect("bound address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
