@@ -88,7 +88,7 @@ applications:
       {group}:
         environment: prod
         rollback:
-          alarms: [{{name: {ALARM}}}]
+          alarms: [{{name: {ALARM}}}, {{tag: {{key: \"safeship:rollback\", value: {group}}}}}]
           bake-window-minutes: 60
           dry-run: {dry_run}
           feature-flags:
@@ -577,4 +577,74 @@ async fn a_malformed_alarm_event_is_rejected_before_any_call() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn an_alarm_mapped_by_tag_rolls_back_its_group() {
+    let w = world(DEFAULT).await;
+    let name = unique("checkout-canary-errors");
+    aws_sdk_cloudwatch::Client::new(&w.sdk)
+        .put_metric_alarm()
+        .alarm_name(&name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .tags(
+            aws_sdk_cloudwatch::types::Tag::builder()
+                .key("safeship:rollback")
+                .value(&w.group)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto PutMetricAlarm");
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    let mut event = sample_event("alarm-eventbridge-metric.json");
+    event["detail"]["alarmName"] = json!(name);
+    event["resources"][0] = json!(format!(
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{name}"
+    ));
+    let Inbound::AlarmStateChange(alarm) = normalise(&event).unwrap().event else {
+        panic!()
+    };
+    let report = alarm_rollback::handle_alarm(&w.deps, &alarm).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        alarm_rollback::Decision::RollBack {
+            groups: vec![format!("{}/{}", w.app, w.group)]
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_already_completed_is_not_an_error() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_json(json!({"__type": "DeploymentAlreadyCompletedException", "message": "The deployment is already completed"})),
+        )
+        .expect(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let stop = report
+        .actions
+        .iter()
+        .find(|a| a.action == format!("stop-deployment {deployment} (with rollback)"))
+        .unwrap();
+    assert!(stop.succeeded);
+    assert_eq!(
+        stop.detail.as_deref(),
+        Some("already completed; nothing to stop")
+    );
 }

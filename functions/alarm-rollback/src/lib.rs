@@ -222,15 +222,26 @@ async fn alarm_tags(
     let (true, Some(arn)) = (by_tag, alarm.alarm_arn.as_deref()) else {
         return Ok(BTreeMap::new());
     };
-    let out = deps
+    let out = match deps
         .cloudwatch
         .list_tags_for_resource()
         .resource_arn(arn)
         .send()
         .await
-        .map_err(|e| {
-            safeship::Error::aws("cloudwatch:ListTagsForResource", format!("alarm {arn}"), e)
-        })?;
+    {
+        // Deleted since it fired: it still counts by name and prefix.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            tracing::warn!(alarm = %arn, "the alarm no longer exists: matching it without tags");
+            return Ok(BTreeMap::new());
+        }
+        other => other,
+    }
+    .map_err(|e| {
+        safeship::Error::aws("cloudwatch:ListTagsForResource", format!("alarm {arn}"), e)
+    })?;
     Ok(out
         .tags
         .unwrap_or_default()
