@@ -3,6 +3,7 @@
 //! - [`config`]: typed settings from environment variables, read once at cold start;
 //! - [`policy`]: the policy document, strictly validated;
 //! - [`aws`]: the one SDK configuration per cold start;
+//! - [`codedeploy`]: a lifecycle hook's report and its deployment;
 //! - [`event`]: normalising EventBridge, SNS and direct invocations into typed events;
 //! - [`guard`]: guard events, published to EventBridge for the notifier;
 //! - [`idempotency`]: do each side effect once per event (DynamoDB);
@@ -10,6 +11,7 @@
 //! - [`lambda`]: the adapter every function's `main` shares.
 
 pub mod aws;
+pub mod codedeploy;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -135,7 +135,9 @@ async fn forward_parts(split: &Split, parts: Parts, body: Body) -> Response {
         Ok(answer) => {
             let mut response = Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
-                if name != "transfer-encoding" && name != "content-length" {
+                // moto's development server closes every connection; AWS keeps them open, and
+                // so does this endpoint, so a client does not pay a reconnect per call here.
+                if name != "transfer-encoding" && name != "content-length" && name != "connection" {
                     response = response.header(name, value);
                 }
             }

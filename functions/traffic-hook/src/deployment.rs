@@ -21,25 +21,7 @@ pub async fn look_up(
     codedeploy: &aws_sdk_codedeploy::Client,
     deployment_id: &str,
 ) -> Result<Target, Error> {
-    let out = codedeploy
-        .get_deployment()
-        .deployment_id(deployment_id)
-        .send()
-        .await
-        .map_err(|e| {
-            safeship::Error::aws(
-                "codedeploy:GetDeployment",
-                format!("deployment {deployment_id}"),
-                e,
-            )
-        })?;
-    let info = out.deployment_info.ok_or_else(|| {
-        safeship::Error::unexpected(
-            "codedeploy:GetDeployment",
-            format!("deployment {deployment_id}"),
-            "the answer holds no deploymentInfo",
-        )
-    })?;
+    let info = safeship::codedeploy::get_deployment(codedeploy, deployment_id).await?;
     target(deployment_id, &info)
 }
 

@@ -309,45 +309,22 @@ async fn publish(
     }
 }
 
-/// `PutLifecycleEventHookExecutionStatus`; throttling and 5xx are retried by the SDK's standard
-/// retry (see `safeship::aws`). A hook execution CodeDeploy already counts as completed (a
-/// status from an earlier delivery arrived) is not an error: the status stands.
+/// Reports the hook's status; a failure to deliver it is the one error the hook returns.
 pub async fn report(
     codedeploy: &aws_sdk_codedeploy::Client,
     hook: &LifecycleHook,
     status: HookStatus,
 ) -> Result<(), Error> {
-    let sent = codedeploy
-        .put_lifecycle_event_hook_execution_status()
-        .deployment_id(&hook.deployment_id)
-        .lifecycle_event_hook_execution_id(&hook.lifecycle_event_hook_execution_id)
-        .status(status.as_sdk())
-        .send()
-        .await;
-    match sent {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_lifecycle_event_already_completed_exception()) =>
-        {
-            tracing::warn!(deployment = %hook.deployment_id,
-                "CodeDeploy already holds a status for this hook execution; not reporting again");
-            Ok(())
-        }
-        Err(e) => {
-            let source = safeship::Error::aws(
-                "codedeploy:PutLifecycleEventHookExecutionStatus",
-                format!("deployment {}", hook.deployment_id),
-                e,
-            );
+    safeship::codedeploy::report_hook_status(codedeploy, hook, status == HookStatus::Succeeded)
+        .await
+        .map_err(|source| {
             tracing::error!(error = %source, "the hook's status did not reach CodeDeploy");
-            Err(Error::Report {
+            Error::Report {
                 status,
                 deployment_id: hook.deployment_id.clone(),
                 source,
-            })
-        }
-    }
+            }
+        })
 }
 
 #[cfg(test)]

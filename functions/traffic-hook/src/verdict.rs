@@ -12,15 +12,6 @@ pub enum HookStatus {
     Failed,
 }
 
-impl HookStatus {
-    pub fn as_sdk(self) -> aws_sdk_codedeploy::types::LifecycleEventStatus {
-        match self {
-            HookStatus::Succeeded => aws_sdk_codedeploy::types::LifecycleEventStatus::Succeeded,
-            HookStatus::Failed => aws_sdk_codedeploy::types::LifecycleEventStatus::Failed,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub status: HookStatus,

@@ -1,0 +1,413 @@
+//! The pre-deploy snapshot against moto's RDS (instances, clusters, snapshots and their tags) and
+//! CodeDeploy (the hook's deployment); wiremock takes the hook's status report, which moto lacks.
+//! moto's snapshots are `available` at once, so these cases never wait.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use predeploy_snapshot::{Deps, Job, SnapshotSettings};
+use safeship::guard::Outcome;
+use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
+use safeship_e2e::guard_inbox::GuardInbox;
+use safeship_e2e::split::SplitEndpoint;
+use serde_json::json;
+use wiremock::matchers::{body_json, header};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct World {
+    deps: Deps,
+    rds: aws_sdk_rds::Client,
+    database: String,
+    identifier: String,
+    app: String,
+    group: String,
+    codedeploy_mock: MockServer,
+    inbox: GuardInbox,
+    _split: SplitEndpoint,
+}
+
+async fn world(kind: &str, quota: u32) -> World {
+    let moto = moto_endpoint();
+    let sdk = sdk_config(&moto).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let identifier = unique("checkout-db");
+    match kind {
+        "instance" => {
+            rds.create_db_instance()
+                .db_instance_identifier(&identifier)
+                .engine("postgres")
+                .db_instance_class("db.t3.micro")
+                .allocated_storage(20)
+                .master_username("checkout")
+                .master_user_password("not-a-secret-in-moto")
+                .send()
+                .await
+                .expect("moto CreateDBInstance");
+        }
+        _ => {
+            rds.create_db_cluster()
+                .db_cluster_identifier(&identifier)
+                .engine("aurora-postgresql")
+                .master_username("checkout")
+                .master_user_password("not-a-secret-in-moto")
+                .send()
+                .await
+                .expect("moto CreateDBCluster");
+        }
+    }
+    let app = unique("checkout");
+    let group = unique("checkout-prod");
+    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
+    codedeploy
+        .create_application()
+        .application_name(&app)
+        .compute_platform(aws_sdk_codedeploy::types::ComputePlatform::Ecs)
+        .send()
+        .await
+        .expect("moto CreateApplication");
+    codedeploy
+        .create_deployment_group()
+        .application_name(&app)
+        .deployment_group_name(&group)
+        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
+        .send()
+        .await
+        .expect("moto CreateDeploymentGroup");
+    let database = "checkout-db".to_string();
+    let policy = format!(
+        "version: 1
+applications:
+  {app}:
+    deployment-groups:
+      {group}:
+        environment: prod
+        snapshot: {{database: {database}}}
+databases:
+  {database}:
+    kind: {kind}
+    identifier: {identifier}
+    environment: prod
+    snapshot: {{prefix: safeship, retention-days: 30, keep-newest: 2, quota-warning-percent: 90}}
+"
+    );
+    let codedeploy_mock = MockServer::start().await;
+    let split = SplitEndpoint::json_operations(
+        &moto,
+        &codedeploy_mock.uri(),
+        &["PutLifecycleEventHookExecutionStatus"],
+    )
+    .await;
+    let inbox = GuardInbox::create(&sdk).await;
+    let mut common = common_with_policy(&sdk, &policy).await;
+    common.guard = inbox.publisher();
+    let deps = Deps {
+        common,
+        rds: rds.clone(),
+        codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
+        lambda: aws_sdk_lambda::Client::new(&sdk),
+        settings: SnapshotSettings {
+            quota,
+            hook_budget: std::time::Duration::from_secs(3000),
+            margin: std::time::Duration::from_millis(500),
+            function_name: None,
+            first_poll: std::time::Duration::from_millis(50),
+        },
+        clock: Arc::new(Utc::now),
+    };
+    World {
+        deps,
+        rds,
+        database,
+        identifier,
+        app,
+        group,
+        codedeploy_mock,
+        inbox,
+        _split: split,
+    }
+}
+
+fn job(w: &World, deployment: &str) -> Job {
+    Job {
+        database: w.database.clone(),
+        reason: "migration 042 drops column".into(),
+        deployment_id: Some(deployment.into()),
+        application: Some(w.app.clone()),
+    }
+}
+
+fn soon() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(20)
+}
+
+/// The instance's manual snapshots (moto also makes an automated one when an instance is created).
+async fn instance_snapshot_ids(w: &World) -> Vec<String> {
+    w.rds
+        .describe_db_snapshots()
+        .db_instance_identifier(&w.identifier)
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap()
+        .db_snapshots
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.db_snapshot_identifier)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
+    let w = world("instance", 100).await;
+    let first = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-ABCDEF123"), soon())
+        .await
+        .unwrap();
+    assert_eq!(first.status, "available", "{first:?}");
+    assert_eq!(
+        first.snapshot_id.as_deref(),
+        Some("safeship-checkout-db-d-abcdef123")
+    );
+    let again = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-ABCDEF123"), soon())
+        .await
+        .unwrap();
+    assert_eq!(again.snapshot_id, first.snapshot_id);
+    assert_eq!(
+        instance_snapshot_ids(&w).await,
+        ["safeship-checkout-db-d-abcdef123"]
+    );
+
+    let snapshot = w
+        .rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier("safeship-checkout-db-d-abcdef123")
+        .send()
+        .await
+        .unwrap()
+        .db_snapshots
+        .unwrap()
+        .remove(0);
+    let arn = snapshot.db_snapshot_arn.unwrap();
+    let tags: Vec<(String, String)> = w
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .unwrap()
+        .tag_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect();
+    assert!(
+        tags.contains(&("safeship:deployment-id".into(), "d-ABCDEF123".into())),
+        "{tags:?}"
+    );
+    assert!(tags.contains(&(
+        "safeship:reason".into(),
+        "migration 042 drops column".into()
+    )));
+    assert!(tags.contains(&("safeship:application".into(), w.app.clone())));
+
+    let kinds: Vec<_> = w
+        .inbox
+        .events()
+        .await
+        .into_iter()
+        .map(|e| e.outcome.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "snapshot-started",
+            "snapshot-available",
+            "snapshot-available"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_snapshot_is_taken_for_an_aurora_database() {
+    let w = world("cluster", 100).await;
+    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-CLUSTER01"), soon())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, "available", "{answer:?}");
+    let clusters = w
+        .rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_identifier(&w.identifier)
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap()
+        .db_cluster_snapshots
+        .unwrap_or_default();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(
+        clusters[0].db_cluster_snapshot_identifier.as_deref(),
+        Some("safeship-checkout-db-d-cluster01")
+    );
+}
+
+#[tokio::test]
+async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
+    let w = world("instance", 100).await;
+    let deployment = aws_sdk_codedeploy::Client::new(&sdk_config(&moto_endpoint()).await)
+        .create_deployment()
+        .application_name(&w.app)
+        .deployment_group_name(&w.group)
+        .revision(
+            aws_sdk_codedeploy::types::RevisionLocation::builder()
+                .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
+                .app_spec_content(
+                    aws_sdk_codedeploy::types::AppSpecContent::builder()
+                        .content("version: 0.0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .deployment_id
+        .unwrap();
+    let hook_id = unique("hook");
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
+    ))
+    .and(body_json(json!({"deploymentId": deployment, "lifecycleEventHookExecutionId": hook_id, "status": "Succeeded"})))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+    .expect(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook_id});
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap() + 20_000;
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event.clone(), context.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        answer.hook_status.as_deref(),
+        Some("Succeeded"),
+        "{answer:?}"
+    );
+    // A redelivery of the hook event neither snapshots nor reports again.
+    let again =
+        predeploy_snapshot::handler(&w.deps, lambda_runtime::LambdaEvent::new(event, context))
+            .await
+            .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(instance_snapshot_ids(&w).await.len(), 1);
+}
+
+#[tokio::test]
+async fn retention_prunes_old_safeship_snapshots_keeps_the_newest_and_never_touches_others() {
+    let mut w = world("instance", 100).await;
+    // Someone's own manual snapshot, without safeship's tag.
+    w.rds
+        .create_db_snapshot()
+        .db_snapshot_identifier(format!("{}-manual", w.identifier))
+        .db_instance_identifier(&w.identifier)
+        .send()
+        .await
+        .unwrap();
+    for d in ["d-AAAAAAAA1", "d-AAAAAAAA2", "d-AAAAAAAA3"] {
+        predeploy_snapshot::take_and_wait(&w.deps, &job(&w, d), soon())
+            .await
+            .unwrap();
+    }
+    // Forty days later (retention 30, keep the newest 2), one more deployment.
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::days(40));
+    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-AAAAAAAA4"), soon())
+        .await
+        .unwrap();
+    let mut pruned = answer.pruned.clone();
+    pruned.sort();
+    assert_eq!(
+        pruned,
+        [
+            "safeship-checkout-db-d-aaaaaaaa1",
+            "safeship-checkout-db-d-aaaaaaaa2"
+        ]
+    );
+    let mut left = instance_snapshot_ids(&w).await;
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("{}-manual", w.identifier),
+            "safeship-checkout-db-d-aaaaaaaa3".into(),
+            "safeship-checkout-db-d-aaaaaaaa4".into(),
+        ]
+    );
+    let events = w.inbox.events().await;
+    assert!(events.iter().any(|e| matches!(&e.outcome,
+        Outcome::SnapshotsPruned { snapshot_ids, .. } if snapshot_ids.len() == 2)));
+}
+
+#[tokio::test]
+async fn nearing_the_snapshot_quota_warns() {
+    // A quota of 1: this account's manual snapshots (moto is shared by the tests) are over 90%.
+    let w = world("instance", 1).await;
+    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-QUOTA0001"), soon())
+        .await
+        .unwrap();
+    let events = w.inbox.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.outcome, Outcome::SnapshotQuotaWarning { quota: 1, .. })),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_freshness_gate_answers_fresh_or_stale() {
+    let mut w = world("instance", 100).await;
+    assert_eq!(ask_fresh(&w).await.unwrap().status, "stale");
+    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-FRESH0001"), soon())
+        .await
+        .unwrap();
+    let fresh = ask_fresh(&w).await.unwrap();
+    assert_eq!(fresh.status, "fresh");
+    assert_eq!(
+        fresh.snapshot_id.as_deref(),
+        Some("safeship-checkout-db-d-fresh0001")
+    );
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(61));
+    assert_eq!(ask_fresh(&w).await.unwrap().status, "stale");
+}
+
+#[tokio::test]
+async fn an_unknown_database_is_an_error_without_an_rds_call() {
+    let w = world("instance", 100).await;
+    let event = json!({"database": "orders-db", "reason": "migration"});
+    let err = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "database \"orders-db\" is not in the policy's databases (known: checkout-db)"
+    );
+    assert!(instance_snapshot_ids(&w).await.is_empty());
+}
+
+async fn ask_fresh(
+    w: &World,
+) -> Result<predeploy_snapshot::SnapshotAnswer, predeploy_snapshot::Error> {
+    let event = json!({"fresh": {"database": w.database, "max-age-minutes": 60}});
+    predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+}
