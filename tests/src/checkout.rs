@@ -119,3 +119,28 @@ pub async fn serve_health(version: &'static str) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
+
+/// The example policy's `checkout-db`: the RDS instance `checkout-prod-db` (reused if present).
+pub async fn create_database(rds: &aws_sdk_rds::Client) -> anyhow::Result<()> {
+    let created = rds
+        .create_db_instance()
+        .db_instance_identifier("checkout-prod-db")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("checkout")
+        .master_user_password("not-a-secret-in-moto")
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_db_instance_already_exists_fault()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(aws_sdk_rds::error::DisplayErrorContext(e)))
+            .context("moto CreateDBInstance checkout-prod-db"),
+    }
+}

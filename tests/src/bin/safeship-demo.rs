@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
     checkout::register_in_codedeploy(&codedeploy_moto).await?;
+    checkout::create_database(&aws_sdk_rds::Client::new(&sdk)).await?;
     checkout::quiet_alarm(
         &aws_sdk_cloudwatch::Client::new(&sdk),
         "checkout-prod-5xx-rate",
@@ -190,8 +191,31 @@ async fn main() -> anyhow::Result<()> {
         invoke("predeploy-snapshot", start).await,
         |b| {
             format!(
-                "database {} ({} {}): {}",
-                b["database"], b["kind"], b["identifier"], b["snapshot"]
+                "database {}: snapshot {} {}{}",
+                b["database"].as_str().unwrap_or("?"),
+                b["snapshot-id"].as_str().unwrap_or("-"),
+                b["status"].as_str().unwrap_or("?"),
+                b["detail"]
+                    .as_str()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            )
+        },
+    );
+    // The migration step asks the freshness gate before it runs.
+    show(
+        &t,
+        "predeploy-snapshot",
+        invoke(
+            "predeploy-snapshot",
+            json!({"fresh": {"database": "checkout-db", "max-age-minutes": 60}}),
+        )
+        .await,
+        |b| {
+            format!(
+                "freshness gate for migration 042: {} — {}",
+                b["status"].as_str().unwrap_or("?"),
+                b["detail"].as_str().unwrap_or("")
             )
         },
     );
