@@ -1,6 +1,10 @@
 //! The pre-deploy snapshot against moto's RDS (instances, clusters, snapshots and their tags) and
 //! CodeDeploy (the hook's deployment); wiremock takes the hook's status report, which moto lacks.
-//! moto's snapshots are `available` at once, so these cases never wait.
+//!
+//! moto's snapshots are `available` at once and it never refuses one, so the cases that need a
+//! snapshot still `creating` (the wait, its continuation, the budget running out) or an RDS fault
+//! (`SnapshotQuotaExceeded`, `InvalidDBInstanceState`, throttling) use a wiremock RDS that answers
+//! in RDS's own query protocol (XML), and a wiremock Lambda that takes the continuation.
 
 use std::sync::Arc;
 
@@ -11,11 +15,12 @@ use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, uni
 use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
 use serde_json::json;
-use wiremock::matchers::{body_json, header};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct World {
     deps: Deps,
+    sdk: aws_config::SdkConfig,
     rds: aws_sdk_rds::Client,
     database: String,
     identifier: String,
@@ -116,6 +121,7 @@ databases:
     };
     World {
         deps,
+        sdk,
         rds,
         database,
         identifier,
@@ -410,4 +416,250 @@ async fn ask_fresh(
         lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
     )
     .await
+}
+
+// ---- a wiremock RDS, for what moto cannot show ------------------------------------------------
+
+const RDS_NS: &str = "http://rds.amazonaws.com/doc/2014-10-31/";
+
+fn rds_snapshot_xml(id: &str, status: &str) -> String {
+    format!(
+        "<DBSnapshot><DBSnapshotIdentifier>{id}</DBSnapshotIdentifier><Status>{status}</Status><SnapshotType>manual</SnapshotType><SnapshotCreateTime>2026-11-23T06:00:00Z</SnapshotCreateTime></DBSnapshot>"
+    )
+}
+
+fn rds_answer(action: &str, result: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/xml")
+        .set_body_string(format!(
+            "<{action}Response xmlns=\"{RDS_NS}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>req-1</RequestId></ResponseMetadata></{action}Response>"
+        ))
+}
+
+fn rds_fault(code: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400)
+        .insert_header("content-type", "text/xml")
+        .set_body_string(format!(
+            "<ErrorResponse xmlns=\"{RDS_NS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"
+        ))
+}
+
+/// RDS answering `status` for the snapshot, however often it is asked.
+async fn mount_rds(mock: &MockServer, id: &str, status: &str) {
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_answer(
+            "CreateDBSnapshot",
+            &rds_snapshot_xml(id, status),
+        ))
+        .mount(mock)
+        .await;
+    Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+        .respond_with(rds_answer(
+            "DescribeDBSnapshots",
+            &format!(
+                "<DBSnapshots>{}</DBSnapshots>",
+                rds_snapshot_xml(id, status)
+            ),
+        ))
+        .mount(mock)
+        .await;
+}
+
+impl World {
+    async fn with_rds(mut self, mock: &MockServer) -> Self {
+        self.deps.rds = aws_sdk_rds::Client::new(&sdk_config(&mock.uri()).await);
+        self
+    }
+
+    async fn deployment(&self) -> String {
+        aws_sdk_codedeploy::Client::new(&self.sdk)
+            .create_deployment()
+            .application_name(&self.app)
+            .deployment_group_name(&self.group)
+            .revision(
+                aws_sdk_codedeploy::types::RevisionLocation::builder()
+                    .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
+                    .app_spec_content(
+                        aws_sdk_codedeploy::types::AppSpecContent::builder()
+                            .content("version: 0.0")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .deployment_id
+            .unwrap()
+    }
+
+    async fn expect_report(&self, deployment: &str, hook: &str, status: &str, times: u64) {
+        Mock::given(header(
+            "x-amz-target",
+            "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
+        ))
+        .and(body_json(json!({"deploymentId": deployment, "lifecycleEventHookExecutionId": hook, "status": status})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .expect(times)
+        .mount(&self.codedeploy_mock)
+        .await;
+    }
+}
+
+fn context_with(ms_left: i64) -> lambda_runtime::Context {
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = u64::try_from(Utc::now().timestamp_millis() + ms_left).unwrap();
+    context
+}
+
+#[tokio::test]
+async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at_the_end() {
+    let rds_mock = MockServer::start().await;
+    let lambda_mock = MockServer::start().await;
+    let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+    w.deps.lambda = aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await);
+    w.deps.settings.function_name = Some("CodeDeployHook_safeship-predeploy-snapshot".into());
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    mount_rds(&rds_mock, &id, "creating").await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/2015-03-31/functions/CodeDeployHook_safeship-predeploy-snapshot/invocations",
+        ))
+        .and(header("x-amz-invocation-type", "Event"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&lambda_mock)
+        .await;
+    // Nothing is reported while the snapshot is still being made.
+    w.expect_report(&deployment, &hook, "Succeeded", 1).await;
+
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+    let first = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, context_with(1_500)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, "continued", "{first:?}");
+    assert_eq!(first.hook_status, None);
+    let handed: serde_json::Value =
+        serde_json::from_slice(&lambda_mock.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(handed["safeship-continuation"]["snapshot-id"], id.as_str());
+    assert_eq!(handed["safeship-continuation"]["attempt"], 1);
+
+    // The continuation runs; meanwhile the snapshot became available.
+    rds_mock.reset().await;
+    mount_rds(&rds_mock, &id, "available").await;
+    let second = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(handed, context_with(10_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.status, "available", "{second:?}");
+    assert_eq!(second.hook_status.as_deref(), Some("Succeeded"));
+}
+
+#[tokio::test]
+async fn a_snapshot_still_creating_when_the_budget_is_spent_fails_the_hook() {
+    let rds_mock = MockServer::start().await;
+    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    mount_rds(&rds_mock, &id, "creating").await;
+    w.expect_report(&deployment, &hook, "Failed", 1).await;
+    let state = json!({"safeship-continuation": {
+        "deployment-id": deployment, "lifecycle-event-hook-execution-id": hook,
+        "application": w.app, "deployment-group": w.group, "database": "checkout-db",
+        "snapshot-id": id, "started-at": (Utc::now() - Duration::seconds(3_001)).to_rfc3339(),
+        "attempt": 5}});
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(state, context_with(1_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+    assert!(answer.detail.unwrap().contains("the hook's whole budget"));
+}
+
+#[tokio::test]
+async fn rds_refusals_fail_the_hook_with_the_rds_error() {
+    for (code, message) in [
+        (
+            "SnapshotQuotaExceeded",
+            "Cannot create more than 100 manual snapshots",
+        ),
+        (
+            "InvalidDBInstanceState",
+            "Instance checkout-db is not currently in the available state",
+        ),
+    ] {
+        let rds_mock = MockServer::start().await;
+        let w = world("instance", 100).await.with_rds(&rds_mock).await;
+        Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+            .respond_with(rds_fault(code, message))
+            .expect(1)
+            .mount(&rds_mock)
+            .await;
+        let deployment = w.deployment().await;
+        let hook = unique("hook");
+        w.expect_report(&deployment, &hook, "Failed", 1).await;
+        let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+        let answer = predeploy_snapshot::handler(
+            &w.deps,
+            lambda_runtime::LambdaEvent::new(event, context_with(10_000)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, "failed");
+        assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+        let detail = answer.detail.unwrap();
+        assert!(
+            detail.contains("rds:CreateDBSnapshot") && detail.contains(code),
+            "{detail}"
+        );
+        let events = w.inbox.events().await;
+        assert!(
+            events.iter().any(|e| matches!(&e.outcome,
+            Outcome::SnapshotFailed { error, .. } if error.contains(code))),
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn throttled_snapshot_creation_is_retried_into_one_snapshot() {
+    let rds_mock = MockServer::start().await;
+    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let id = "safeship-checkout-db-d-throttle1";
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_fault("Throttling", "Rate exceeded"))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&rds_mock)
+        .await;
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_answer(
+            "CreateDBSnapshot",
+            &rds_snapshot_xml(id, "available"),
+        ))
+        .expect(1)
+        .mount(&rds_mock)
+        .await;
+    Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+        .respond_with(rds_answer(
+            "DescribeDBSnapshots",
+            "<DBSnapshots></DBSnapshots>",
+        ))
+        .mount(&rds_mock)
+        .await;
+    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-THROTTLE1"), soon())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.snapshot_id.as_deref(), Some(id));
 }
