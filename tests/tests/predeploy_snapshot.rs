@@ -32,6 +32,10 @@ struct World {
 }
 
 async fn world(kind: &str, quota: u32) -> World {
+    world_with(kind, quota, "block").await
+}
+
+async fn world_with(kind: &str, quota: u32, on_failure: &str) -> World {
     let moto = moto_endpoint();
     let sdk = sdk_config(&moto).await;
     let rds = aws_sdk_rds::Client::new(&sdk);
@@ -86,7 +90,7 @@ applications:
     deployment-groups:
       {group}:
         environment: prod
-        snapshot: {{database: {database}}}
+        snapshot: {{database: {database}, on-failure: {on_failure}}}
 databases:
   {database}:
     kind: {kind}
@@ -139,6 +143,7 @@ fn job(w: &World, deployment: &str) -> Job {
         reason: "migration 042 drops column".into(),
         deployment_id: Some(deployment.into()),
         application: Some(w.app.clone()),
+        git_sha: Some("9f8e7d6c".into()),
     }
 }
 
@@ -214,6 +219,7 @@ async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
         "migration 042 drops column".into()
     )));
     assert!(tags.contains(&("safeship:application".into(), w.app.clone())));
+    assert!(tags.contains(&("safeship:git-sha".into(), "9f8e7d6c".into())));
 
     let kinds: Vec<_> = w
         .inbox
@@ -662,4 +668,32 @@ async fn throttled_snapshot_creation_is_retried_into_one_snapshot() {
         .unwrap();
     assert_eq!(answer.status, "available", "{answer:?}");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id));
+}
+
+#[tokio::test]
+async fn with_on_failure_warn_a_failed_snapshot_lets_the_deployment_go_on() {
+    let rds_mock = MockServer::start().await;
+    let w = world_with("instance", 100, "warn")
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_fault(
+            "SnapshotQuotaExceeded",
+            "Cannot create more than 100 manual snapshots",
+        ))
+        .mount(&rds_mock)
+        .await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    w.expect_report(&deployment, &hook, "Succeeded", 1).await;
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, context_with(10_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, "failed");
+    assert_eq!(answer.hook_status.as_deref(), Some("Succeeded"));
 }

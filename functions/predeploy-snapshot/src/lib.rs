@@ -144,6 +144,9 @@ pub struct Continuation {
     pub snapshot_id: String,
     pub started_at: DateTime<Utc>,
     pub attempt: u32,
+    /// The revision's commit, when CodeDeploy knows it (GitHub revisions).
+    #[serde(default)]
+    pub git_sha: Option<String>,
 }
 
 /// What an invocation answers.
@@ -187,6 +190,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotA
             reason: request.reason,
             deployment_id: deployment,
             application: None,
+            git_sha: None,
         };
         return take_and_wait(deps, &job, deadline).await;
     }
@@ -220,6 +224,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotA
                 reason: format!("deployment {} of {group} started", d.deployment_id),
                 deployment_id: Some(d.deployment_id),
                 application: Some(d.application),
+                git_sha: None,
             };
             take_and_wait(deps, &job, deadline).await
         }
@@ -260,6 +265,7 @@ pub struct Job {
     pub reason: String,
     pub deployment_id: Option<String>,
     pub application: Option<String>,
+    pub git_sha: Option<String>,
 }
 
 impl Job {
@@ -283,6 +289,9 @@ impl Job {
         ];
         if let Some(app) = &self.application {
             tags.push(("safeship:application".to_owned(), tag_value(app)));
+        }
+        if let Some(sha) = &self.git_sha {
+            tags.push(("safeship:git-sha".to_owned(), tag_value(sha)));
         }
         tags
     }
@@ -552,6 +561,11 @@ async fn start_hook(
                         });
                     }
                 };
+            let git_sha = info
+                .revision
+                .as_ref()
+                .and_then(|r| r.git_hub_location.as_ref())
+                .and_then(|g| g.commit_id.clone());
             let application = info.application_name.unwrap_or_default();
             let group = info.deployment_group_name.unwrap_or_default();
             let state = Continuation {
@@ -563,6 +577,7 @@ async fn start_hook(
                 snapshot_id: String::new(),
                 started_at: Utc::now(),
                 attempt: 0,
+                git_sha,
             };
             hook_step(deps, state, deadline).await
         })
@@ -658,6 +673,7 @@ async fn hook_step(
         ),
         deployment_id: Some(state.deployment_id.clone()),
         application: Some(state.application.clone()),
+        git_sha: state.git_sha.clone(),
     };
     let mut answer = take_and_wait(deps, &job, deadline).await?;
     let out_of_budget = Utc::now() - state.started_at
