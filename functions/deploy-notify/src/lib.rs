@@ -1,16 +1,21 @@
 //! Deployment notifications: CodeDeploy state changes and safeship's guard events, to the
 //! channels the policy routes them to.
 //!
-//! Foundation stage: this decides the routing (a pure function of policy, application and
-//! severity) and reports it. Posting to Slack and publishing email land in their own issue; until
-//! then no message is sent.
+//! In this version the routing and the messages are built (pure functions of the event, the
+//! policy and the region: [`message`], [`render`]) and returned as a preview; delivering them to
+//! Slack and SNS is not built yet, so nothing is sent.
 
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
-use safeship::event::{DeploymentState, EventError, Inbound};
+use safeship::event::{EventError, Inbound};
 use safeship::lambda::{accept, Common};
 use safeship::policy::{Channel, NotificationPolicy, Severity};
 use serde_json::{json, Value};
+
+pub mod message;
+pub mod render;
+
+pub use message::deployment_severity;
 
 pub const FUNCTION: &str = "deploy-notify";
 
@@ -40,16 +45,6 @@ impl Deps {
     }
 }
 
-pub fn deployment_severity(state: DeploymentState) -> Severity {
-    match state {
-        DeploymentState::Start | DeploymentState::Ready | DeploymentState::Success => {
-            Severity::Info
-        }
-        DeploymentState::Stop => Severity::Warning,
-        DeploymentState::Failure => Severity::Failure,
-    }
-}
-
 /// The channels an event of this severity for this application goes to, each once.
 pub fn channels(
     policy: &NotificationPolicy,
@@ -71,30 +66,47 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     let normalised = accept(FUNCTION, &event.payload, |e| {
         matches!(e, Inbound::DeploymentStateChange(_) | Inbound::Guard(_))
     })?;
-    let (application, severity, what) = match &normalised.event {
-        Inbound::DeploymentStateChange(d) => (
-            Some(d.application.clone()),
-            deployment_severity(d.state),
-            format!("deployment {} {:?}", d.deployment_id, d.state),
+    let region = deps
+        .common
+        .sdk
+        .region()
+        .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+    let policy = &deps.common.policy;
+    let environment = |app: Option<&str>, group: Option<&str>| {
+        app.zip(group)
+            .and_then(|(a, g)| policy.group(a, g))
+            .map(|g| format!("{:?}", g.policy.environment).to_lowercase())
+    };
+    let message = match &normalised.event {
+        Inbound::DeploymentStateChange(d) => message::from_deployment(
+            d,
+            environment(Some(&d.application), Some(&d.deployment_group)).as_deref(),
+            &region,
         ),
-        Inbound::Guard(g) => (
-            g.application.clone(),
-            g.outcome.severity(),
-            format!(
-                "{} {}",
-                g.outcome.kind(),
-                g.deployment_id.as_deref().unwrap_or("")
-            ),
+        Inbound::Guard(g) => message::from_guard(
+            g,
+            environment(g.application.as_deref(), g.deployment_group.as_deref()).as_deref(),
+            &region,
         ),
         _ => unreachable!("accept keeps deployment and guard events only"),
     };
     let routed = channels(
-        &deps.common.policy.notifications,
-        application.as_deref(),
-        severity,
+        &policy.notifications,
+        message.application.as_deref(),
+        message.severity,
     );
-    tracing::info!(%what, ?severity, ?routed, "notification routed");
-    Ok(json!({"event": what, "severity": severity, "channels": routed, "sent": []}))
+    let what = render::summary(&message);
+    tracing::info!(%what, severity = ?message.severity, ?routed, "notification routed");
+    Ok(json!({
+        "event": what,
+        "severity": message.severity,
+        "channels": routed,
+        "preview": {
+            "slack": render::slack(&message),
+            "email": {"subject": render::email_subject(&message), "body": render::email_body(&message)},
+        },
+        "sent": [],
+    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,340 @@
+//! What a notification says, whatever the channel: built from a CodeDeploy state change or a
+//! guard event, then rendered as Slack Block Kit or as an email. Pure functions of data.
+
+use safeship::event::{DeploymentState, DeploymentStateChange};
+use safeship::guard::{GuardEvent, Outcome};
+use safeship::policy::Severity;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub label: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub severity: Severity,
+    pub emoji: &'static str,
+    /// e.g. `Deployment failed`, `Rolled back after an alarm`.
+    pub headline: String,
+    pub application: Option<String>,
+    pub deployment_group: Option<String>,
+    pub deployment_id: Option<String>,
+    pub environment: Option<String>,
+    /// What set it off: the CodeDeploy state change, the alarm, the hook.
+    pub trigger: String,
+    /// The why: the alarm's reason, the failing expectation, the RDS error.
+    pub reason: Option<String>,
+    /// Further facts, one line each (actions taken, pruned snapshots, …).
+    pub details: Vec<String>,
+    pub snapshot_id: Option<String>,
+    pub links: Vec<Link>,
+    pub dry_run: bool,
+}
+
+/// Where the AWS console lives for a region (China and GovCloud have their own domains).
+fn console(region: &str) -> String {
+    if region.starts_with("cn-") {
+        "https://console.amazonaws.cn".into()
+    } else if region.starts_with("us-gov-") {
+        "https://console.amazonaws-us-gov.com".into()
+    } else {
+        format!("https://{region}.console.aws.amazon.com")
+    }
+}
+
+pub fn deployment_link(region: &str, deployment_id: &str) -> Link {
+    Link {
+        label: format!("Deployment {deployment_id}"),
+        url: format!(
+            "{}/codesuite/codedeploy/deployments/{deployment_id}?region={region}",
+            console(region)
+        ),
+    }
+}
+
+pub fn alarm_link(region: &str, alarm_name: &str) -> Link {
+    Link {
+        label: format!("Alarm {alarm_name}"),
+        url: format!(
+            "{}/cloudwatch/home?region={region}#alarmsV2:alarm/{}",
+            console(region),
+            percent_encode(alarm_name)
+        ),
+    }
+}
+
+/// Percent-encoding for a URL fragment: unreserved characters stay, the rest are escaped.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn deployment_severity(state: DeploymentState) -> Severity {
+    match state {
+        DeploymentState::Start | DeploymentState::Ready | DeploymentState::Success => {
+            Severity::Info
+        }
+        DeploymentState::Stop => Severity::Warning,
+        DeploymentState::Failure => Severity::Failure,
+    }
+}
+
+pub fn from_deployment(
+    d: &DeploymentStateChange,
+    environment: Option<&str>,
+    region: &str,
+) -> Message {
+    let (emoji, headline) = match d.state {
+        DeploymentState::Start => (":rocket:", "Deployment started"),
+        DeploymentState::Ready => (":hourglass_flowing_sand:", "Deployment ready for traffic"),
+        DeploymentState::Success => (":white_check_mark:", "Deployment succeeded"),
+        DeploymentState::Stop => (":octagonal_sign:", "Deployment stopped"),
+        DeploymentState::Failure => (":x:", "Deployment failed"),
+    };
+    let region = d.region.as_deref().unwrap_or(region);
+    Message {
+        severity: deployment_severity(d.state),
+        emoji,
+        headline: headline.into(),
+        application: Some(d.application.clone()),
+        deployment_group: Some(d.deployment_group.clone()),
+        deployment_id: Some(d.deployment_id.clone()),
+        environment: environment.map(str::to_owned),
+        trigger: format!("CodeDeploy state change {}", state_name(d.state)),
+        reason: None,
+        details: vec![],
+        snapshot_id: None,
+        links: vec![deployment_link(region, &d.deployment_id)],
+        dry_run: false,
+    }
+}
+
+pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Message {
+    let mut m = Message {
+        severity: g.outcome.severity(),
+        emoji: ":shield:",
+        headline: String::new(),
+        application: g.application.clone(),
+        deployment_group: g.deployment_group.clone(),
+        deployment_id: g.deployment_id.clone(),
+        environment: environment.map(str::to_owned),
+        trigger: String::new(),
+        reason: None,
+        details: vec![],
+        snapshot_id: None,
+        links: g
+            .deployment_id
+            .iter()
+            .map(|d| deployment_link(region, d))
+            .collect(),
+        dry_run: g.dry_run,
+    };
+    let alarm_trigger = |m: &mut Message, alarm: &safeship::guard::AlarmSummary| {
+        m.trigger = format!("alarm {} went to {:?}", alarm.name, alarm.state);
+        m.reason = Some(alarm.reason.clone());
+        m.links.push(alarm_link(region, &alarm.name));
+    };
+    match &g.outcome {
+        Outcome::HookPassed {
+            lifecycle_event,
+            checks,
+        } => {
+            m.emoji = ":large_green_circle:";
+            m.headline = "Smoke checks passed".into();
+            m.trigger = hook_trigger(lifecycle_event.as_deref());
+            m.details = checks.iter().map(check_line).collect();
+        }
+        Outcome::HookFailed {
+            lifecycle_event,
+            reason,
+            checks,
+        } => {
+            m.emoji = ":red_circle:";
+            m.headline = "Smoke checks failed: traffic not shifted".into();
+            m.trigger = hook_trigger(lifecycle_event.as_deref());
+            m.reason = Some(reason.clone());
+            m.details = checks.iter().map(check_line).collect();
+        }
+        Outcome::RollbackPerformed { alarm, actions } => {
+            m.emoji = ":rewind:";
+            m.headline = "Rolled back after an alarm".into();
+            alarm_trigger(&mut m, alarm);
+            m.details = actions
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {}{}",
+                        if a.succeeded { "✓" } else { "✗" },
+                        a.action,
+                        a.detail
+                            .as_deref()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+        }
+        Outcome::NothingToRollBack { alarm, reason } => {
+            m.emoji = ":warning:";
+            m.headline = "Alarm fired, nothing to roll back".into();
+            alarm_trigger(&mut m, alarm);
+            m.details = vec![reason.clone()];
+        }
+        Outcome::FlagsSwitchedOff {
+            alarm,
+            profile,
+            flags,
+            version,
+        } => {
+            m.emoji = ":triangular_flag_on_post:";
+            m.headline = "Feature flags switched off".into();
+            alarm_trigger(&mut m, alarm);
+            m.details = vec![format!(
+                "{} off in {profile}{}",
+                flags.join(", "),
+                version
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default()
+            )];
+        }
+        Outcome::SnapshotStarted {
+            database,
+            snapshot_id,
+        } => {
+            m.emoji = ":camera:";
+            m.headline = format!("Snapshot of {database} started");
+            m.trigger = "pre-deploy snapshot".into();
+            m.snapshot_id = Some(snapshot_id.clone());
+        }
+        Outcome::SnapshotAvailable {
+            database,
+            snapshot_id,
+            duration_ms,
+        } => {
+            m.emoji = ":floppy_disk:";
+            m.headline = format!("Snapshot of {database} available");
+            m.trigger = "pre-deploy snapshot".into();
+            m.snapshot_id = Some(snapshot_id.clone());
+            m.details = vec![format!("took {:.1} s", *duration_ms as f64 / 1000.0)];
+        }
+        Outcome::SnapshotFailed {
+            database,
+            snapshot_id,
+            error,
+        } => {
+            m.emoji = ":x:";
+            m.headline = format!("Snapshot of {database} failed: no destructive deploy");
+            m.trigger = "pre-deploy snapshot".into();
+            m.snapshot_id = snapshot_id.clone();
+            m.reason = Some(error.clone());
+        }
+        Outcome::SnapshotsPruned {
+            database,
+            snapshot_ids,
+        } => {
+            m.emoji = ":broom:";
+            m.headline = format!("Old snapshots of {database} pruned");
+            m.trigger = "snapshot retention".into();
+            m.details = snapshot_ids.clone();
+        }
+        Outcome::SnapshotQuotaWarning {
+            manual_snapshots,
+            quota,
+        } => {
+            m.emoji = ":warning:";
+            m.headline = "Manual snapshots near the RDS quota".into();
+            m.trigger = "snapshot retention".into();
+            m.details = vec![format!(
+                "{manual_snapshots} of {quota} manual snapshots used"
+            )];
+        }
+        Outcome::IntegrityAnomaly {
+            database,
+            table,
+            column,
+            description,
+            since_deployments,
+        } => {
+            m.emoji = ":mag:";
+            m.headline = format!(
+                "Integrity anomaly in {database}.{table}{}",
+                column
+                    .as_deref()
+                    .map(|c| format!(".{c}"))
+                    .unwrap_or_default()
+            );
+            m.trigger = "nightly integrity check".into();
+            m.reason = Some(description.clone());
+            if !since_deployments.is_empty() {
+                m.details = vec![format!(
+                    "since deployment(s) {}",
+                    since_deployments.join(", ")
+                )];
+            }
+        }
+        Outcome::IntegrityRunFailed { database, error } => {
+            m.emoji = ":x:";
+            m.headline = format!("Integrity check of {database} could not run");
+            m.trigger = "nightly integrity check".into();
+            m.reason = Some(error.clone());
+        }
+    }
+    m
+}
+
+/// The state as CodeDeploy names it in its events.
+pub fn state_name(state: DeploymentState) -> &'static str {
+    match state {
+        DeploymentState::Start => "START",
+        DeploymentState::Success => "SUCCESS",
+        DeploymentState::Failure => "FAILURE",
+        DeploymentState::Stop => "STOP",
+        DeploymentState::Ready => "READY",
+    }
+}
+
+fn hook_trigger(lifecycle_event: Option<&str>) -> String {
+    format!("{} hook", lifecycle_event.unwrap_or("traffic"))
+}
+
+fn check_line(c: &safeship::guard::CheckResult) -> String {
+    format!(
+        "{} {} ({} ms){}",
+        if c.passed { "✓" } else { "✗" },
+        c.name,
+        c.duration_ms,
+        c.detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_links_follow_the_region_and_partition() {
+        assert_eq!(
+            deployment_link("eu-west-1", "d-1").url,
+            "https://eu-west-1.console.aws.amazon.com/codesuite/codedeploy/deployments/d-1?region=eu-west-1"
+        );
+        assert!(deployment_link("cn-north-1", "d-1")
+            .url
+            .starts_with("https://console.amazonaws.cn/"));
+        assert_eq!(
+            alarm_link("us-east-1", "checkout 5xx/rate").url,
+            "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#alarmsV2:alarm/checkout%205xx%2Frate"
+        );
+    }
+}
