@@ -51,26 +51,13 @@ pub async fn lambda_deployment(
     codedeploy: &aws_sdk_codedeploy::Client,
     target_version: &str,
 ) -> anyhow::Result<String> {
-    use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
-    let appspec = format!(
-        "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: checkout-api\n        Alias: live\n        CurrentVersion: \"3\"\n        TargetVersion: \"{target_version}\"\n"
-    );
-    let out = codedeploy
-        .create_deployment()
-        .application_name("checkout")
-        .deployment_group_name("checkout-prod")
-        .revision(
-            RevisionLocation::builder()
-                .revision_type(RevisionLocationType::AppSpecContent)
-                .app_spec_content(AppSpecContent::builder().content(appspec).build())
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_codedeploy::error::DisplayErrorContext(e)))
-        .context("moto CreateDeployment")?;
-    out.deployment_id
-        .context("moto CreateDeployment returned no deploymentId")
+    crate::codedeploy::deployment(
+        codedeploy,
+        "checkout",
+        "checkout-prod",
+        &crate::codedeploy::lambda_appspec(target_version),
+    )
+    .await
 }
 
 /// The alarm the hook's alarm check reads, in `OK`.
@@ -78,31 +65,13 @@ pub async fn quiet_alarm(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     name: &str,
 ) -> anyhow::Result<()> {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
-    cloudwatch
-        .put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
-        .context("moto PutMetricAlarm")?;
-    cloudwatch
-        .set_alarm_state()
-        .alarm_name(name)
-        .state_value(StateValue::Ok)
-        .state_reason("demo: quiet")
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
-        .context("moto SetAlarmState")?;
-    Ok(())
+    crate::codedeploy::metric_alarm(
+        cloudwatch,
+        name,
+        aws_sdk_cloudwatch::types::StateValue::Ok,
+        "demo: quiet",
+    )
+    .await
 }
 
 /// The checkout service's health endpoint, answering as version `version`.

@@ -3,6 +3,7 @@
 
 pub mod appconfig;
 pub mod checkout;
+pub mod codedeploy;
 pub mod emulators;
 pub mod guard_inbox;
 pub mod runtime;

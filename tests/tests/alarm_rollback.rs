@@ -12,12 +12,11 @@
 //!
 //! Split endpoints (`tests/src/split.rs`) send each operation to the right one through one client.
 
-use aws_sdk_codedeploy::types::{
-    AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
-};
+use aws_sdk_codedeploy::types::ComputePlatform;
 use safeship::event::{normalise, Inbound};
 use safeship::guard::Outcome;
 use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
+use safeship_e2e::codedeploy;
 use safeship_e2e::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
@@ -57,25 +56,8 @@ const DEFAULT: Setup = Setup {
 async fn world(setup: Setup) -> World {
     let moto = moto_endpoint();
     let sdk = sdk_config(&moto).await;
-    let app = unique("checkout");
-    let group = unique("checkout-prod");
-
     let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
-    codedeploy_moto
-        .create_application()
-        .application_name(&app)
-        .compute_platform(ComputePlatform::Lambda)
-        .send()
-        .await
-        .expect("moto CreateApplication");
-    codedeploy_moto
-        .create_deployment_group()
-        .application_name(&app)
-        .deployment_group_name(&group)
-        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
-        .send()
-        .await
-        .expect("moto CreateDeploymentGroup");
+    let (app, group) = codedeploy::fresh_group(&codedeploy_moto, ComputePlatform::Lambda).await;
 
     let flags = FlagProfile::create(&sdk, &flags_document(setup.flags_on)).await;
     let (appconfig_app, profile) = (&flags.application, &flags.profile);
@@ -132,21 +114,14 @@ applications:
 impl World {
     /// A deployment in moto: `Created`, so in flight.
     async fn in_flight_deployment(&self) -> String {
-        self.codedeploy_moto
-            .create_deployment()
-            .application_name(&self.app)
-            .deployment_group_name(&self.group)
-            .revision(
-                RevisionLocation::builder()
-                    .revision_type(RevisionLocationType::AppSpecContent)
-                    .app_spec_content(AppSpecContent::builder().content("version: 0.0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("moto CreateDeployment")
-            .deployment_id
-            .unwrap()
+        codedeploy::deployment(
+            &self.codedeploy_moto,
+            &self.app,
+            &self.group,
+            "version: 0.0",
+        )
+        .await
+        .expect("moto CreateDeployment")
     }
 
     async fn expect_stop(&self, deployment_id: &str, times: u64) {

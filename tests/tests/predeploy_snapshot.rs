@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use predeploy_snapshot::{Deps, Job, SnapshotSettings};
 use safeship::guard::Outcome;
+use safeship_e2e::codedeploy;
 use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
 use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
@@ -64,24 +65,11 @@ async fn world_with(kind: &str, quota: u32, on_failure: &str) -> World {
                 .expect("moto CreateDBCluster");
         }
     }
-    let app = unique("checkout");
-    let group = unique("checkout-prod");
-    let codedeploy = aws_sdk_codedeploy::Client::new(&sdk);
-    codedeploy
-        .create_application()
-        .application_name(&app)
-        .compute_platform(aws_sdk_codedeploy::types::ComputePlatform::Ecs)
-        .send()
-        .await
-        .expect("moto CreateApplication");
-    codedeploy
-        .create_deployment_group()
-        .application_name(&app)
-        .deployment_group_name(&group)
-        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
-        .send()
-        .await
-        .expect("moto CreateDeploymentGroup");
+    let (app, group) = codedeploy::fresh_group(
+        &aws_sdk_codedeploy::Client::new(&sdk),
+        aws_sdk_codedeploy::types::ComputePlatform::Ecs,
+    )
+    .await;
     let database = "checkout-db".to_string();
     let policy = format!(
         "version: 1
@@ -265,25 +253,7 @@ async fn a_cluster_snapshot_is_taken_for_an_aurora_database() {
 #[tokio::test]
 async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
     let w = world("instance", 100).await;
-    let deployment = aws_sdk_codedeploy::Client::new(&sdk_config(&moto_endpoint()).await)
-        .create_deployment()
-        .application_name(&w.app)
-        .deployment_group_name(&w.group)
-        .revision(
-            aws_sdk_codedeploy::types::RevisionLocation::builder()
-                .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
-                .app_spec_content(
-                    aws_sdk_codedeploy::types::AppSpecContent::builder()
-                        .content("version: 0.0")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .deployment_id
-        .unwrap();
+    let deployment = w.deployment().await;
     let hook_id = unique("hook");
     Mock::given(header(
         "x-amz-target",
@@ -478,25 +448,14 @@ impl World {
     }
 
     async fn deployment(&self) -> String {
-        aws_sdk_codedeploy::Client::new(&self.sdk)
-            .create_deployment()
-            .application_name(&self.app)
-            .deployment_group_name(&self.group)
-            .revision(
-                aws_sdk_codedeploy::types::RevisionLocation::builder()
-                    .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
-                    .app_spec_content(
-                        aws_sdk_codedeploy::types::AppSpecContent::builder()
-                            .content("version: 0.0")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .deployment_id
-            .unwrap()
+        codedeploy::deployment(
+            &aws_sdk_codedeploy::Client::new(&self.sdk),
+            &self.app,
+            &self.group,
+            "version: 0.0",
+        )
+        .await
+        .expect("moto CreateDeployment")
     }
 
     async fn expect_report(&self, deployment: &str, hook: &str, status: &str, times: u64) {

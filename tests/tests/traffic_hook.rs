@@ -10,15 +10,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
-use aws_sdk_codedeploy::types::{
-    AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
-};
+use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_codedeploy::types::ComputePlatform;
 use axum::routing::get;
 use axum::{Json, Router};
 use lambda_runtime::{Context, LambdaEvent};
 use safeship::event::LifecycleHook;
 use safeship::guard::Outcome;
+use safeship_e2e::codedeploy;
 use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
 use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
@@ -87,41 +86,16 @@ struct World {
 async fn world(traffic_hook: &str) -> World {
     let moto = moto_endpoint();
     let sdk = sdk_config(&moto).await;
-    let app = unique("checkout");
-    let group = unique("checkout-prod");
-
     let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
-    codedeploy_moto
-        .create_application()
-        .application_name(&app)
-        .compute_platform(ComputePlatform::Lambda)
-        .send()
-        .await
-        .expect("moto CreateApplication");
-    codedeploy_moto
-        .create_deployment_group()
-        .application_name(&app)
-        .deployment_group_name(&group)
-        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
-        .send()
-        .await
-        .expect("moto CreateDeploymentGroup");
-    let appspec = "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: checkout-api\n        Alias: live\n        CurrentVersion: \"3\"\n        TargetVersion: \"4\"\n";
-    let deployment_id = codedeploy_moto
-        .create_deployment()
-        .application_name(&app)
-        .deployment_group_name(&group)
-        .revision(
-            RevisionLocation::builder()
-                .revision_type(RevisionLocationType::AppSpecContent)
-                .app_spec_content(AppSpecContent::builder().content(appspec).build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("moto CreateDeployment")
-        .deployment_id
-        .expect("a deployment id");
+    let (app, group) = codedeploy::fresh_group(&codedeploy_moto, ComputePlatform::Lambda).await;
+    let deployment_id = codedeploy::deployment(
+        &codedeploy_moto,
+        &app,
+        &group,
+        &codedeploy::lambda_appspec("4"),
+    )
+    .await
+    .expect("moto CreateDeployment");
 
     let policy = format!(
         "version: 1\napplications:\n  {app}:\n    deployment-groups:\n      {group}:\n        environment: prod\n{traffic_hook}"
@@ -206,29 +180,16 @@ impl World {
 
 /// A metric alarm in moto, set to `state`.
 async fn alarm(state: StateValue) -> String {
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&moto_endpoint()).await);
     let name = unique("checkout-5xx");
-    cloudwatch
-        .put_metric_alarm()
-        .alarm_name(&name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .expect("moto PutMetricAlarm");
-    cloudwatch
-        .set_alarm_state()
-        .alarm_name(&name)
-        .state_value(state)
-        .state_reason("Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0).")
-        .send()
-        .await
-        .expect("moto SetAlarmState");
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&moto_endpoint()).await);
+    codedeploy::metric_alarm(
+        &cloudwatch,
+        &name,
+        state,
+        "Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0).",
+    )
+    .await
+    .expect("a moto alarm");
     name
 }
 
