@@ -41,7 +41,12 @@ pub struct GuardEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+#[serde(
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "kind",
+    deny_unknown_fields
+)]
 pub enum Outcome {
     HookPassed {
         lifecycle_event: Option<String>,

@@ -7,4 +7,5 @@ pub mod codedeploy;
 pub mod emulators;
 pub mod guard_inbox;
 pub mod runtime;
+pub mod slack;
 pub mod split;

@@ -1,17 +1,20 @@
 //! Deployment notifications: CodeDeploy state changes and safeship's guard events, to the
 //! channels the policy routes them to.
 //!
-//! In this version the routing and the messages are built (pure functions of the event, the
-//! policy and the region: [`message`], [`render`]) and returned as a preview; delivering them to
-//! Slack and SNS is not built yet, so nothing is sent.
+//! The routing and the messages are pure functions of the event, the policy and the region
+//! ([`message`], [`render`]); [`deliver`] posts to Slack and publishes to SNS. Each channel is
+//! claimed separately in the idempotency table, so a duplicate delivery sends nothing and a retry
+//! after one channel failed does not repeat the one that succeeded.
 
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
 use safeship::event::{EventError, Inbound};
+use safeship::idempotency::Once;
 use safeship::lambda::{accept, Common};
 use safeship::policy::{Channel, NotificationPolicy, Severity};
 use serde_json::{json, Value};
 
+pub mod deliver;
 pub mod message;
 pub mod render;
 
@@ -25,6 +28,14 @@ pub enum Error {
     Safeship(#[from] safeship::Error),
     #[error(transparent)]
     Event(#[from] EventError),
+    #[error("posting to Slack channel {channel}: {problem}")]
+    Slack { channel: String, problem: String },
+    #[error("{event}: {} of {total} channels failed: {}", failed.len(), failed.join("; "))]
+    ChannelsFailed {
+        event: String,
+        total: usize,
+        failed: Vec<String>,
+    },
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -35,12 +46,51 @@ impl From<Error> for lambda_runtime::Diagnostic {
 
 pub struct Deps {
     pub common: Common,
+    /// Set when the policy routes anything to Slack.
+    pub slack: Option<deliver::Slack>,
+    pub sns: aws_sdk_sns::Client,
+    /// Set when the policy routes anything to email.
+    pub email_topic: Option<String>,
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
+        let common = Common::load(env).await?;
+        let routes = &common.policy.notifications.routes;
+        let routed = |c: Channel| routes.iter().any(|r| r.channel == c);
+        let slack = if routed(Channel::Slack) {
+            let arn = env.required("SAFESHIP_SLACK_WEBHOOK_SECRET_ARN")?;
+            let client = reqwest::Client::builder()
+                .user_agent(concat!(
+                    "safeship-deploy-notify/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .build()
+                .map_err(|e| {
+                    safeship::Error::config(
+                        "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN",
+                        format!("building the HTTP client: {e}"),
+                    )
+                })?;
+            Some(deliver::Slack::new(
+                client,
+                aws_sdk_secretsmanager::Client::new(&common.sdk),
+                arn,
+                env.optional("SAFESHIP_SLACK_CHANNEL").unwrap_or("slack"),
+            ))
+        } else {
+            None
+        };
+        let email_topic = if routed(Channel::Email) {
+            Some(env.required("SAFESHIP_EMAIL_TOPIC_ARN")?.to_owned())
+        } else {
+            None
+        };
         Ok(Deps {
-            common: Common::load(env).await?,
+            sns: aws_sdk_sns::Client::new(&common.sdk),
+            common,
+            slack,
+            email_topic,
         })
     }
 }
@@ -96,17 +146,88 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         message.severity,
     );
     let what = render::summary(&message);
-    tracing::info!(%what, severity = ?message.severity, ?routed, "notification routed");
+    // One notification per event: the same deployment state, or the same guard event, however
+    // often and by whichever route it arrives.
+    let event_key = match &normalised.event {
+        Inbound::DeploymentStateChange(d) => {
+            format!("{}:{}", d.deployment_id, message::state_name(d.state))
+        }
+        Inbound::Guard(g) => g.id.clone(),
+        _ => unreachable!("accept keeps deployment and guard events only"),
+    };
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    let mut duplicate = !routed.is_empty();
+    for channel in &routed {
+        let key = format!("{FUNCTION}:{event_key}:{channel:?}").to_lowercase();
+        let once = deps
+            .common
+            .idempotency
+            .once(&key, || send(deps, *channel, &message))
+            .await;
+        match once {
+            Ok(Once::Ran(detail)) => {
+                duplicate = false;
+                sent.push(json!({"channel": channel, "detail": detail}));
+            }
+            Ok(Once::AlreadyDone(_) | Once::InProgressElsewhere) => {}
+            Err(e) => {
+                duplicate = false;
+                tracing::error!(?channel, error = %e, "a channel failed");
+                failed.push(e.to_string());
+            }
+        }
+    }
+    tracing::info!(%what, severity = ?message.severity, ?routed, sent = sent.len(), duplicate, "notification handled");
+    if !failed.is_empty() {
+        return Err(Error::ChannelsFailed {
+            event: what,
+            total: routed.len(),
+            failed,
+        });
+    }
     Ok(json!({
         "event": what,
         "severity": message.severity,
         "channels": routed,
+        "sent": sent,
+        "duplicate": duplicate,
         "preview": {
             "slack": render::slack(&message),
             "email": {"subject": render::email_subject(&message), "body": render::email_body(&message)},
         },
-        "sent": [],
     }))
+}
+
+async fn send(deps: &Deps, channel: Channel, message: &message::Message) -> Result<String, Error> {
+    match channel {
+        Channel::Slack => {
+            let slack = deps.slack.as_ref().ok_or_else(|| {
+                safeship::Error::config(
+                    "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN",
+                    "is required when the policy routes to Slack",
+                )
+            })?;
+            slack.post(&render::slack(message)).await?;
+            Ok(format!("posted to {}", slack.channel))
+        }
+        Channel::Email => {
+            let topic = deps.email_topic.as_deref().ok_or_else(|| {
+                safeship::Error::config(
+                    "SAFESHIP_EMAIL_TOPIC_ARN",
+                    "is required when the policy routes to email",
+                )
+            })?;
+            let id = deliver::email(
+                &deps.sns,
+                topic,
+                &render::email_subject(message),
+                &render::email_body(message),
+            )
+            .await?;
+            Ok(format!("published as SNS message {id}"))
+        }
+    }
 }
 
 #[cfg(test)]

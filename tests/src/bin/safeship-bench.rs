@@ -16,6 +16,7 @@ use safeship_e2e::emulators::{
     sdk_config, unique, REGION,
 };
 use safeship_e2e::runtime::{Answer, LocalRuntime, Timing};
+use safeship_e2e::slack::Channels;
 use safeship_e2e::split::{SplitEndpoint, Wait};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -32,6 +33,7 @@ struct Emulated {
     env: Vec<(String, String)>,
     deployment_id: String,
     _mocks: Vec<MockServer>,
+    _channels: Channels,
 }
 
 impl Emulated {
@@ -85,6 +87,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
         "checkout-prod-5xx-rate",
     )
     .await?;
+    let channels = Channels::create(&sdk).await;
     let table = unique("bench-idempotency");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
 
@@ -99,7 +102,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
     let lambda_proxy = SplitEndpoint::recording(&lambda_mock.uri()).await;
     let policy =
         flags.into_policy(&example_policy().replace("http://127.0.0.1:8081", &service.uri()));
-    let env = vec![
+    let mut env = vec![
         ("AWS_ENDPOINT_URL".into(), moto_proxy.uri()),
         ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
         ("AWS_ENDPOINT_URL_APPCONFIG".into(), appconfig_split.uri()),
@@ -110,6 +113,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
         ("SAFESHIP_POLICY".into(), policy),
         ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table),
     ];
+    env.extend(channels.env());
     Ok(Emulated {
         endpoints: vec![
             moto_proxy,
@@ -121,6 +125,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
         env,
         deployment_id,
         _mocks: vec![appconfig_mock, codedeploy_mock, lambda_mock],
+        _channels: channels,
     })
 }
 

@@ -13,6 +13,7 @@ use safeship_e2e::emulators::{
     sdk_config, unique, REGION,
 };
 use safeship_e2e::runtime::{Answer, LocalRuntime};
+use safeship_e2e::slack::Channels;
 use safeship_e2e::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
@@ -74,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
         .await;
     let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
 
+    // Where notifications land: a local Slack webhook and an SNS email topic read through SQS.
+    let channels = Channels::create(&sdk).await;
+
     // The account as an installation of safeship leaves it.
     let table = unique("safeship-idempotency");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
@@ -129,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         .mount(&lambda)
         .await;
 
-    let env: Vec<(String, String)> = vec![
+    let mut env: Vec<(String, String)> = vec![
         ("AWS_ENDPOINT_URL".into(), moto.clone()),
         ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
         ("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.uri()),
@@ -141,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         ("SAFESHIP_POLICY_SSM_PARAMETER".into(), parameter.clone()),
         ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table.clone()),
     ];
+    env.extend(channels.env());
     let mut functions = Vec::new();
     for name in FUNCTIONS {
         let runtime = LocalRuntime::start().await;
@@ -178,12 +183,7 @@ async fn main() -> anyhow::Result<()> {
         &t,
         "deploy-notify",
         invoke("deploy-notify", start.clone()).await,
-        |b| {
-            format!(
-                "routed {} ({}) to {}",
-                b["event"], b["severity"], b["channels"]
-            )
-        },
+        describe_notification,
     );
     show(
         &t,
@@ -328,12 +328,7 @@ async fn main() -> anyhow::Result<()> {
             sample_event("codedeploy-deployment-failure.json"),
         )
         .await,
-        |b| {
-            format!(
-                "routed {} ({}) to {}",
-                b["event"], b["severity"], b["channels"]
-            )
-        },
+        describe_notification,
     );
 
     // 5. The nightly schedule.
@@ -374,6 +369,27 @@ async fn main() -> anyhow::Result<()> {
         .len();
     println!("\nCodeDeploy (wiremock) received {reports} request(s) in all.");
     Ok(())
+}
+
+/// A notification as its channels show it: Slack's header and fallback text, the email subject.
+fn describe_notification(b: &Value) -> String {
+    let mut lines = vec![format!("{} → {}", b["severity"], b["channels"])];
+    let slack = &b["preview"]["slack"];
+    lines.push(format!(
+        "Slack:  {} | {}",
+        slack["blocks"][0]["text"]["text"].as_str().unwrap_or(""),
+        slack["text"].as_str().unwrap_or("")
+    ));
+    if b["channels"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c == "email"))
+    {
+        lines.push(format!(
+            "email:  {}",
+            b["preview"]["email"]["subject"].as_str().unwrap_or("")
+        ));
+    }
+    lines.join(&format!("\n{:>31}", ""))
 }
 
 fn show(t: &Timeline, who: &str, answer: Answer, describe: impl Fn(&Value) -> String) {

@@ -1,0 +1,175 @@
+//! A local Slack incoming webhook: it records every body it receives and answers from a script
+//! (200 `ok` once the script is used up), so a test can play Slack being rate-limited, down, or
+//! refusing a channel.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<VecDeque<(u16, Option<u64>, String)>>,
+    received: Mutex<Vec<Value>>,
+}
+
+pub struct SlackWebhook {
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl SlackWebhook {
+    pub async fn start() -> SlackWebhook {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/services/T000/B000/XXXXSECRETXXXX", post(hook))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        SlackWebhook {
+            url: format!("http://{addr}/services/T000/B000/XXXXSECRETXXXX"),
+            shared,
+        }
+    }
+
+    /// The next answers: status, optional `Retry-After` seconds, body.
+    pub fn answer(&self, status: u16, retry_after: Option<u64>, body: &str, times: usize) {
+        let mut script = self.shared.script.lock().unwrap();
+        for _ in 0..times {
+            script.push_back((status, retry_after, body.to_owned()));
+        }
+    }
+
+    /// Every body received, answered or not.
+    pub fn received(&self) -> Vec<Value> {
+        self.shared.received.lock().unwrap().clone()
+    }
+}
+
+async fn hook(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, HeaderMap, String) {
+    shared
+        .received
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    let (status, retry_after, text) =
+        shared
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((200, None, "ok".into()));
+    let mut headers = HeaderMap::new();
+    if let Some(s) = retry_after {
+        headers.insert("retry-after", HeaderValue::from(s));
+    }
+    (StatusCode::from_u16(status).unwrap(), headers, text)
+}
+
+/// Where notifications land in the tests, the demo and the benchmark: the local Slack webhook
+/// (its URL kept in moto's Secrets Manager) and an SNS topic whose SQS subscription shows what an
+/// email subscriber would get.
+pub struct Channels {
+    pub slack: SlackWebhook,
+    pub secret_arn: String,
+    pub topic_arn: String,
+    queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Channels {
+    pub async fn create(sdk: &aws_config::SdkConfig) -> Channels {
+        use crate::emulators::{unique, ACCOUNT, REGION};
+        let slack = SlackWebhook::start().await;
+        let secret_arn = aws_sdk_secretsmanager::Client::new(sdk)
+            .create_secret()
+            .name(unique("safeship/slack-webhook"))
+            .secret_string(serde_json::json!({"webhook_url": slack.url}).to_string())
+            .send()
+            .await
+            .expect("moto CreateSecret")
+            .arn
+            .expect("a secret ARN");
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let topic_arn = sns
+            .create_topic()
+            .name(unique("deploys"))
+            .send()
+            .await
+            .expect("moto CreateTopic")
+            .topic_arn
+            .expect("a topic ARN");
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let queue = unique("email");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&queue)
+            .send()
+            .await
+            .expect("moto CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}"))
+            .send()
+            .await
+            .expect("moto Subscribe");
+        Channels {
+            slack,
+            secret_arn,
+            topic_arn,
+            queue_url,
+            sqs,
+        }
+    }
+
+    /// The notifier's configuration for these channels.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN".into(),
+                self.secret_arn.clone(),
+            ),
+            ("SAFESHIP_SLACK_CHANNEL".into(), "#deploys".into()),
+            ("SAFESHIP_EMAIL_TOPIC_ARN".into(), self.topic_arn.clone()),
+        ]
+    }
+
+    /// The SNS notifications that reached the email queue since the last call.
+    pub async fn emails(&self) -> Vec<Value> {
+        let mut found = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("moto ReceiveMessage");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return found;
+            }
+            for m in messages {
+                found.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("moto DeleteMessage");
+            }
+        }
+    }
+}
