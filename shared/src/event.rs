@@ -96,6 +96,15 @@ pub enum AlarmState {
 }
 
 impl AlarmState {
+    /// The state as CloudWatch names it (`OK`, `ALARM`, `INSUFFICIENT_DATA`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmState::Ok => "OK",
+            AlarmState::Alarm => "ALARM",
+            AlarmState::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+
     fn parse(shape: &'static str, field: &str, raw: &str) -> Result<Self, EventError> {
         match raw {
             "OK" => Ok(AlarmState::Ok),

@@ -202,3 +202,73 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
     // every one of these is a failure: each also went by email
     assert_eq!(w.channels.emails().await.len(), 4);
 }
+
+/// Collects everything logged on this test's thread (no redaction: the code itself must not log
+/// the URL; the redacting writer in production is a second line of defence).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_url_never_appears_in_the_logs() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .json()
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world().await;
+    w.channels.slack.answer(500, None, "internal_error", 4);
+    w.channels.slack.answer(404, None, "channel_not_found", 1);
+    let failure = sample_event("codedeploy-deployment-failure.json");
+    let _ = w.deliver(failure.clone()).await;
+    let _ = w.deliver(failure.clone()).await;
+    let _ = w.deliver(failure).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("channel_not_found"),
+        "the logs were captured: {logs}"
+    );
+    assert!(!logs.contains("XXXXSECRETXXXX"), "{logs}");
+    assert!(!logs.contains(&w.channels.slack.url), "{logs}");
+}
+
+#[tokio::test]
+async fn other_detail_types_are_ignored_and_malformed_events_rejected_without_a_message() {
+    let w = world().await;
+    let answer = w
+        .deliver(sample_event("alarm-eventbridge-metric.json"))
+        .await
+        .unwrap();
+    assert!(
+        answer["ignored"].as_str().unwrap().contains("alarm"),
+        "{answer}"
+    );
+    let mut other = sample_event("codedeploy-deployment-start.json");
+    other["detail-type"] = json!("CodeDeploy Instance State-change Notification");
+    let answer = w.deliver(other).await.unwrap();
+    assert!(answer["ignored"].as_str().is_some(), "{answer}");
+
+    let mut malformed = sample_event("codedeploy-deployment-failure.json");
+    malformed["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("deploymentId");
+    let err = w.deliver(malformed).await.unwrap_err();
+    assert!(err.contains("deploymentId"), "{err}");
+    assert!(w.channels.slack.received().is_empty());
+    assert!(w.channels.emails().await.is_empty());
+}

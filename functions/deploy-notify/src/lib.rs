@@ -113,9 +113,19 @@ pub fn channels(
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let normalised = accept(FUNCTION, &event.payload, |e| {
+    let normalised = match accept(FUNCTION, &event.payload, |e| {
         matches!(e, Inbound::DeploymentStateChange(_) | Inbound::Guard(_))
-    })?;
+    }) {
+        Ok(n) => n,
+        // Another EventBridge detail-type on the bus is not ours to announce: a log line, no error.
+        Err(e @ (EventError::Unrecognised(_) | EventError::NotHandled { .. }))
+            if event.payload.get("detail-type").is_some() =>
+        {
+            tracing::info!(reason = %e, "not a notification: ignored");
+            return Ok(json!({"ignored": e.to_string()}));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let region = deps
         .common
         .sdk

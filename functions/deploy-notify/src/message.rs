@@ -139,7 +139,7 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
         dry_run: g.dry_run,
     };
     let alarm_trigger = |m: &mut Message, alarm: &safeship::guard::AlarmSummary| {
-        m.trigger = format!("alarm {} went to {:?}", alarm.name, alarm.state);
+        m.trigger = format!("alarm {} went to {}", alarm.name, alarm.state.name());
         m.reason = Some(alarm.reason.clone());
         m.links.push(alarm_link(region, &alarm.name));
     };
