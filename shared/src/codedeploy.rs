@@ -1,7 +1,9 @@
-//! The CodeDeploy calls two guard rails make: a lifecycle hook's status report (the traffic hook,
-//! the pre-deploy snapshot) and the deployment a hook belongs to.
+//! The CodeDeploy calls several guard rails make: a lifecycle hook's status report (the traffic
+//! hook, the pre-deploy snapshot), the deployment a hook belongs to, and a group's deployments
+//! (alarm-to-rollback, the integrity check).
 
-use aws_sdk_codedeploy::types::{DeploymentInfo, LifecycleEventStatus};
+use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus, LifecycleEventStatus};
+use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::event::LifecycleHook;
@@ -63,4 +65,96 @@ pub async fn report_hook_status(
             e,
         )),
     }
+}
+
+/// One deployment of a group, as `BatchGetDeployments` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSummary {
+    pub id: String,
+    /// CodeDeploy's status (`Succeeded`, `Failed`, `Stopped`, `InProgress`, ...).
+    pub status: String,
+    pub create_time: Option<DateTime<Utc>>,
+    pub complete_time: Option<DateTime<Utc>>,
+}
+
+/// `ListDeployments` of a group (every page), only those in `statuses` (all when empty) and, when
+/// given, created after `created_after`.
+pub async fn list_deployment_ids(
+    client: &aws_sdk_codedeploy::Client,
+    application: &str,
+    group: &str,
+    statuses: &[&str],
+    created_after: Option<DateTime<Utc>>,
+) -> Result<Vec<String>> {
+    let mut request = client
+        .list_deployments()
+        .application_name(application)
+        .deployment_group_name(group);
+    for s in statuses {
+        request = request.include_only_statuses(DeploymentStatus::from(*s));
+    }
+    if let Some(after) = created_after {
+        request = request.create_time_range(
+            aws_sdk_codedeploy::types::TimeRange::builder()
+                .start(aws_smithy_types::DateTime::from_millis(
+                    after.timestamp_millis(),
+                ))
+                .build(),
+        );
+    }
+    let mut pages = request.into_paginator().send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Error::aws(
+                "codedeploy:ListDeployments",
+                format!("{application}/{group} ({})", statuses.join(",")),
+                aws_sdk_codedeploy::Error::from(e),
+            )
+        })?;
+        ids.extend(page.deployments.unwrap_or_default());
+    }
+    Ok(ids)
+}
+
+/// The group's deployments in `statuses` (created after `created_after`, when given), with their
+/// times (`BatchGetDeployments`, 25 at a time).
+pub async fn deployments(
+    client: &aws_sdk_codedeploy::Client,
+    application: &str,
+    group: &str,
+    statuses: &[&str],
+    created_after: Option<DateTime<Utc>>,
+) -> Result<Vec<DeploymentSummary>> {
+    let ids = list_deployment_ids(client, application, group, statuses, created_after).await?;
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(25) {
+        let out = client
+            .batch_get_deployments()
+            .set_deployment_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "codedeploy:BatchGetDeployments",
+                    format!("{application}/{group}"),
+                    aws_sdk_codedeploy::Error::from(e),
+                )
+            })?;
+        for d in out.deployments_info.unwrap_or_default() {
+            if let Some(id) = d.deployment_id {
+                found.push(DeploymentSummary {
+                    id,
+                    status: d.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    create_time: d.create_time.and_then(time),
+                    complete_time: d.complete_time.and_then(time),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn time(t: aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }

@@ -95,10 +95,16 @@ pub enum Outcome {
     },
     IntegrityAnomaly {
         database: String,
+        /// `schema.table`, or the name of a zero-count query.
         table: String,
         column: Option<String>,
         description: String,
+        /// Deployments of the database's groups that completed since the previous run.
         since_deployments: Vec<String>,
+        /// `failure` for an anomaly (lost rows, NULLs where none may be), `warning` for unusual
+        /// growth.
+        #[serde(default = "failure")]
+        severity: Severity,
     },
     IntegrityRunFailed {
         database: String,
@@ -138,10 +144,14 @@ impl Outcome {
             | Outcome::RollbackPerformed { .. }
             | Outcome::FlagsSwitchedOff { .. }
             | Outcome::SnapshotFailed { .. }
-            | Outcome::IntegrityAnomaly { .. }
             | Outcome::IntegrityRunFailed { .. } => Severity::Failure,
+            Outcome::IntegrityAnomaly { severity, .. } => *severity,
         }
     }
+}
+
+fn failure() -> Severity {
+    Severity::Failure
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -299,6 +299,9 @@ pub struct DatabasePolicy {
     pub environment: Environment,
     #[serde(default)]
     pub snapshot: SnapshotRetention,
+    /// The nightly integrity check of this database; absent: not checked.
+    #[serde(default)]
+    pub integrity: Option<IntegrityPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -326,6 +329,107 @@ impl Default for SnapshotRetention {
             quota_warning_percent: default_quota_warning_percent(),
         }
     }
+}
+
+// ---- integrity check ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct IntegrityPolicy {
+    pub connection: DbConnection,
+    /// Every ordinary table of these schemas is counted (besides those in `tables`).
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// `schema.table` names left out of the `schemas` sweep.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Tables by `schema.table` (a bare name means `public`), with their column rules.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableRules>,
+    /// Counts that must be 0, e.g. orphaned foreign keys.
+    #[serde(default)]
+    pub queries: Vec<ZeroQuery>,
+    /// Above this many rows (by the planner's `reltuples`), a table is estimated instead of
+    /// counted: `reltuples` for rows, a `TABLESAMPLE SYSTEM` sample for null rates.
+    #[serde(default = "default_estimate_above_rows")]
+    pub estimate_above_rows: u64,
+    /// How many rows the estimate's sample aims at.
+    #[serde(default = "default_sample_rows")]
+    pub sample_rows: u64,
+    /// A drop of more than this share of rows since the last run is an anomaly (percent).
+    #[serde(default = "default_max_drop_percent")]
+    pub max_drop_percent: f64,
+    /// Growth of more than this share since the last run is a warning (percent).
+    #[serde(default = "default_max_growth_percent")]
+    pub max_growth_percent: f64,
+    /// Connections counting tables at once.
+    #[serde(default = "default_integrity_concurrency")]
+    pub concurrency: u32,
+    /// PostgreSQL's `statement_timeout` for each count.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// `application/deployment-group` whose deployments the report ties changes to; default:
+    /// the groups whose `snapshot.database` is this database.
+    #[serde(default)]
+    pub deployment_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DbConnection {
+    /// Host name; may come from the secret instead.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub dbname: Option<String>,
+    /// A Secrets Manager secret in RDS's JSON shape (`username`, `password`, and optionally
+    /// `host`, `port`, `dbname`).
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+    /// Sign in with an IAM authentication token as this database user instead of a secret.
+    #[serde(default)]
+    pub iam_user: Option<String>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// PEM file of the CA certificates that `verify-full` trusts (the RDS CA bundle packaged
+    /// with the function); default: the file `SAFESHIP_DB_CA_FILE` names.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// As libpq names them: `disable` (plain text), `require` (TLS, certificate not verified),
+/// `verify-full` (TLS, certificate and host name verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Require,
+    #[default]
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TableRules {
+    /// Columns that must hold no NULL.
+    #[serde(default)]
+    pub not_null: Vec<String>,
+    /// Columns whose share of NULLs must stay at or under a bound (0.0..=1.0).
+    #[serde(default)]
+    pub max_null_rate: BTreeMap<String, f64>,
+    /// Always count exactly, whatever the size.
+    #[serde(default)]
+    pub exact: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ZeroQuery {
+    pub name: String,
+    /// A query returning one row with one integer column, which must be 0.
+    pub sql: String,
 }
 
 // ---- notifications -----------------------------------------------------------------------------
@@ -412,6 +516,24 @@ fn default_keep_newest() -> u32 {
 }
 fn default_quota_warning_percent() -> u32 {
     90
+}
+fn default_estimate_above_rows() -> u64 {
+    50_000_000
+}
+fn default_sample_rows() -> u64 {
+    100_000
+}
+fn default_max_drop_percent() -> f64 {
+    1.0
+}
+fn default_max_growth_percent() -> f64 {
+    50.0
+}
+fn default_integrity_concurrency() -> u32 {
+    4
+}
+fn default_statement_timeout_ms() -> u64 {
+    120_000
 }
 
 /// A deployment group's policy with the names it is filed under.
@@ -592,8 +714,121 @@ impl Policy {
             if !(1..=100).contains(&db.snapshot.quota_warning_percent) {
                 problems.push(format!("{at}.quota-warning-percent: must be 1..=100"));
             }
+            if let Some(integrity) = &db.integrity {
+                self.integrity_problems(
+                    &format!("databases.{name}.integrity"),
+                    integrity,
+                    &mut problems,
+                );
+            }
         }
         problems
+    }
+
+    fn integrity_problems(&self, at: &str, p: &IntegrityPolicy, problems: &mut Vec<String>) {
+        let c = &p.connection;
+        match (&c.secret_arn, &c.iam_user) {
+            (Some(_), Some(_)) => problems.push(format!(
+                "{at}.connection: set one of secret-arn or iam-user, not both"
+            )),
+            (None, None) => problems.push(format!(
+                "{at}.connection: set secret-arn (RDS secret) or iam-user (IAM authentication)"
+            )),
+            (None, Some(_)) if c.host.is_none() => problems.push(format!(
+                "{at}.connection.host: IAM authentication needs the host (the token is signed for it)"
+            )),
+            _ => {}
+        }
+        if c.iam_user.is_some() && c.sslmode == SslMode::Disable {
+            problems.push(format!(
+                "{at}.connection.sslmode: IAM authentication requires TLS (require or verify-full)"
+            ));
+        }
+        if p.schemas.is_empty() && p.tables.is_empty() && p.queries.is_empty() {
+            problems.push(format!(
+                "{at}: name something to check: schemas, tables or queries"
+            ));
+        }
+        for (table, rules) in &p.tables {
+            for (column, rate) in &rules.max_null_rate {
+                if !(0.0..=1.0).contains(rate) {
+                    problems.push(format!(
+                        "{at}.tables.{table}.max-null-rate.{column}: must be 0.0..=1.0, found {rate}"
+                    ));
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, q) in p.queries.iter().enumerate() {
+            if !names.insert(q.name.as_str()) {
+                problems.push(format!(
+                    "{at}.queries[{i}].name: {:?} is used twice",
+                    q.name
+                ));
+            }
+            if q.sql.trim().is_empty() {
+                problems.push(format!("{at}.queries[{i}].sql: empty"));
+            }
+        }
+        if !(p.max_drop_percent >= 0.0 && p.max_drop_percent <= 100.0) {
+            problems.push(format!("{at}.max-drop-percent: must be 0..=100"));
+        }
+        if !(p.max_growth_percent >= 0.0) {
+            problems.push(format!("{at}.max-growth-percent: must be at least 0"));
+        }
+        if !(1..=32).contains(&p.concurrency) {
+            problems.push(format!(
+                "{at}.concurrency: must be 1..=32, found {}",
+                p.concurrency
+            ));
+        }
+        if p.sample_rows == 0 {
+            problems.push(format!("{at}.sample-rows: must be at least 1"));
+        }
+        if !(1..=900_000).contains(&p.statement_timeout_ms) {
+            problems.push(format!(
+                "{at}.statement-timeout-ms: must be 1..=900000, found {}",
+                p.statement_timeout_ms
+            ));
+        }
+        for g in &p.deployment_groups {
+            let found = g
+                .split_once('/')
+                .and_then(|(app, group)| self.group(app, group));
+            if found.is_none() {
+                problems.push(format!(
+                    "{at}.deployment-groups: {g:?} is not an application/deployment-group of this policy"
+                ));
+            }
+        }
+    }
+
+    /// The groups whose deployments the integrity check of `database` ties changes to.
+    pub fn integrity_groups<'a>(&'a self, database: &str) -> Vec<GroupRef<'a>> {
+        let Some(integrity) = self
+            .databases
+            .get(database)
+            .and_then(|d| d.integrity.as_ref())
+        else {
+            return Vec::new();
+        };
+        if integrity.deployment_groups.is_empty() {
+            self.groups()
+                .filter(|g| {
+                    g.policy
+                        .snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.database == database)
+                })
+                .collect()
+        } else {
+            integrity
+                .deployment_groups
+                .iter()
+                .filter_map(|g| g.split_once('/'))
+                .filter_map(|(app, group)| self.group(app, group))
+                .collect()
+        }
     }
 }
 

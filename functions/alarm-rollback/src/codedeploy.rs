@@ -1,8 +1,6 @@
 //! The CodeDeploy side of a rollback: reading a group's deployments, stopping, redeploying.
 
-use aws_sdk_codedeploy::types::DeploymentStatus;
 use aws_sdk_codedeploy::Client;
-use chrono::{DateTime, Utc};
 
 use crate::plan::{Succeeded, IN_FLIGHT};
 use crate::Error;
@@ -12,79 +10,34 @@ fn aws(action: &'static str, resource: String, e: impl Into<aws_sdk_codedeploy::
     Error::Safeship(safeship::Error::aws(action, resource, e))
 }
 
-async fn list(
-    client: &Client,
-    application: &str,
-    group: &str,
-    statuses: &[&str],
-) -> Result<Vec<String>, Error> {
-    let mut request = client
-        .list_deployments()
-        .application_name(application)
-        .deployment_group_name(group);
-    for s in statuses {
-        request = request.include_only_statuses(DeploymentStatus::from(*s));
-    }
-    let mut pages = request.into_paginator().send();
-    let mut ids = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            aws(
-                "codedeploy:ListDeployments",
-                format!("{application}/{group} ({})", statuses.join(",")),
-                e,
-            )
-        })?;
-        ids.extend(page.deployments.unwrap_or_default());
-    }
-    Ok(ids)
-}
-
 /// Deployments of the group still in flight.
 pub async fn in_flight(
     client: &Client,
     application: &str,
     group: &str,
 ) -> Result<Vec<String>, Error> {
-    list(client, application, group, &IN_FLIGHT).await
+    Ok(
+        safeship::codedeploy::list_deployment_ids(client, application, group, &IN_FLIGHT, None)
+            .await?,
+    )
 }
 
-/// The group's succeeded deployments with their times (`BatchGetDeployments`, 25 at a time).
+/// The group's succeeded deployments with their times.
 pub async fn succeeded(
     client: &Client,
     application: &str,
     group: &str,
 ) -> Result<Vec<Succeeded>, Error> {
-    let ids = list(client, application, group, &["Succeeded"]).await?;
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(25) {
-        let out = client
-            .batch_get_deployments()
-            .set_deployment_ids(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| {
-                aws(
-                    "codedeploy:BatchGetDeployments",
-                    format!("{application}/{group}"),
-                    e,
-                )
-            })?;
-        for d in out.deployments_info.unwrap_or_default() {
-            if let Some(id) = d.deployment_id {
-                found.push(Succeeded {
-                    id,
-                    create_time: d.create_time.and_then(time),
-                    complete_time: d.complete_time.and_then(time),
-                });
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn time(t: aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+    let found =
+        safeship::codedeploy::deployments(client, application, group, &["Succeeded"], None).await?;
+    Ok(found
+        .into_iter()
+        .map(|d| Succeeded {
+            id: d.id,
+            create_time: d.create_time,
+            complete_time: d.complete_time,
+        })
+        .collect())
 }
 
 /// `StopDeployment` with automatic rollback. A deployment that already completed (stopped,

@@ -263,10 +263,13 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
             column,
             description,
             since_deployments,
+            severity,
         } => {
-            m.emoji = ":mag:";
+            let warning = *severity < Severity::Failure;
+            m.emoji = if warning { ":warning:" } else { ":mag:" };
             m.headline = format!(
-                "Integrity anomaly in {database}.{table}{}",
+                "Integrity {} in {database}.{table}{}",
+                if warning { "warning" } else { "anomaly" },
                 column
                     .as_deref()
                     .map(|c| format!(".{c}"))

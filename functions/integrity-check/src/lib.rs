@@ -1,16 +1,46 @@
 //! Nightly integrity-count check, started by an EventBridge schedule.
 //!
-//! Foundation stage: this accepts the scheduled event and reports which databases the policy
-//! names. Connecting, counting and comparing with the baseline land in their own issue; until
-//! then no database is queried.
+//! For every database whose policy has an `integrity` section: connect (RDS secret or IAM token,
+//! TLS by `sslmode`), read the catalog, count each table in one pass (rows and the NULLs of every
+//! ruled column; large tables estimated), run the zero-count queries, compare with the table's
+//! history, and tie what changed to the deployments that completed since the previous run.
+//! Out go EMF metrics, the stored and returned report, and a guard event per finding and per run
+//! that could not check everything (a run that cannot connect is itself an alert).
 
+pub mod anomaly;
+pub mod connect;
+pub mod history;
+pub mod metrics;
+pub mod plan;
+pub mod report;
+pub mod scan;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
-use safeship::event::{EventError, Inbound};
+use safeship::event::{Delivery, EventError, Inbound};
+use safeship::guard::{Guard, GuardEvent, Outcome};
+use safeship::idempotency::Once;
 use safeship::lambda::{accept, Common};
+use safeship::policy::IntegrityPolicy;
 use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::anomaly::{Bounds, TablePoint};
+use crate::history::HistoryStore;
+use crate::metrics::MetricsSink;
+use crate::plan::{explicit_tables, TableInfo};
+use crate::report::{DeploymentSince, Report};
+use crate::scan::{Check, Settings};
 
 pub const FUNCTION: &str = "integrity-check";
+
+/// Earlier counts read per table: enough for the deviation test over the last month.
+const HISTORY_RUNS: i32 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +48,27 @@ pub enum Error {
     Safeship(#[from] safeship::Error),
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A database step failed; `problem` carries PostgreSQL's own words, never a password.
+    #[error("{action} of database {database}: {problem}")]
+    Database {
+        action: &'static str,
+        database: String,
+        problem: String,
+    },
+}
+
+impl Error {
+    pub fn database(
+        action: &'static str,
+        database: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        Error::Database {
+            action,
+            database: database.into(),
+            problem: problem.into(),
+        }
+    }
 }
 
 impl From<Error> for lambda_runtime::Diagnostic {
@@ -26,15 +77,69 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
+/// The integrity check's own settings.
+#[derive(Debug, Clone)]
+pub struct IntegrityConfig {
+    /// `SAFESHIP_INTEGRITY_TABLE`: the history table (see [`history`]).
+    pub table: String,
+    /// `SAFESHIP_DB_CA_FILE`: the CA bundle `verify-full` trusts when the policy names none.
+    pub ca_file: Option<PathBuf>,
+    /// `SAFESHIP_INTEGRITY_MARGIN_MS`: time kept back from the Lambda deadline to store the
+    /// history, emit metrics and publish guard events (default 10000).
+    pub margin: Duration,
+    /// `SAFESHIP_INTEGRITY_HISTORY_DAYS`: how long history is kept (default 400).
+    pub history_days: u32,
+}
+
+impl IntegrityConfig {
+    pub fn from_env(env: &Env) -> Result<Self, Error> {
+        let history_days = env.parse_or("SAFESHIP_INTEGRITY_HISTORY_DAYS", 400u32)?;
+        if history_days == 0 {
+            return Err(safeship::Error::config(
+                "SAFESHIP_INTEGRITY_HISTORY_DAYS",
+                "must be at least 1",
+            )
+            .into());
+        }
+        Ok(IntegrityConfig {
+            table: env.required("SAFESHIP_INTEGRITY_TABLE")?.to_owned(),
+            ca_file: env.optional("SAFESHIP_DB_CA_FILE").map(PathBuf::from),
+            margin: Duration::from_millis(env.parse_or("SAFESHIP_INTEGRITY_MARGIN_MS", 10_000u64)?),
+            history_days,
+        })
+    }
+}
+
 pub struct Deps {
     pub common: Common,
+    pub config: IntegrityConfig,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub codedeploy: aws_sdk_codedeploy::Client,
+    pub history: HistoryStore,
+    pub metrics: MetricsSink,
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
-        Ok(Deps {
-            common: Common::load(env).await?,
-        })
+        let config = IntegrityConfig::from_env(env)?;
+        let common = Common::load(env).await?;
+        Ok(Deps::new(common, config, MetricsSink::Stdout))
+    }
+
+    pub fn new(common: Common, config: IntegrityConfig, metrics: MetricsSink) -> Deps {
+        let sdk = &common.sdk;
+        Deps {
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            codedeploy: aws_sdk_codedeploy::Client::new(sdk),
+            history: HistoryStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &config.table,
+                config.history_days,
+            ),
+            metrics,
+            config,
+            common,
+        }
     }
 }
 
@@ -45,7 +150,342 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     let Inbound::Scheduled(tick) = normalised.event else {
         unreachable!("accept keeps scheduled events only")
     };
-    let databases: Vec<&String> = deps.common.policy.databases.keys().collect();
-    tracing::info!(rules = ?tick.rules, ?databases, "scheduled integrity run received");
-    Ok(json!({"rules": tick.rules, "databases": databases, "checked": []}))
+    let run_at = tick.time.unwrap_or_else(Utc::now);
+    // EventBridge redelivers with the same id: that id is the run's identity.
+    let key = match &normalised.delivery {
+        Delivery::EventBridge { id } => id.clone(),
+        _ => run_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    let deadline = deadline(event.context.deadline, deps.config.margin);
+    run(deps, &key, run_at, deadline).await
+}
+
+/// The instant the counting must stop: the invocation's deadline less the margin kept for
+/// storing and reporting (15 minutes, Lambda's longest run, when no deadline is given).
+fn deadline(deadline_ms: u64, margin: Duration) -> Instant {
+    let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+    let left = if deadline_ms == 0 {
+        Duration::from_secs(900)
+    } else {
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    };
+    Instant::now() + left.saturating_sub(margin)
+}
+
+/// Checks every database the policy gives an `integrity` section, each once per `key`.
+pub async fn run(
+    deps: &Deps,
+    key: &str,
+    run_at: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<Value, Error> {
+    let policy = deps.common.policy.clone();
+    let mut runs = Vec::new();
+    for (name, db) in &policy.databases {
+        let Some(integrity) = &db.integrity else {
+            continue;
+        };
+        let once_key = format!("integrity#{name}#{key}");
+        let outcome = deps
+            .common
+            .idempotency
+            .once(&once_key, || async {
+                let report = check_database(deps, name, integrity, run_at, deadline).await?;
+                Ok::<_, Error>(report)
+            })
+            .await?;
+        runs.push(match outcome {
+            Once::Ran(report) => serde_json::to_value(&report).expect("reports serialise"),
+            Once::AlreadyDone(report) => json!({"duplicate": true, "report": report}),
+            Once::InProgressElsewhere => json!({"database": name, "in-progress-elsewhere": true}),
+        });
+    }
+    if runs.is_empty() {
+        tracing::warn!("no database in the policy has an integrity section: nothing to check");
+    }
+    Ok(json!({"runs": runs}))
+}
+
+/// One database's run, start to finish. Database failures end up in the report (and as a guard
+/// event); only failures to store or publish are errors, so the invocation is retried.
+pub async fn check_database(
+    deps: &Deps,
+    database: &str,
+    policy: &IntegrityPolicy,
+    run_at: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let statement_timeout = Duration::from_millis(policy.statement_timeout_ms);
+    let connected = async {
+        let target = connect::target(
+            database,
+            &policy.connection,
+            deps.config.ca_file.as_deref(),
+            &deps.secrets,
+            &deps.common.sdk,
+        )
+        .await?;
+        let client = target.connect(database, statement_timeout).await?;
+        let catalog = catalog(&client, database, policy).await?;
+        Ok::<_, Error>((target, client, catalog))
+    }
+    .await;
+    let (target, client, catalog) = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(database, error = %e, "integrity run failed");
+            let report = Report::failed(database, run_at, millis(started), e.to_string());
+            deps.metrics.emit(&metrics::documents(&report));
+            publish_problems(deps, &report).await?;
+            return Ok(report);
+        }
+    };
+
+    let (scans, configuration_errors) = plan::plan(policy, &catalog);
+    let checks: Vec<Check> = policy
+        .queries
+        .iter()
+        .cloned()
+        .map(Check::Query)
+        .chain(scans.iter().cloned().map(Check::Table))
+        .collect();
+    let settings = Settings {
+        concurrency: policy.concurrency as usize,
+        statement_timeout,
+        deadline,
+    };
+    // The history and the deployments are read while the tables are counted.
+    let tables: Vec<String> = scans.iter().map(|s| s.qualified()).collect();
+    let (counted, past) = tokio::join!(
+        scan::run(&target, database, client, checks, &settings),
+        past(deps, database, &tables, run_at),
+    );
+    let (previous_run_at, histories, deployments_since) = past?;
+
+    let bounds = Bounds {
+        max_drop_percent: policy.max_drop_percent,
+        max_growth_percent: policy.max_growth_percent,
+    };
+    let mut report = Report {
+        database: database.to_owned(),
+        run_at,
+        status: report::RunStatus::Clean,
+        duration_ms: 0,
+        previous_run_at,
+        baseline: previous_run_at.is_none(),
+        deployments_since,
+        tables: Vec::new(),
+        queries: counted.queries,
+        findings: Vec::new(),
+        configuration_errors: [configuration_errors, counted.configuration_errors].concat(),
+        failed: counted.failed,
+        unfinished: counted.unfinished,
+        error: None,
+    };
+    let mut tables = counted.tables;
+    tables.sort_by(|a, b| a.table.cmp(&b.table));
+    for mut count in tables {
+        let history: &[TablePoint] = histories
+            .iter()
+            .find(|(t, _)| *t == count.table)
+            .map(|(_, h)| h.as_slice())
+            .unwrap_or_default();
+        count.previous_rows = history.first().map(|p| p.rows);
+        let rules = policy
+            .tables
+            .iter()
+            .find(|(name, _)| {
+                let (s, n) = plan::split_qualified(name);
+                format!("{s}.{n}") == count.table
+            })
+            .map(|(_, r)| r);
+        report
+            .findings
+            .extend(anomaly::table_findings(&count, history, rules, bounds));
+        report.tables.push(count);
+    }
+    report.queries.sort_by(|a, b| a.name.cmp(&b.name));
+    report
+        .findings
+        .extend(report.queries.iter().filter_map(anomaly::query_finding));
+    report.duration_ms = millis(started);
+    report.settle();
+
+    if !report.tables.is_empty() || !report.queries.is_empty() {
+        deps.history.record(&report).await?;
+    }
+    deps.metrics.emit(&metrics::documents(&report));
+    publish_findings(deps, &report).await?;
+    publish_problems(deps, &report).await?;
+    tracing::info!(
+        database,
+        status = ?report.status,
+        tables = report.tables.len(),
+        findings = report.findings.len(),
+        duration_ms = report.duration_ms,
+        "integrity run finished"
+    );
+    Ok(report)
+}
+
+/// The catalog entries of every table the policy may count: the swept schemas' ordinary,
+/// partitioned and materialised tables (partitions are counted through their parent) and the
+/// tables named explicitly.
+async fn catalog(
+    client: &tokio_postgres::Client,
+    database: &str,
+    policy: &IntegrityPolicy,
+) -> Result<Vec<TableInfo>, Error> {
+    const SQL: &str = "SELECT n.nspname::text, c.relname::text, c.reltuples::float8,
+            coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm')
+          AND ((n.nspname = ANY($1) AND NOT c.relispartition)
+               OR n.nspname || '.' || c.relname = ANY($2))";
+    let explicit = explicit_tables(policy);
+    let rows = client
+        .query(SQL, &[&policy.schemas, &explicit])
+        .await
+        .map_err(|e| Error::database("reading the catalog", database, connect::describe(&e)))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableInfo {
+            schema: r.get(0),
+            name: r.get(1),
+            reltuples: r.get(2),
+            columns: r.get(3),
+        })
+        .collect())
+}
+
+type Past = (
+    Option<DateTime<Utc>>,
+    Vec<(String, Vec<TablePoint>)>,
+    Vec<DeploymentSince>,
+);
+
+/// The previous run, each table's history and the deployments completed since the previous run.
+async fn past(
+    deps: &Deps,
+    database: &str,
+    tables: &[String],
+    run_at: DateTime<Utc>,
+) -> Result<Past, Error> {
+    let previous = deps.history.previous_run(database, run_at).await?;
+    let histories = stream::iter(tables.iter().cloned())
+        .map(|table| async move {
+            let h = deps
+                .history
+                .table_history(database, &table, run_at, HISTORY_RUNS + 1)
+                .await?;
+            Ok::<_, Error>((table, h))
+        })
+        .buffer_unordered(8)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let deployments = match previous {
+        Some(since) => deployments_since(deps, database, since, run_at).await?,
+        None => Vec::new(),
+    };
+    Ok((previous, histories, deployments))
+}
+
+async fn deployments_since(
+    deps: &Deps,
+    database: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<DeploymentSince>, Error> {
+    let mut found = Vec::new();
+    for group in deps.common.policy.integrity_groups(database) {
+        // A deployment that completed since the last run was created at most a day before it.
+        let listed = safeship::codedeploy::deployments(
+            &deps.codedeploy,
+            group.application,
+            group.deployment_group,
+            &["Succeeded", "Failed", "Stopped"],
+            Some(since - chrono::Duration::days(1)),
+        )
+        .await?;
+        found.extend(
+            listed
+                .into_iter()
+                .filter(|d| d.complete_time.is_some_and(|t| t > since && t <= until))
+                .map(|d| DeploymentSince {
+                    id: d.id,
+                    application: group.application.to_owned(),
+                    deployment_group: group.deployment_group.to_owned(),
+                    status: d.status,
+                    completed_at: d.complete_time,
+                }),
+        );
+    }
+    found.sort_by_key(|d| d.completed_at);
+    Ok(found)
+}
+
+fn guard_event(report: &Report, id: String, outcome: Outcome) -> GuardEvent {
+    // With exactly one deployment since, the event names it; with several, the outcome lists them.
+    let single = match report.deployments_since.as_slice() {
+        [d] => Some(d),
+        _ => None,
+    };
+    GuardEvent {
+        id,
+        time: report.run_at,
+        guard: Guard::IntegrityCheck,
+        application: single.map(|d| d.application.clone()),
+        deployment_group: single.map(|d| d.deployment_group.clone()),
+        deployment_id: single.map(|d| d.id.clone()),
+        dry_run: false,
+        outcome,
+    }
+}
+
+async fn publish_findings(deps: &Deps, report: &Report) -> Result<(), Error> {
+    let run = report.run_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let since: Vec<String> = report
+        .deployments_since
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    for (i, f) in report.findings.iter().enumerate() {
+        let id = format!("integrity:{}:{run}:{}:{i}", report.database, f.table);
+        let outcome = Outcome::IntegrityAnomaly {
+            database: report.database.clone(),
+            table: f.table.clone(),
+            column: f.column.clone(),
+            description: f.description.clone(),
+            since_deployments: since.clone(),
+            severity: f.severity,
+        };
+        deps.common
+            .guard
+            .publish(&guard_event(report, id, outcome))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn publish_problems(deps: &Deps, report: &Report) -> Result<(), Error> {
+    let Some(problems) = report.problems() else {
+        return Ok(());
+    };
+    let run = report.run_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let outcome = Outcome::IntegrityRunFailed {
+        database: report.database.clone(),
+        error: problems,
+    };
+    let id = format!("integrity:{}:{run}:run", report.database);
+    deps.common
+        .guard
+        .publish(&guard_event(report, id, outcome))
+        .await?;
+    Ok(())
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

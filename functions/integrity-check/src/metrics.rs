@@ -1,0 +1,166 @@
+//! CloudWatch metrics in the Embedded Metric Format: one JSON document per line on stdout, which
+//! CloudWatch Logs turns into metrics without a `PutMetricData` call on the run's critical path.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use crate::report::Report;
+
+pub const NAMESPACE: &str = "Safeship/Integrity";
+
+/// Where the documents go: stdout in Lambda, memory in tests.
+#[derive(Debug, Clone, Default)]
+pub enum MetricsSink {
+    #[default]
+    Stdout,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl MetricsSink {
+    pub fn emit(&self, lines: &[String]) {
+        match self {
+            MetricsSink::Stdout => {
+                use std::io::Write;
+                // One lock for all lines: no log line lands inside a document.
+                let mut out = std::io::stdout().lock();
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            MetricsSink::Memory(seen) => seen.lock().unwrap().extend(lines.iter().cloned()),
+        }
+    }
+}
+
+fn document(
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, Value)],
+) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        root.insert((*k).into(), json!(v));
+    }
+    for (name, _, value) in metrics {
+        root.insert((*name).into(), value.clone());
+    }
+    Value::Object(root).to_string()
+}
+
+/// The run's metrics: per table `RowCount`, per table and column `NullCount`, per query
+/// `QueryValue`, and per database the run's `Anomalies`, `Warnings`, `ConfigurationErrors`,
+/// `FailedChecks`, `UnfinishedChecks`, `RunFailed` and `RunDuration`.
+pub fn documents(report: &Report) -> Vec<String> {
+    let ts = report.run_at.timestamp_millis();
+    let db = report.database.as_str();
+    let mut lines = Vec::new();
+    for t in &report.tables {
+        lines.push(document(
+            ts,
+            &[("Database", db), ("Table", &t.table)],
+            &[("RowCount", "Count", json!(t.rows))],
+        ));
+        for (column, nulls) in &t.nulls {
+            lines.push(document(
+                ts,
+                &[("Database", db), ("Table", &t.table), ("Column", column)],
+                &[("NullCount", "Count", json!(nulls))],
+            ));
+        }
+    }
+    for q in &report.queries {
+        lines.push(document(
+            ts,
+            &[("Database", db), ("Query", &q.name)],
+            &[("QueryValue", "Count", json!(q.value))],
+        ));
+    }
+    let failures = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == safeship::policy::Severity::Failure)
+        .count();
+    lines.push(document(
+        ts,
+        &[("Database", db)],
+        &[
+            ("Anomalies", "Count", json!(failures)),
+            ("Warnings", "Count", json!(report.findings.len() - failures)),
+            (
+                "ConfigurationErrors",
+                "Count",
+                json!(report.configuration_errors.len()),
+            ),
+            ("FailedChecks", "Count", json!(report.failed.len())),
+            ("UnfinishedChecks", "Count", json!(report.unfinished.len())),
+            (
+                "RunFailed",
+                "Count",
+                json!(u8::from(report.error.is_some())),
+            ),
+            ("RunDuration", "Milliseconds", json!(report.duration_ms)),
+        ],
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Report, TableCount};
+
+    #[test]
+    fn documents_follow_the_embedded_metric_format() {
+        let mut report = Report::failed(
+            "checkout-db",
+            "2026-11-20T03:00:00Z".parse().unwrap(),
+            12,
+            "x".into(),
+        );
+        report.error = None;
+        report.tables.push(TableCount {
+            table: "public.orders".into(),
+            rows: 1000,
+            estimated: false,
+            sample_rows: None,
+            nulls: [("customer_id".to_string(), 3)].into(),
+            duration_ms: 4,
+            previous_rows: None,
+        });
+        let docs: Vec<Value> = documents(&report)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(
+            docs[0],
+            json!({
+                "_aws": {"Timestamp": 1_795_143_600_000_i64, "CloudWatchMetrics": [{
+                    "Namespace": "Safeship/Integrity",
+                    "Dimensions": [["Database", "Table"]],
+                    "Metrics": [{"Name": "RowCount", "Unit": "Count"}]}]},
+                "Database": "checkout-db", "Table": "public.orders", "RowCount": 1000
+            })
+        );
+        assert_eq!(docs[1]["NullCount"], 3);
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Database", "Table", "Column"]])
+        );
+        assert_eq!(docs[2]["RunFailed"], 0);
+        assert_eq!(docs[2]["Anomalies"], 0);
+    }
+}
