@@ -6,6 +6,7 @@ pub mod checkout;
 pub mod codedeploy;
 pub mod emulators;
 pub mod guard_inbox;
+pub mod integrity;
 pub mod notify;
 pub mod runtime;
 pub mod slack;

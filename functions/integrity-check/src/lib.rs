@@ -49,7 +49,7 @@ pub enum Error {
     #[error(transparent)]
     Event(#[from] EventError),
     /// A database step failed; `problem` carries PostgreSQL's own words, never a password.
-    #[error("{action} of database {database}: {problem}")]
+    #[error("database {database}: {action}: {problem}")]
     Database {
         action: &'static str,
         database: String,
@@ -186,18 +186,27 @@ pub async fn run(
             continue;
         };
         let once_key = format!("integrity#{name}#{key}");
+        // The idempotency record keeps the summary; this delivery answers the whole report.
+        let mut full = None;
         let outcome = deps
             .common
             .idempotency
             .once(&once_key, || async {
                 let report = check_database(deps, name, integrity, run_at, deadline).await?;
-                Ok::<_, Error>(report)
+                let summary = report.summary();
+                full = Some(report);
+                Ok::<_, Error>(summary)
             })
             .await?;
-        runs.push(match outcome {
-            Once::Ran(report) => serde_json::to_value(&report).expect("reports serialise"),
-            Once::AlreadyDone(report) => json!({"duplicate": true, "report": report}),
-            Once::InProgressElsewhere => json!({"database": name, "in-progress-elsewhere": true}),
+        runs.push(match (outcome, full) {
+            (Once::Ran(_), Some(report)) => {
+                serde_json::to_value(&report).expect("reports serialise")
+            }
+            (Once::AlreadyDone(summary), _) => json!({"duplicate": true, "report": summary}),
+            (Once::InProgressElsewhere, _) => {
+                json!({"database": name, "in-progress-elsewhere": true})
+            }
+            (Once::Ran(summary), None) => summary,
         });
     }
     if runs.is_empty() {

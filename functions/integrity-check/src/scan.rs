@@ -48,6 +48,8 @@ struct Shared {
     connect_errors: Mutex<Vec<String>>,
 }
 
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
+
 pub struct Settings {
     pub concurrency: usize,
     pub statement_timeout: Duration,
@@ -141,11 +143,9 @@ async fn worker(
         };
         let name = check.name();
         shared.running.lock().unwrap().insert(id, name.clone());
-        // No statement may outlive the run: near the deadline the timeout shrinks with it.
-        let left = settings
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
+        // No statement may outlive the run by much: near the deadline the timeout shrinks with
+        // it, a little past it, so the deadline (which names what it cut off) comes first.
+        let left = settings.deadline.saturating_duration_since(Instant::now()) + DEADLINE_GRACE;
         let wanted = settings.statement_timeout.min(left);
         if wanted != timeout {
             let set = format!("SET statement_timeout = {}", wanted.as_millis());
@@ -171,7 +171,7 @@ async fn worker(
                 }),
                 (Ok(_), _) => unreachable!("execute answers each check with its own kind of row"),
                 (Err(e), check) => {
-                    lost = e.is_closed();
+                    lost = e.is_lost() || client.is_closed();
                     match classify(&e, &check, timeout) {
                         Problem::Configuration(text) => counted.configuration_errors.push(text),
                         Problem::Failed(error) => {
@@ -251,8 +251,11 @@ impl From<tokio_postgres::Error> for CheckError {
 }
 
 impl CheckError {
-    fn is_closed(&self) -> bool {
-        matches!(self, CheckError::Postgres(e) if e.is_closed())
+    /// The connection is gone: closed, or the server is terminating it (class 57P: an
+    /// administrator, a crash or a shutdown).
+    fn is_lost(&self) -> bool {
+        matches!(self, CheckError::Postgres(e)
+            if e.is_closed() || e.code().is_some_and(|c| c.code().starts_with("57P")))
     }
 }
 
@@ -274,7 +277,7 @@ fn classify(e: &CheckError, check: &Check, timeout: Duration) -> Problem {
             timeout.as_millis()
         ));
     }
-    if e.is_closed() {
+    if e.is_closed() || e.code().is_some_and(|c| c.code().starts_with("57P")) {
         return Problem::Failed(format!("connection lost while counting: {}", describe(e)));
     }
     // Class 42 (syntax error or access rule violation): the rule is wrong, not the data.

@@ -1,0 +1,161 @@
+//! The integrity check's surroundings as tests, the demo and the benchmark build them: the
+//! history table in moto DynamoDB, the database secret in moto Secrets Manager, a schema of its
+//! own in the real PostgreSQL, and CodeDeploy's record of completed deployments (wiremock: moto's
+//! deployments never complete).
+
+use std::str::FromStr;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use wiremock::matchers::header;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::emulators::{database_url, unique};
+
+/// The history table as the SAM template declares it: `pk` and `sk`, both strings.
+pub async fn create_history_table(ddb: &aws_sdk_dynamodb::Client) -> String {
+    let name = unique("integrity");
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    ddb.create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("moto CreateTable (integrity history)");
+    name
+}
+
+/// Where `DATABASE_URL` points.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+}
+
+pub fn postgres() -> Postgres {
+    let url = database_url();
+    let config = tokio_postgres::Config::from_str(&url)
+        .unwrap_or_else(|e| panic!("DATABASE_URL is not a PostgreSQL URL: {e}"));
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    Postgres {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
+        user: config.get_user().unwrap_or("postgres").to_owned(),
+    }
+}
+
+/// A plain connection for a test's own set-up and sabotage.
+pub async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PostgreSQL at DATABASE_URL: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh schema name (lowercase, PostgreSQL-safe).
+pub fn fresh_schema() -> String {
+    unique("it").replace('-', "_")
+}
+
+/// A Secrets Manager secret in RDS's shape for `user` (the test server trusts any password).
+pub async fn database_secret(sdk: &SdkConfig, user: &str) -> String {
+    let pg = postgres();
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(unique("safeship/integrity"))
+        .secret_string(
+            json!({"engine": "postgres", "host": pg.host, "port": pg.port, "username": user,
+                   "password": "not-checked-by-trust-auth", "dbname": pg.dbname})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("moto CreateSecret")
+        .arn
+        .expect("a secret ARN")
+}
+
+/// A policy whose one database `checkout-db` is checked with `integrity` (YAML lines indented
+/// under `integrity:`), tied to the group `checkout/checkout-prod`.
+pub fn policy(integrity: &str) -> String {
+    format!(
+        "version: 1
+applications:
+  checkout:
+    deployment-groups:
+      checkout-prod:
+        environment: prod
+        snapshot: {{database: checkout-db}}
+databases:
+  checkout-db:
+    kind: instance
+    identifier: checkout-prod-db
+    environment: prod
+    integrity:
+{integrity}"
+    )
+}
+
+/// CodeDeploy (wiremock) knowing `deployments` of `application/group` as completed at the given
+/// times: `ListDeployments` answers their ids, `BatchGetDeployments` describes them.
+pub async fn mount_completed_deployments(
+    server: &MockServer,
+    deployments: &[(&str, &str, DateTime<Utc>)],
+) {
+    let ids: Vec<&str> = deployments.iter().map(|(id, _, _)| *id).collect();
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"deployments": ids})))
+    .mount(server)
+    .await;
+    let infos: Vec<_> = deployments
+        .iter()
+        .map(|(id, status, completed)| {
+            json!({
+                "deploymentId": id,
+                "applicationName": "checkout",
+                "deploymentGroupName": "checkout-prod",
+                "status": status,
+                "createTime": (completed.timestamp() - 600) as f64,
+                "completeTime": completed.timestamp() as f64,
+            })
+        })
+        .collect();
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.BatchGetDeployments",
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"deploymentsInfo": infos})))
+    .mount(server)
+    .await;
+}

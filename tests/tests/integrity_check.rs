@@ -1,0 +1,597 @@
+//! The nightly integrity check end to end: the real PostgreSQL for every query path, moto for
+//! Secrets Manager, DynamoDB (history, idempotency) and EventBridge (guard events), wiremock for
+//! CodeDeploy's completed deployments.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use integrity_check::metrics::MetricsSink;
+use integrity_check::{Deps, IntegrityConfig};
+use safeship::guard::Outcome;
+use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config};
+use safeship_e2e::guard_inbox::GuardInbox;
+use safeship_e2e::integrity::{
+    admin, create_history_table, database_secret, fresh_schema, mount_completed_deployments,
+    policy, postgres,
+};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use wiremock::MockServer;
+
+struct World {
+    deps: Deps,
+    inbox: GuardInbox,
+    codedeploy: MockServer,
+    metrics: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    schema: String,
+}
+
+/// A policy's `integrity` section for this test's schema: `connection` lines and the rest.
+async fn world_with(connection: &str, rules: &str) -> World {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let schema = fresh_schema();
+    let doc = policy(&format!(
+        "      connection:\n{connection}\n{}",
+        rules.replace("@s", &schema)
+    ));
+    let mut common = common_with_policy(&sdk, &doc).await;
+    let inbox = GuardInbox::create(&sdk).await;
+    common.guard = inbox.publisher();
+    let table = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+    let metrics = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut deps = Deps::new(
+        common,
+        IntegrityConfig {
+            table,
+            ca_file: None,
+            margin: Duration::from_secs(1),
+            history_days: 30,
+        },
+        MetricsSink::Memory(metrics.clone()),
+    );
+    let codedeploy = MockServer::start().await;
+    deps.codedeploy = aws_sdk_codedeploy::Client::from_conf(
+        aws_sdk_codedeploy::Config::from(&sdk)
+            .to_builder()
+            .endpoint_url(codedeploy.uri())
+            .build(),
+    );
+    World {
+        deps,
+        inbox,
+        codedeploy,
+        metrics,
+        schema,
+    }
+}
+
+async fn secret_connection(user: &str) -> String {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let arn = database_secret(&sdk, user).await;
+    format!("        secret-arn: {arn}\n        sslmode: disable")
+}
+
+async fn world(rules: &str) -> World {
+    let pg = postgres();
+    world_with(&secret_connection(&pg.user).await, rules).await
+}
+
+fn night(day: u32) -> DateTime<Utc> {
+    format!("2026-11-{day:02}T03:00:00Z").parse().unwrap()
+}
+
+impl World {
+    async fn sql(&self, sql: &str) {
+        admin()
+            .await
+            .batch_execute(&sql.replace("@s", &self.schema))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    /// One scheduled run for `night`, returning checkout-db's report.
+    async fn run(&self, key: &str, at: DateTime<Utc>) -> Value {
+        self.run_within(key, at, Duration::from_secs(60)).await
+    }
+
+    async fn run_within(&self, key: &str, at: DateTime<Utc>, budget: Duration) -> Value {
+        let answer = integrity_check::run(&self.deps, key, at, Instant::now() + budget)
+            .await
+            .unwrap_or_else(|e| panic!("integrity run: {e}"));
+        answer["runs"][0].clone()
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.schema)
+    }
+}
+
+const SHOP: &str = "CREATE SCHEMA @s;
+    CREATE TABLE @s.orders (id int PRIMARY KEY, customer_id int, shipped_at timestamptz);
+    INSERT INTO @s.orders SELECT g, g % 97, CASE WHEN g % 2 = 0 THEN now() END
+        FROM generate_series(1, 2000) g;
+    CREATE TABLE @s.order_items (id int, order_id int);
+    INSERT INTO @s.order_items SELECT g, 1 + g % 2000 FROM generate_series(1, 3000) g;";
+
+fn shop_rules() -> &'static str {
+    "      schemas: [@s]
+      tables:
+        @s.orders: {not-null: [customer_id], max-null-rate: {shipped_at: 0.6}}
+      queries:
+        - name: orphaned-order-items
+          sql: SELECT count(*) FROM @s.order_items i LEFT JOIN @s.orders o ON o.id = i.order_id WHERE o.id IS NULL
+"
+}
+
+#[tokio::test]
+async fn the_first_run_is_the_baseline_and_a_lost_5_percent_names_the_deployment_since() {
+    let w = world(shop_rules()).await;
+    w.sql(SHOP).await;
+
+    let first = w.run("night-1", night(1)).await;
+    assert_eq!(first["baseline"], true, "{first}");
+    assert_eq!(first["status"], "clean", "{first}");
+    let orders = &first["tables"][1];
+    assert_eq!(orders["table"], w.table("orders"));
+    assert_eq!(orders["rows"], 2000);
+    assert_eq!(
+        orders["nulls"],
+        json!({"customer_id": 0, "shipped_at": 1000})
+    );
+    assert_eq!(first["tables"][0]["rows"], 3000);
+    assert_eq!(
+        first["queries"],
+        json!([{"name": "orphaned-order-items", "value": 0, "duration-ms": first["queries"][0]["duration-ms"]}])
+    );
+    assert!(
+        w.inbox.events().await.is_empty(),
+        "a clean baseline alerts nobody"
+    );
+    // the deployments since the last run are not asked for on the first run
+    assert!(w.codedeploy.received_requests().await.unwrap().is_empty());
+
+    // A migration deployed in the day deletes 5% of the orders (and so orphans their items).
+    mount_completed_deployments(
+        &w.codedeploy,
+        &[
+            (
+                "d-BADMIGRATE",
+                "Succeeded",
+                night(1) + chrono::Duration::hours(10),
+            ),
+            // completed before the baseline: not "since"
+            (
+                "d-OLDER00001",
+                "Succeeded",
+                night(1) - chrono::Duration::hours(2),
+            ),
+        ],
+    )
+    .await;
+    w.sql("DELETE FROM @s.orders WHERE id % 20 = 0").await;
+    let second = w.run("night-2", night(2)).await;
+    assert_eq!(second["baseline"], false);
+    assert_eq!(second["previous-run-at"], "2026-11-01T03:00:00Z");
+    assert_eq!(second["status"], "anomalies", "{second}");
+    assert_eq!(
+        second["deployments-since"],
+        json!([{"id": "d-BADMIGRATE", "application": "checkout", "deployment-group": "checkout-prod",
+                "status": "Succeeded", "completed-at": "2026-11-01T13:00:00Z"}])
+    );
+    let findings: Vec<String> = second["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f["table"].as_str().unwrap(),
+                f["description"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            format!(
+                "{}: rows fell 5.0% since the last run (2000 → 1900), over the 1% bound",
+                w.table("orders")
+            ),
+            "orphaned-order-items: orphaned-order-items returned 150; it must return 0".to_string(),
+        ]
+    );
+    assert_eq!(second["tables"][1]["previous-rows"], 2000);
+
+    // CodeDeploy was asked for the group's completed deployments created since the day before
+    let asked: Vec<Value> = w
+        .codedeploy
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.headers.get("x-amz-target").unwrap() == "CodeDeploy_20141006.ListDeployments")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["applicationName"], "checkout");
+    assert_eq!(asked[0]["deploymentGroupName"], "checkout-prod");
+    assert_eq!(
+        asked[0]["includeOnlyStatuses"],
+        json!(["Succeeded", "Failed", "Stopped"])
+    );
+    assert_eq!(
+        asked[0]["createTimeRange"]["start"].as_f64(),
+        Some((night(1) - chrono::Duration::days(1)).timestamp() as f64)
+    );
+
+    // each anomaly is a guard event that names the deployment
+    let events = w.inbox.events().await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e.deployment_id.as_deref(), Some("d-BADMIGRATE"));
+        let Outcome::IntegrityAnomaly {
+            since_deployments,
+            database,
+            ..
+        } = &e.outcome
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(since_deployments, &["d-BADMIGRATE"]);
+        assert_eq!(database, "checkout-db");
+    }
+
+    // the metrics: row counts, null counts, the query and the run, in EMF
+    let docs: Vec<Value> = w
+        .metrics
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row_count = docs
+        .iter()
+        .rev()
+        .find(|d| d["Table"] == w.table("orders") && d.get("RowCount").is_some())
+        .unwrap();
+    assert_eq!(row_count["RowCount"], 1900);
+    assert_eq!(
+        row_count["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Safeship/Integrity"
+    );
+    assert_eq!(docs.last().unwrap()["Anomalies"], 2);
+
+    // a redelivered schedule event does nothing again
+    let again = w.run("night-2", night(2)).await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["report"]["findings"], 2);
+    assert!(w.inbox.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn nulls_in_a_required_column_are_an_anomaly() {
+    let w = world(shop_rules()).await;
+    w.sql(SHOP).await;
+    w.run("n1", night(3)).await;
+    // no deployment since: the anomaly names none
+    mount_completed_deployments(&w.codedeploy, &[]).await;
+    w.sql("UPDATE @s.orders SET customer_id = NULL WHERE id <= 20")
+        .await;
+    let report = w.run("n2", night(4)).await;
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["findings"][0]["column"], "customer_id");
+    assert_eq!(
+        report["findings"][0]["description"],
+        "customer_id holds 20 NULL(s) (1.00% of 2000 rows); it must hold none"
+    );
+    let events = w.inbox.events().await;
+    assert!(
+        matches!(&events[0].outcome, Outcome::IntegrityAnomaly { column: Some(c), .. } if c == "customer_id")
+    );
+}
+
+#[tokio::test]
+async fn large_tables_are_estimated_from_a_sample_and_say_so() {
+    let w = world(
+        "      estimate-above-rows: 10000
+      sample-rows: 2000
+      tables:
+        @s.events: {not-null: [kind]}
+        @s.ledger: {exact: true}
+",
+    )
+    .await;
+    w.sql("CREATE SCHEMA @s;
+        CREATE TABLE @s.events (id int, kind text);
+        INSERT INTO @s.events SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'click' END FROM generate_series(1, 100000) g;
+        CREATE TABLE @s.ledger AS SELECT g AS id FROM generate_series(1, 50000) g;
+        ANALYZE @s.events; ANALYZE @s.ledger;")
+        .await;
+    let report = w.run("n1", night(5)).await;
+    let events = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == w.table("events"))
+        .unwrap();
+    assert_eq!(events["estimated"], true, "{report}");
+    let rows = events["rows"].as_i64().unwrap();
+    assert!(
+        (95_000..=105_000).contains(&rows),
+        "reltuples estimate {rows}"
+    );
+    let sampled = events["sample-rows"].as_i64().unwrap();
+    assert!(sampled > 0 && sampled < 20_000, "sampled {sampled} rows");
+    let null_rate = events["nulls"]["kind"].as_f64().unwrap() / rows as f64;
+    assert!((0.05..0.15).contains(&null_rate), "null rate {null_rate}");
+    assert!(report["findings"][0]["description"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("(estimated from a sample of {sampled} rows)")));
+    let ledger = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == w.table("ledger"))
+        .unwrap();
+    assert_eq!(
+        (ledger["estimated"].clone(), ledger["rows"].clone()),
+        (json!(false), json!(50000))
+    );
+}
+
+#[tokio::test]
+async fn a_statement_timeout_on_one_table_leaves_the_others_reported() {
+    let w = world("      schemas: [@s]\n      statement-timeout-ms: 400\n").await;
+    w.sql(
+        "CREATE SCHEMA @s;
+        CREATE TABLE @s.a AS SELECT 1 AS x; CREATE TABLE @s.b AS SELECT 1 AS x;
+        CREATE TABLE @s.locked AS SELECT 1 AS x;",
+    )
+    .await;
+    // A migration holds an exclusive lock on one table for the whole run.
+    let holder = admin().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.locked IN ACCESS EXCLUSIVE MODE",
+            w.schema
+        ))
+        .await
+        .unwrap();
+    let report = w.run("n1", night(6)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(report["status"], "incomplete", "{report}");
+    let counted: Vec<&str> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(counted, [w.table("a"), w.table("b")]);
+    assert_eq!(
+        report["failed"],
+        json!([{"check": w.table("locked"), "error": "statement timeout: not counted within 400 ms"}])
+    );
+    let events = w.inbox.events().await;
+    assert_eq!(events.len(), 1);
+    let Outcome::IntegrityRunFailed { error, .. } = &events[0].outcome else {
+        panic!("{events:?}")
+    };
+    assert!(error.contains("locked: statement timeout"), "{error}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_failed_run_and_an_alert() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let pg = postgres();
+    let connection = format!(
+        "{}\n        host: 127.0.0.1\n        port: {port}",
+        secret_connection(&pg.user).await
+    );
+    let w = world_with(&connection, "      schemas: [public]\n").await;
+    let report = w.run("n1", night(7)).await;
+    assert_eq!(report["status"], "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "database checkout-db: connecting: 127.0.0.1:{port}/"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.to_lowercase().contains("connection refused"),
+        "{error}"
+    );
+    let events = w.inbox.events().await;
+    assert!(
+        matches!(&events[..], [e] if matches!(&e.outcome, Outcome::IntegrityRunFailed { error: e2, .. } if e2 == error))
+    );
+    let docs = w.metrics.lock().unwrap().clone();
+    let run: Value = serde_json::from_str(docs.last().unwrap()).unwrap();
+    assert_eq!(run["RunFailed"], 1);
+}
+
+#[tokio::test]
+async fn an_authentication_failure_says_so_and_never_shows_the_password() {
+    let w = world_with(
+        &secret_connection("no_such_role").await,
+        "      schemas: [public]\n",
+    )
+    .await;
+    let report = w.run("n1", night(8)).await;
+    assert_eq!(report["status"], "failed");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("FATAL 28000") && error.contains("no_such_role"),
+        "{error}"
+    );
+    assert!(!error.contains("not-checked-by-trust-auth"), "{error}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_costs_one_check_and_the_rest_are_counted() {
+    let w = world(
+        "      schemas: [@s]
+      concurrency: 1
+      queries:
+        - {name: slow-orphans, sql: SELECT count(*) FROM pg_sleep(30)}
+",
+    )
+    .await;
+    w.sql(
+        "CREATE SCHEMA @s; CREATE TABLE @s.a AS SELECT 1 AS x; CREATE TABLE @s.b AS SELECT 1 AS x;",
+    )
+    .await;
+    // The database drops the connection while the slow query runs (a failover, a restart).
+    let killer = tokio::spawn(async {
+        let admin = admin().await;
+        for _ in 0..200 {
+            let killed = admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = 'safeship-integrity-check' AND query LIKE '%pg_sleep(30)%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            if killed > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    });
+    let report = w.run("n1", night(9)).await;
+    assert!(
+        killer.await.unwrap(),
+        "the slow query was seen and terminated"
+    );
+    assert_eq!(report["failed"][0]["check"], "slow-orphans", "{report}");
+    assert!(
+        report["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection lost while counting"),
+        "{report}"
+    );
+    assert_eq!(report["tables"].as_array().unwrap().len(), 2, "{report}");
+}
+
+#[tokio::test]
+async fn unknown_tables_columns_and_broken_queries_are_configuration_errors_and_the_rest_runs() {
+    let w = world(
+        "      tables:
+        @s.orders: {not-null: [customer_id, customer_uuid]}
+        @s.ghosts: {}
+      queries:
+        - {name: typo, sql: SELECT count(*) FROM @s.order_itemz}
+",
+    )
+    .await;
+    w.sql(SHOP).await;
+    let report = w.run("n1", night(10)).await;
+    assert_eq!(report["status"], "incomplete");
+    assert_eq!(report["tables"].as_array().unwrap().len(), 1);
+    assert_eq!(report["tables"][0]["nulls"], json!({"customer_id": 0}));
+    let errors: Vec<&str> = report["configuration-errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains(".ghosts: no table"), "{errors:?}");
+    assert!(
+        errors[1].contains("no column \"customer_uuid\""),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].starts_with("queries.typo: ERROR 42P01"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_names_what_it_cut_off() {
+    let w = world(
+        "      schemas: [@s]
+      concurrency: 1
+      queries:
+        - {name: endless, sql: SELECT count(*) FROM pg_sleep(30)}
+",
+    )
+    .await;
+    w.sql("CREATE SCHEMA @s; CREATE TABLE @s.a AS SELECT 1 AS x;")
+        .await;
+    let started = std::time::Instant::now();
+    let report = w
+        .run_within("n1", night(11), Duration::from_millis(800))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        report["unfinished"],
+        json!(["endless", w.table("a")]),
+        "{report}"
+    );
+    assert_eq!(report["status"], "incomplete");
+}
+
+#[tokio::test]
+async fn tls_require_and_iam_authentication_connect_and_verify_full_checks_the_certificate() {
+    // The local server's own certificate (self-signed, issued to its host name, not 127.0.0.1).
+    let cert_file: String = admin()
+        .await
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pg = postgres();
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let iam = safeship::policy::DbConnection {
+        host: Some(pg.host.clone()),
+        port: Some(pg.port),
+        dbname: Some(pg.dbname.clone()),
+        secret_arn: None,
+        iam_user: Some(pg.user.clone()),
+        sslmode: safeship::policy::SslMode::Require,
+        ca_file: None,
+    };
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let target = integrity_check::connect::target("checkout-db", &iam, None, &secrets, &sdk)
+        .await
+        .unwrap();
+    let client = target
+        .connect("checkout-db", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "sslmode require: the connection is encrypted");
+
+    let verify = safeship::policy::DbConnection {
+        sslmode: safeship::policy::SslMode::VerifyFull,
+        ca_file: Some(cert_file),
+        ..iam
+    };
+    let target = integrity_check::connect::target("checkout-db", &verify, None, &secrets, &sdk)
+        .await
+        .unwrap();
+    let err = target
+        .connect("checkout-db", Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "verify-full refuses a name mismatch: {err}"
+    );
+}
