@@ -129,8 +129,15 @@ ensure_postgres() {
     fi
     "${PG_RUNAS[@]}" "$PG_BIN/initdb" -D "$PG_TMP/data" -A trust -U postgres >/dev/null ||
       die "initdb failed"
+    # TLS on, as on RDS: the integrity check's sslmode tests need a server that speaks it.
+    command -v openssl >/dev/null || apt_install openssl || die "openssl is needed for the test server's certificate"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=safeship-test-postgres" \
+      -keyout "$PG_TMP/server.key" -out "$PG_TMP/server.crt" >/dev/null 2>&1 ||
+      die "openssl could not make the test server's certificate"
+    chmod 600 "$PG_TMP/server.key"
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_TMP/server.key" "$PG_TMP/server.crt"
     "${PG_RUNAS[@]}" "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
-      -o "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null ||
+      -o "-p $port -k $PG_TMP -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=$PG_TMP/server.crt -c ssl_key_file=$PG_TMP/server.key" start >/dev/null ||
       die "PostgreSQL did not start: see $PG_TMP/log"
     export DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
     say "started a throwaway PostgreSQL on 127.0.0.1:$port"

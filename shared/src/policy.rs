@@ -877,6 +877,54 @@ mod tests {
     }
 
     #[test]
+    fn the_example_integrity_section_is_valid_and_tied_to_the_snapshot_groups() {
+        let p = Policy::parse(EXAMPLE, "examples/policy.yaml").unwrap();
+        let integrity = p.databases["checkout-db"].integrity.as_ref().unwrap();
+        assert_eq!(integrity.connection.sslmode, SslMode::VerifyFull);
+        assert_eq!(integrity.max_drop_percent, 1.0);
+        assert_eq!(integrity.tables["public.orders"].not_null.len(), 2);
+        let groups: Vec<_> = p
+            .integrity_groups("checkout-db")
+            .iter()
+            .map(|g| format!("{}/{}", g.application, g.deployment_group))
+            .collect();
+        assert_eq!(groups, ["checkout/checkout-prod"]);
+    }
+
+    #[test]
+    fn integrity_sections_are_checked() {
+        let doc = r#"
+version: 1
+databases:
+  db:
+    kind: instance
+    identifier: db
+    environment: prod
+    integrity:
+      connection: {iam-user: reader, sslmode: disable}
+      tables: {orders: {max-null-rate: {c: 1.5}}}
+      queries: [{name: q, sql: "select 0"}, {name: q, sql: " "}]
+      concurrency: 0
+      deployment-groups: [nowhere/none]
+"#;
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        for expected in [
+            "databases.db.integrity.connection.host: IAM authentication needs the host",
+            "connection.sslmode: IAM authentication requires TLS",
+            "tables.orders.max-null-rate.c: must be 0.0..=1.0, found 1.5",
+            "queries[1].name: \"q\" is used twice",
+            "queries[1].sql: empty",
+            "concurrency: must be 1..=32, found 0",
+            "deployment-groups: \"nowhere/none\" is not an application/deployment-group",
+        ] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+        let neither = doc.replace("{iam-user: reader, sslmode: disable}", "{host: h}");
+        let err = Policy::parse(&neither, "inline").unwrap_err().to_string();
+        assert!(err.contains("set secret-arn (RDS secret) or iam-user"), "{err}");
+    }
+
+    #[test]
     fn json_documents_parse_too() {
         let p = Policy::parse(r#"{"version": 1, "applications": {}}"#, "inline").unwrap();
         assert!(p.applications.is_empty());
