@@ -921,7 +921,10 @@ databases:
         }
         let neither = doc.replace("{iam-user: reader, sslmode: disable}", "{host: h}");
         let err = Policy::parse(&neither, "inline").unwrap_err().to_string();
-        assert!(err.contains("set secret-arn (RDS secret) or iam-user"), "{err}");
+        assert!(
+            err.contains("set secret-arn (RDS secret) or iam-user"),
+            "{err}"
+        );
     }
 
     #[test]

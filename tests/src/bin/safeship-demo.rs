@@ -12,6 +12,11 @@ use safeship_e2e::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
 };
+use safeship_e2e::guard_inbox::GuardInbox;
+use safeship_e2e::integrity::{
+    admin, create_history_table, database_secret, fresh_schema, mount_completed_deployments,
+    postgres,
+};
 use safeship_e2e::runtime::{Answer, LocalRuntime};
 use safeship_e2e::slack::Channels;
 use safeship_e2e::split::SplitEndpoint;
@@ -78,6 +83,29 @@ async fn main() -> anyhow::Result<()> {
     // Where notifications land: a local Slack webhook and an SNS email topic read through SQS.
     let channels = Channels::create(&sdk).await;
 
+    // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly check
+    // sees it; CodeDeploy's record of the day's deployment for the check (wiremock: moto's
+    // deployments never complete).
+    let shop = fresh_schema();
+    admin()
+        .await
+        .batch_execute(&SHOP.replace("@s", &shop))
+        .await
+        .context("creating the demo's checkout tables")?;
+    let integrity_codedeploy = MockServer::start().await;
+    mount_completed_deployments(
+        &integrity_codedeploy,
+        &[(
+            "d-ABCDEF123",
+            "Succeeded",
+            "2026-11-20T10:21:47Z".parse().expect("a time"),
+        )],
+    )
+    .await;
+    let history = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+    // Guard events land on a bus of their own, read back for the notifier.
+    let inbox = GuardInbox::create(&sdk).await;
+
     // The account as an installation of safeship leaves it.
     let table = unique("safeship-idempotency");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
@@ -85,7 +113,11 @@ async fn main() -> anyhow::Result<()> {
     aws_sdk_ssm::Client::new(&sdk)
         .put_parameter()
         .name(&parameter)
-        .value(flags.into_policy(&example_policy().replace("http://127.0.0.1:8081", &service)))
+        .value(flags.into_policy(&local_integrity(
+            &example_policy().replace("http://127.0.0.1:8081", &service),
+            &shop,
+            &database_secret(&sdk, &postgres().user).await,
+        )))
         .r#type(ParameterType::SecureString)
         .send()
         .await
@@ -145,11 +177,20 @@ async fn main() -> anyhow::Result<()> {
         ("SAFESHIP_POLICY_SSM_PARAMETER".into(), parameter.clone()),
         ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table.clone()),
     ];
+    env.push(("SAFESHIP_INTEGRITY_TABLE".into(), history.clone()));
+    env.push(("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()));
     env.extend(channels.env());
     let mut functions = Vec::new();
     for name in FUNCTIONS {
         let runtime = LocalRuntime::start().await;
         let started = Instant::now();
+        let mut env = env.clone();
+        if name == "integrity-check" {
+            env.push((
+                "AWS_ENDPOINT_URL_CODEDEPLOY".into(),
+                integrity_codedeploy.uri(),
+            ));
+        }
         let process = runtime.spawn_function(&function_binary(name), name, &env);
         match runtime.ready(Duration::from_secs(30)).await {
             Ok(at) => t.line(
@@ -172,6 +213,15 @@ async fn main() -> anyhow::Result<()> {
         async move { f.runtime.invoke(event, Duration::from_secs(30)).await }
     };
     println!();
+
+    // 0. The night before: the nightly check counts the checkout database (the baseline).
+    t.line("eventbridge", "nightly schedule fires (2026-11-20 03:00)");
+    show(
+        &t,
+        "integrity-check",
+        invoke("integrity-check", sample_event("scheduled-event.json")).await,
+        describe_integrity,
+    );
 
     // 1. CodeDeploy starts the deployment.
     let start = sample_event("codedeploy-deployment-start.json");
@@ -219,6 +269,17 @@ async fn main() -> anyhow::Result<()> {
             )
         },
     );
+
+    // Migration 042 runs, and does damage nobody notices during the deployment.
+    t.line(
+        "migration 042",
+        "deletes 5% of the orders, blanks some customer ids, orphans their items",
+    );
+    admin()
+        .await
+        .batch_execute(&DAMAGE.replace("@s", &shop))
+        .await
+        .context("running the bad migration")?;
 
     // 2. The BeforeAllowTraffic hook of a healthy version passes; traffic shifts to the canary.
     let canary = run_hook(&t, &codedeploy_moto, "4", "healthy version 4", &invoke).await?;
@@ -331,14 +392,26 @@ async fn main() -> anyhow::Result<()> {
         describe_notification,
     );
 
-    // 5. The nightly schedule.
-    t.line("eventbridge", "nightly schedule fires");
+    // 5. The next night the check catches the migration's damage and names the deployment.
+    inbox.envelopes().await; // what earlier steps published has been told already
+    let mut next_night = sample_event("scheduled-event.json");
+    next_night["id"] = json!("6a7e8feb-b491-4cf7-a9f1-bf3703467718");
+    next_night["time"] = json!("2026-11-21T03:00:00Z");
+    t.line("eventbridge", "nightly schedule fires (2026-11-21 03:00)");
     show(
         &t,
         "integrity-check",
-        invoke("integrity-check", sample_event("scheduled-event.json")).await,
-        |b| format!("databases in policy: {}", b["databases"]),
+        invoke("integrity-check", next_night).await,
+        describe_integrity,
     );
+    for envelope in inbox.envelopes().await {
+        show(
+            &t,
+            "deploy-notify",
+            invoke("deploy-notify", envelope).await,
+            describe_notification,
+        );
+    }
 
     // 6. Bad input: rejected with the field named, nothing done.
     t.line(
@@ -369,6 +442,81 @@ async fn main() -> anyhow::Result<()> {
         .len();
     println!("\nCodeDeploy (wiremock) received {reports} request(s) in all.");
     Ok(())
+}
+
+/// The demo's checkout tables: 2000 orders, 3000 order items.
+const SHOP: &str = "CREATE SCHEMA @s;
+    CREATE TABLE @s.orders (id int PRIMARY KEY, customer_id int, total_cents int, shipped_at timestamptz);
+    INSERT INTO @s.orders SELECT g, 1 + g % 97, 100 * g, CASE WHEN g % 3 > 0 THEN now() END
+        FROM generate_series(1, 2000) g;
+    CREATE TABLE @s.order_items (id int, order_id int);
+    INSERT INTO @s.order_items SELECT g, 1 + g % 2000 FROM generate_series(1, 3000) g;
+    CREATE TABLE @s.schema_migrations (version int);";
+
+/// Migration 042: a WHERE clause too wide and a column rewrite gone wrong.
+const DAMAGE: &str = "DELETE FROM @s.orders WHERE id % 20 = 0;
+    UPDATE @s.orders SET customer_id = NULL WHERE id BETWEEN 1 AND 30;
+    INSERT INTO @s.schema_migrations VALUES (42);";
+
+/// The example policy's integrity section pointed at the local PostgreSQL: its host, port and
+/// database, the secret in moto, TLS without a CA (the local server's certificate is its own),
+/// and the demo's schema for `public`.
+fn local_integrity(policy: &str, schema: &str, secret_arn: &str) -> String {
+    let pg = postgres();
+    policy
+        .replace(
+            "checkout-prod-db.abcdefghijkl.eu-west-1.rds.amazonaws.com",
+            &pg.host,
+        )
+        .replace("port: 5432\n", &format!("port: {}\n", pg.port))
+        .replace("dbname: checkout\n", &format!("dbname: {}\n", pg.dbname))
+        .replace(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:safeship/checkout-db-AbCdEf",
+            secret_arn,
+        )
+        .replace("sslmode: verify-full", "sslmode: require")
+        .replace("[public]", &format!("[{schema}]"))
+        .replace("public.", &format!("{schema}."))
+}
+
+/// A run report in a line or a few: what was counted, and what is wrong.
+fn describe_integrity(b: &Value) -> String {
+    let Some(run) = b["runs"].get(0) else {
+        return b.to_string();
+    };
+    let mut lines = vec![format!(
+        "{}: {} — {} table(s), {} quer(ies) in {} ms{}",
+        run["database"].as_str().unwrap_or("?"),
+        run["status"].as_str().unwrap_or("?"),
+        run["tables"].as_array().map_or(0, Vec::len),
+        run["queries"].as_array().map_or(0, Vec::len),
+        run["duration-ms"],
+        if run["baseline"] == true {
+            " (the baseline)"
+        } else {
+            ""
+        }
+    )];
+    if let Some(since) = run["deployments-since"]
+        .as_array()
+        .filter(|d| !d.is_empty())
+    {
+        let ids: Vec<&str> = since.iter().filter_map(|d| d["id"].as_str()).collect();
+        lines.push(format!("since deployment(s) {}", ids.join(", ")));
+    }
+    for f in run["findings"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{} {}{}: {}",
+            f["severity"].as_str().unwrap_or("?"),
+            f["table"].as_str().unwrap_or("?"),
+            f["column"]
+                .as_str()
+                .map(|c| format!(".{c}"))
+                .unwrap_or_default(),
+            f["description"].as_str().unwrap_or("")
+        ));
+    }
+    lines.join(&format!("\n{:>31}", ""))
 }
 
 /// A notification as its channels show it: Slack's header and fallback text, the email subject.
