@@ -75,6 +75,8 @@ pub struct DeploymentSummary {
     pub status: String,
     pub create_time: Option<DateTime<Utc>>,
     pub complete_time: Option<DateTime<Utc>>,
+    /// The deployment's description (safeship's own reverts say so in theirs).
+    pub description: Option<String>,
 }
 
 /// `ListDeployments` of a group (every page), only those in `statuses` (all when empty) and, when
@@ -148,6 +150,7 @@ pub async fn deployments(
                     status: d.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     create_time: d.create_time.and_then(time),
                     complete_time: d.complete_time.and_then(time),
+                    description: d.description,
                 });
             }
         }
