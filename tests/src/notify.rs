@@ -4,7 +4,9 @@
 use deploy_notify::deliver::Slack;
 use deploy_notify::Deps;
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::Value;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_json, header};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::emulators::{common_with_policy, moto_endpoint, sdk_config};
 use crate::slack::Channels;
@@ -12,7 +14,14 @@ use crate::slack::Channels;
 pub struct World {
     pub deps: Deps,
     pub channels: Channels,
+    /// CodeDeploy's `GetDeployment` for the sample deployment `d-ABCDEF123`, which failed health
+    /// constraints and was rolled back (wiremock: moto's deployments never fail).
+    pub codedeploy: MockServer,
 }
+
+/// What `GetDeployment` says of the samples' failed deployment.
+pub const FAILURE_REASON: &str =
+    "HEALTH_CONSTRAINTS: The overall deployment failed because too many individual instances failed deployment";
 
 pub async fn world() -> World {
     let sdk = sdk_config(&moto_endpoint()).await;
@@ -28,7 +37,32 @@ notifications:
     - {channel: slack, min-severity: info}
     - {channel: email, min-severity: failure}
 ";
+    let codedeploy = MockServer::start().await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
+        .and(body_json(json!({"deploymentId": "d-ABCDEF123"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"deploymentInfo": {
+            "applicationName": "checkout",
+            "deploymentGroupName": "checkout-prod",
+            "deploymentId": "d-ABCDEF123",
+            "status": "Failed",
+            "errorInformation": {
+                "code": "HEALTH_CONSTRAINTS",
+                "message": "The overall deployment failed because too many individual instances failed deployment"
+            },
+            "rollbackInfo": {
+                "rollbackDeploymentId": "d-ROLLBACK1",
+                "rollbackMessage": "Automatic rollback triggered by a deployment failure"
+            }
+        }})))
+        .mount(&codedeploy)
+        .await;
     let deps = Deps {
+        codedeploy: aws_sdk_codedeploy::Client::from_conf(
+            aws_sdk_codedeploy::Config::from(&sdk)
+                .to_builder()
+                .endpoint_url(codedeploy.uri())
+                .build(),
+        ),
         common: common_with_policy(&sdk, policy).await,
         slack: Some(Slack::new(
             reqwest::Client::new(),
@@ -39,7 +73,11 @@ notifications:
         sns: aws_sdk_sns::Client::new(&sdk),
         email_topic: Some(channels.topic_arn.clone()),
     };
-    World { deps, channels }
+    World {
+        deps,
+        channels,
+        codedeploy,
+    }
 }
 
 impl World {

@@ -87,10 +87,15 @@ async fn slack_down_still_sends_email_and_the_retry_does_not_repeat_it() {
 async fn a_rate_limit_is_waited_out_and_posts_once() {
     let w = world().await;
     w.channels.slack.answer(429, Some(1), "rate_limited", 1);
+    let started = std::time::Instant::now();
     let answer = w
         .deliver(sample_event("codedeploy-deployment-start.json"))
         .await
         .unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 was honoured, not retried at once"
+    );
     assert_eq!(answer["sent"].as_array().unwrap().len(), 1);
     assert_eq!(w.channels.slack.received().len(), 2);
 }
@@ -146,6 +151,47 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
             "column": null, "description": "row count fell 4.2%", "since-deployments": ["d-ABCDEF123"]}),
             ":mag: Integrity anomaly in checkout-db.orders",
         ),
+        (
+            json!({"kind": "flags-switched-off", "alarm": alarm, "profile": "checkout-flags/prod/release-flags",
+            "flags": ["new-checkout-flow"], "version": 7}),
+            ":triangular_flag_on_post: Feature flags switched off",
+        ),
+        (
+            json!({"kind": "integrity-run-failed", "database": "checkout-db",
+            "error": "database checkout-db: connecting: connection refused"}),
+            ":x: Integrity check of checkout-db could not run",
+        ),
+        // below: warnings and information, which the policy sends to Slack only
+        (
+            json!({"kind": "nothing-to-roll-back", "alarm": alarm, "reason": "no deployment in flight"}),
+            ":warning: Alarm fired, nothing to roll back",
+        ),
+        (
+            json!({"kind": "snapshot-quota-warning", "manual-snapshots": 92, "quota": 100}),
+            ":warning: Manual snapshots near the RDS quota",
+        ),
+        (
+            json!({"kind": "integrity-anomaly", "database": "checkout-db", "table": "orders",
+            "column": null, "description": "rows grew 80%", "since-deployments": [], "severity": "warning"}),
+            ":warning: Integrity warning in checkout-db.orders",
+        ),
+        (
+            json!({"kind": "hook-passed", "lifecycle-event": "AfterAllowTraffic", "checks": []}),
+            ":large_green_circle: Smoke checks passed",
+        ),
+        (
+            json!({"kind": "snapshot-started", "database": "checkout-db", "snapshot-id": "safeship-checkout-db-d-abcdef123"}),
+            ":camera: Snapshot of checkout-db started",
+        ),
+        (
+            json!({"kind": "snapshot-available", "database": "checkout-db",
+            "snapshot-id": "safeship-checkout-db-d-abcdef123", "duration-ms": 184000}),
+            ":floppy_disk: Snapshot of checkout-db available",
+        ),
+        (
+            json!({"kind": "snapshots-pruned", "database": "checkout-db", "snapshot-ids": ["safeship-checkout-db-d-old"]}),
+            ":broom: Old snapshots of checkout-db pruned",
+        ),
     ];
     for (i, (outcome, header)) in cases.into_iter().enumerate() {
         w.deliver(guard(outcome)).await.unwrap();
@@ -153,8 +199,94 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
         assert_eq!(posted.len(), i + 1);
         assert_eq!(posted[i]["blocks"][0]["text"]["text"], header);
     }
-    // every one of these is a failure: each also went by email
-    assert_eq!(w.channels.emails().await.len(), 4);
+    // the six failures also went by email; warnings and information did not
+    let subjects: Vec<String> = w
+        .channels
+        .emails()
+        .await
+        .iter()
+        .map(|e| e["Subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects.len(), 6, "{subjects:?}");
+    assert!(
+        subjects.iter().all(|s| s.len() < 100 && s.is_ascii()),
+        "{subjects:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_codedeploy_state_is_routed_by_its_severity_and_failures_say_why() {
+    let w = world().await;
+    for (sample, slack_header, by_email) in [
+        (
+            "codedeploy-deployment-start.json",
+            ":rocket: Deployment started",
+            false,
+        ),
+        (
+            "codedeploy-deployment-ready.json",
+            ":hourglass_flowing_sand: Deployment ready for traffic",
+            false,
+        ),
+        (
+            "codedeploy-deployment-success.json",
+            ":white_check_mark: Deployment succeeded",
+            false,
+        ),
+        (
+            "codedeploy-deployment-stop.json",
+            ":octagonal_sign: Deployment stopped",
+            false,
+        ),
+        (
+            "codedeploy-deployment-failure.json",
+            ":x: Deployment failed",
+            true,
+        ),
+    ] {
+        let answer = w.deliver(sample_event(sample)).await.unwrap();
+        let posted = w.channels.slack.received();
+        assert_eq!(
+            posted.last().unwrap()["blocks"][0]["text"]["text"],
+            slack_header,
+            "{sample}: {answer}"
+        );
+        assert_eq!(
+            w.channels.emails().await.len(),
+            usize::from(by_email),
+            "{sample}"
+        );
+    }
+    // FAILURE and STOP carry CodeDeploy's own reason and the rollback; the others asked nothing
+    let posted = w.channels.slack.received();
+    for i in [3, 4] {
+        let blocks = posted[i]["blocks"].to_string();
+        assert!(
+            blocks.contains("HEALTH_CONSTRAINTS: The overall deployment failed"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("rollback d-ROLLBACK1: Automatic rollback triggered"),
+            "{blocks}"
+        );
+    }
+    let asked = w.codedeploy.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 2, "GetDeployment for STOP and FAILURE only");
+}
+
+#[tokio::test]
+async fn an_unreadable_reason_does_not_hold_the_failure_notice_back() {
+    let w = world().await;
+    let mut failure = sample_event("codedeploy-deployment-failure.json");
+    // a deployment CodeDeploy (wiremock) does not know: GetDeployment answers 404
+    failure["detail"]["deploymentId"] = json!("d-UNKNOWN99");
+    let answer = w.deliver(failure).await.unwrap();
+    assert_eq!(answer["channels"], json!(["slack", "email"]));
+    let body = w.channels.emails().await[0]["Message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.contains("CodeDeploy's reason could not be read: codedeploy:GetDeployment on deployment d-UNKNOWN99 failed"), "{body}");
 }
 
 #[tokio::test]
@@ -182,4 +314,37 @@ async fn other_detail_types_are_ignored_and_malformed_events_rejected_without_a_
     assert!(err.contains("deploymentId"), "{err}");
     assert!(w.channels.slack.received().is_empty());
     assert!(w.channels.emails().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_webhook_secret_is_read_once_per_cold_start() {
+    use deploy_notify::deliver::Slack;
+    use safeship_e2e::emulators::{moto_endpoint, sdk_config};
+    use safeship_e2e::split::SplitEndpoint;
+
+    let mut w = world().await;
+    // Secrets Manager behind a recording endpoint, so every GetSecretValue is seen.
+    let recording = SplitEndpoint::recording(&moto_endpoint()).await;
+    let sdk = sdk_config(&recording.uri()).await;
+    w.deps.slack = Some(Slack::new(
+        reqwest::Client::new(),
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        &w.channels.secret_arn,
+        "#deploys",
+    ));
+    for sample in [
+        "codedeploy-deployment-start.json",
+        "codedeploy-deployment-ready.json",
+        "codedeploy-deployment-success.json",
+    ] {
+        w.deliver(sample_event(sample)).await.unwrap();
+    }
+    assert_eq!(w.channels.slack.received().len(), 3);
+    let reads: Vec<String> = recording
+        .waits()
+        .into_iter()
+        .map(|wait| wait.operation)
+        .filter(|op| op.contains("GetSecretValue"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
 }

@@ -8,7 +8,7 @@
 
 use lambda_runtime::LambdaEvent;
 use safeship::config::Env;
-use safeship::event::{EventError, Inbound};
+use safeship::event::{DeploymentState, EventError, Inbound};
 use safeship::idempotency::Once;
 use safeship::lambda::{accept, Common};
 use safeship::policy::{Channel, NotificationPolicy, Severity};
@@ -51,6 +51,8 @@ pub struct Deps {
     pub sns: aws_sdk_sns::Client,
     /// Set when the policy routes anything to email.
     pub email_topic: Option<String>,
+    /// Why a deployment failed or stopped (`GetDeployment`'s error and rollback information).
+    pub codedeploy: aws_sdk_codedeploy::Client,
 }
 
 impl Deps {
@@ -88,10 +90,28 @@ impl Deps {
         };
         Ok(Deps {
             sns: aws_sdk_sns::Client::new(&common.sdk),
+            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
             common,
             slack,
             email_topic,
         })
+    }
+}
+
+/// The event says only that a deployment failed or stopped; CodeDeploy's `GetDeployment` says why.
+/// A notification is never held back for this: if the call fails, the message says so.
+async fn add_deployment_reason(deps: &Deps, deployment_id: &str, m: &mut message::Message) {
+    match safeship::codedeploy::get_deployment(&deps.codedeploy, deployment_id).await {
+        Ok(info) => {
+            let (reason, details) = message::deployment_reason(&info);
+            m.reason = reason;
+            m.details.extend(details);
+        }
+        Err(e) => {
+            tracing::warn!(deployment = deployment_id, error = %e, "could not read why the deployment ended");
+            m.details
+                .push(format!("CodeDeploy's reason could not be read: {e}"));
+        }
     }
 }
 
@@ -138,11 +158,17 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             .map(|g| format!("{:?}", g.policy.environment).to_lowercase())
     };
     let message = match &normalised.event {
-        Inbound::DeploymentStateChange(d) => message::from_deployment(
-            d,
-            environment(Some(&d.application), Some(&d.deployment_group)).as_deref(),
-            &region,
-        ),
+        Inbound::DeploymentStateChange(d) => {
+            let mut m = message::from_deployment(
+                d,
+                environment(Some(&d.application), Some(&d.deployment_group)).as_deref(),
+                &region,
+            );
+            if matches!(d.state, DeploymentState::Failure | DeploymentState::Stop) {
+                add_deployment_reason(deps, &d.deployment_id, &mut m).await;
+            }
+            m
+        }
         Inbound::Guard(g) => message::from_guard(
             g,
             environment(g.application.as_deref(), g.deployment_group.as_deref()).as_deref(),

@@ -118,6 +118,31 @@ pub fn from_deployment(
     }
 }
 
+/// CodeDeploy's account of a failed or stopped deployment: the error (code and message) as the
+/// reason, the automatic rollback as a detail.
+pub fn deployment_reason(
+    info: &aws_sdk_codedeploy::types::DeploymentInfo,
+) -> (Option<String>, Vec<String>) {
+    let reason =
+        info.error_information()
+            .map(|e| match (e.code().map(|c| c.as_str()), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                (None, Some(message)) => message.to_owned(),
+                (None, None) => "CodeDeploy gave no reason".to_owned(),
+            });
+    let mut details = Vec::new();
+    if let Some(r) = info.rollback_info() {
+        match (r.rollback_deployment_id(), r.rollback_message()) {
+            (Some(id), Some(msg)) => details.push(format!("rollback {id}: {msg}")),
+            (Some(id), None) => details.push(format!("rolled back by deployment {id}")),
+            (None, Some(msg)) => details.push(format!("rollback: {msg}")),
+            (None, None) => {}
+        }
+    }
+    (reason, details)
+}
+
 pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Message {
     let mut m = Message {
         severity: g.outcome.severity(),

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use crate::message::Message;
 
-/// SNS `Subject`: at most 100 characters, printable ASCII, no line breaks.
-pub const SUBJECT_MAX: usize = 100;
+/// SNS `Subject`: "less than 100 characters long", printable ASCII, no line breaks.
+pub const SUBJECT_MAX: usize = 99;
 
 /// The one-line summary: Slack's fallback `text` (notifications, screen readers) and the basis
 /// of the email subject.
