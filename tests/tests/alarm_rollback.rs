@@ -32,6 +32,8 @@ struct World {
     app: String,
     group: String,
     flags: FlagProfile,
+    /// A second feature-flag target of the same group (`Setup::second_flag_target`).
+    flags2: Option<FlagProfile>,
     sdk: aws_config::SdkConfig,
     codedeploy_mock: MockServer,
     appconfig_mock: MockServer,
@@ -45,12 +47,15 @@ struct Setup {
     dry_run: bool,
     /// Every CodeDeploy operation to wiremock (the bake-window cases).
     codedeploy_all_mocked: bool,
+    /// The group switches flags off in a second profile too.
+    second_flag_target: bool,
 }
 
 const DEFAULT: Setup = Setup {
     flags_on: true,
     dry_run: false,
     codedeploy_all_mocked: false,
+    second_flag_target: false,
 };
 
 async fn world(setup: Setup) -> World {
@@ -61,6 +66,21 @@ async fn world(setup: Setup) -> World {
 
     let flags = FlagProfile::create(&sdk, &flags_document(setup.flags_on)).await;
     let (appconfig_app, profile) = (&flags.application, &flags.profile);
+    let flags2 = if setup.second_flag_target {
+        Some(FlagProfile::create(&sdk, &flags_document(setup.flags_on)).await)
+    } else {
+        None
+    };
+    let second_target = flags2.as_ref().map_or(String::new(), |f| {
+        format!(
+            "            - application: {}
+              environment: prod-env
+              profile: {}
+              flags: [new-checkout-flow]
+",
+            f.application, f.profile
+        )
+    });
 
     let policy = format!(
         "version: 1
@@ -78,7 +98,7 @@ applications:
               environment: prod-env
               profile: {profile}
               flags: [new-checkout-flow, one-click-pay]
-",
+{second_target}",
         dry_run = setup.dry_run
     );
 
@@ -91,6 +111,9 @@ applications:
     let appconfig_mock = MockServer::start().await;
     let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
     flags.mount_version_list(&appconfig_mock).await;
+    if let Some(f) = &flags2 {
+        f.mount_version_list(&appconfig_mock).await;
+    }
 
     let deps = alarm_rollback::Deps {
         common: common_with_policy(&sdk, &policy).await,
@@ -102,6 +125,7 @@ applications:
         app,
         group,
         flags,
+        flags2,
         sdk,
         codedeploy_mock,
         appconfig_mock,
@@ -139,19 +163,25 @@ impl World {
 
     /// AppConfig `StartDeployment` of hosted version `version`, `times` times.
     async fn expect_flag_deployment(&self, version: &str, times: u64) {
+        self.expect_flag_deployment_of(&self.flags, version, times)
+            .await;
+    }
+
+    /// AppConfig `StartDeployment` of hosted version `version` of `flags`, `times` times.
+    async fn expect_flag_deployment_of(&self, flags: &FlagProfile, version: &str, times: u64) {
         Mock::given(method("POST"))
             .and(path(format!(
                 "/applications/{}/environments/prod-env/deployments",
-                self.flags.application
+                flags.application
             )))
             .and(body_partial_json(json!({
-                "ConfigurationProfileId": self.flags.profile,
+                "ConfigurationProfileId": flags.profile,
                 "ConfigurationVersion": version,
                 "DeploymentStrategyId": "AppConfig.AllAtOnce",
             })))
             .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-                "ApplicationId": self.flags.application, "EnvironmentId": "prod-env",
-                "ConfigurationProfileId": self.flags.profile, "ConfigurationVersion": version,
+                "ApplicationId": flags.application, "EnvironmentId": "prod-env",
+                "ConfigurationProfileId": flags.profile, "ConfigurationVersion": version,
                 "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
                 "State": "DEPLOYING"
             })))
@@ -226,6 +256,15 @@ async fn an_alarm_stops_the_deployment_in_flight_and_switches_the_flags_off_once
         ["flags-switched-off", "rollback-performed"],
         "{events:?}"
     );
+    // Each event links to the deployment it stopped, and says it was not a dry run.
+    for e in &events {
+        assert_eq!(
+            e.deployment_id.as_deref(),
+            Some(deployment.as_str()),
+            "{e:?}"
+        );
+        assert!(!e.dry_run, "{e:?}");
+    }
     let Outcome::FlagsSwitchedOff { flags, version, .. } = &events[0].outcome else {
         unreachable!()
     };
@@ -325,11 +364,13 @@ async fn a_flag_already_off_is_not_redeployed() {
 
 #[tokio::test]
 async fn dry_run_makes_no_mutating_call() {
-    let w = world(Setup {
+    let mut w = world(Setup {
         dry_run: true,
         ..DEFAULT
     })
     .await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 0).await;
     w.expect_flag_deployment("2", 0).await;
@@ -355,6 +396,18 @@ async fn dry_run_makes_no_mutating_call() {
         "{flags:?}"
     );
     assert_eq!(w.hosted_version(2).await, None);
+
+    // The guard event says dry-run: what would have been done, for the deployment it names.
+    let events = inbox.events().await;
+    let [event] = events.as_slice() else {
+        panic!("one guard event expected: {events:?}")
+    };
+    assert!(event.dry_run, "{event:?}");
+    assert_eq!(event.deployment_id.as_deref(), Some(deployment.as_str()));
+    let Outcome::RollbackPerformed { actions, .. } = &event.outcome else {
+        panic!("{event:?}")
+    };
+    assert_eq!(actions, &report.actions);
 }
 
 #[tokio::test]
@@ -400,7 +453,13 @@ async fn a_failed_stop_does_not_keep_the_flags_on_and_the_retry_redoes_only_the_
 }
 
 /// The bake-window cases: CodeDeploy's history as the real service answers it.
-async fn history(w: &World, last_completed_minutes_before_alarm: i64) {
+/// The last success, `d-NEW0000001`, completed `last_completed_minutes_before_alarm` before the
+/// alarm and is described as `last_description`.
+async fn history(
+    w: &World,
+    last_completed_minutes_before_alarm: i64,
+    last_description: Option<&str>,
+) {
     let alarm_at = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:12:40.123Z").unwrap();
     let epoch = |minutes_before: i64| {
         (alarm_at - chrono::Duration::minutes(minutes_before)).timestamp() as f64
@@ -438,7 +497,8 @@ async fn history(w: &World, last_completed_minutes_before_alarm: i64) {
     ))
     .respond_with(json_11(json!({"deploymentsInfo": [
         {"deploymentId": "d-NEW0000001", "status": "Succeeded",
-         "createTime": epoch(last + 10), "completeTime": epoch(last)},
+         "createTime": epoch(last + 10), "completeTime": epoch(last),
+         "description": last_description},
         {"deploymentId": "d-OLD0000001", "status": "Succeeded",
          "createTime": epoch(3000), "completeTime": epoch(2990)}
     ]})))
@@ -452,12 +512,14 @@ fn old_revision() -> Value {
 
 #[tokio::test]
 async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
-    let w = world(Setup {
+    let mut w = world(Setup {
         codedeploy_all_mocked: true,
         ..DEFAULT
     })
     .await;
-    history(&w, 10).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
+    history(&w, 10, Some("release 4 (checkout-api)")).await;
     Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
         .and(body_json(json!({"deploymentId": "d-OLD0000001"})))
         .respond_with(json_11(json!({"deploymentInfo": {
@@ -492,18 +554,32 @@ async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
         redeploy.detail.as_deref(),
         Some("created deployment d-REVERT0001")
     );
+    // The events link to the reverted deployment.
+    let events = inbox.events().await;
+    let mut kinds: Vec<_> = events.iter().map(|e| e.outcome.kind()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["flags-switched-off", "rollback-performed"],
+        "{events:?}"
+    );
+    for e in &events {
+        assert_eq!(e.deployment_id.as_deref(), Some("d-NEW0000001"), "{e:?}");
+    }
     // A duplicate does not redeploy again (CreateDeployment expected once).
     assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
 }
 
 #[tokio::test]
 async fn outside_the_bake_window_nothing_is_rolled_back() {
-    let w = world(Setup {
+    let mut w = world(Setup {
         codedeploy_all_mocked: true,
         ..DEFAULT
     })
     .await;
-    history(&w, 90).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
+    history(&w, 90, None).await;
     w.expect_flag_deployment("2", 1).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
     let code = report
@@ -522,6 +598,83 @@ async fn outside_the_bake_window_nothing_is_rolled_back() {
         w.requests_to(&w.codedeploy_mock, "CreateDeployment").await,
         0
     );
+
+    // The group has flags, and they went off; the code was left alone, and the guard events
+    // say both: why nothing was rolled back, and which flags went off. Nothing claims a rollback.
+    let events = inbox.events().await;
+    let mut kinds: Vec<_> = events.iter().map(|e| e.outcome.kind()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["flags-switched-off", "nothing-to-roll-back"],
+        "{events:?}"
+    );
+    let nothing = events
+        .iter()
+        .find_map(|e| match &e.outcome {
+            Outcome::NothingToRollBack { alarm, reason } => Some((alarm, reason)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(nothing.0.name, ALARM);
+    assert!(
+        nothing
+            .1
+            .starts_with("no deployment in flight; the last success d-NEW0000001 finished at ")
+            && nothing
+                .1
+                .ends_with(" — more than the 60-minute bake window before the alarm"),
+        "{}",
+        nothing.1
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.deployment_id.is_none() && !e.dry_run));
+}
+
+#[tokio::test]
+async fn a_second_alarm_does_not_revert_safeships_own_revert() {
+    let mut w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
+    // The last success is the revert an earlier transition created, five minutes ago.
+    let revert =
+        format!("safeship: alarm {ALARM} reverts d-BAD0000001 to the revision of d-OLD0000001");
+    history(&w, 5, Some(&revert)).await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let code = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("roll back"))
+        .unwrap();
+    let why = format!(
+        "no deployment in flight; the last success d-NEW0000001 is already safeship's revert (\"{revert}\"): reverting it would bring back the revision it removed"
+    );
+    assert_eq!(
+        code.detail.as_deref(),
+        Some(format!("nothing to roll back: {why}").as_str())
+    );
+    assert!(report
+        .actions
+        .iter()
+        .all(|a| !a.action.starts_with("redeploy")));
+    for op in ["GetDeployment", "CreateDeployment"] {
+        assert_eq!(w.requests_to(&w.codedeploy_mock, op).await, 0, "{op}");
+    }
+    let events = inbox.events().await;
+    let reasons: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::NothingToRollBack { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [why.as_str()], "{events:?}");
 }
 
 #[tokio::test]
@@ -536,9 +689,9 @@ async fn a_malformed_alarm_event_is_rejected_before_any_call() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains("NewStateValue") || err.contains("field"),
-        "{err}"
+    assert_eq!(
+        err,
+        "SNS CloudWatch alarm notification: field NewStateValue: missing"
     );
     assert!(w
         .codedeploy_mock
@@ -622,4 +775,132 @@ async fn a_deployment_already_completed_is_not_an_error() {
         stop.detail.as_deref(),
         Some("already completed; nothing to stop")
     );
+}
+
+#[tokio::test]
+async fn an_sns_alarm_without_its_time_names_that_field() {
+    let w = world(DEFAULT).await;
+    let mut sns = sample_event("alarm-sns-metric.json");
+    let mut message: Value =
+        serde_json::from_str(sns["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    message.as_object_mut().unwrap().remove("StateChangeTime");
+    sns["Records"][0]["Sns"]["Message"] = json!(message.to_string());
+    let err = alarm_rollback::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(sns, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "SNS CloudWatch alarm notification: field StateChangeTime: missing"
+    );
+    assert!(w
+        .codedeploy_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn two_flag_targets_get_a_guard_event_each() {
+    let mut w = world(Setup {
+        second_flag_target: true,
+        ..DEFAULT
+    })
+    .await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
+    let second = w.flags2.take().unwrap();
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    w.expect_flag_deployment_of(&second, "2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    assert_eq!(
+        report
+            .actions
+            .iter()
+            .filter(|a| a.action.starts_with("flags off"))
+            .count(),
+        2,
+        "{:?}",
+        report.actions
+    );
+
+    // One `flags-switched-off` per profile, each with its own id: the notifier deduplicates by
+    // id, so a shared one would swallow the second profile's news.
+    let events = inbox.events().await;
+    let transition = &report.transition;
+    let group = format!("{}/{}", w.app, w.group);
+    let mut switched: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::FlagsSwitchedOff { profile, .. } => Some((e.id.clone(), profile.clone())),
+            _ => None,
+        })
+        .collect();
+    switched.sort();
+    let mut expected: Vec<_> = [&w.flags, &second]
+        .iter()
+        .map(|f| {
+            let profile = format!("{}/prod-env/{}", f.application, f.profile);
+            (
+                format!("alarm-rollback:{transition}:{group}:flags-switched-off:{profile}"),
+                profile,
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(switched, expected, "{events:?}");
+    let mut ids: Vec<_> = events.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "ids must be unique: {events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(second.hosted_version(&w.sdk, 2).await.is_some());
+}
+
+#[tokio::test]
+async fn several_deployments_in_flight_are_stopped_and_the_events_link_the_first() {
+    let mut w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    w.deps.common.guard = inbox.publisher();
+    let mut deployments = [
+        w.in_flight_deployment().await,
+        w.in_flight_deployment().await,
+    ];
+    deployments.sort();
+    for d in &deployments {
+        w.expect_stop(d, 1).await;
+    }
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let events = inbox.events().await;
+    let performed = events
+        .iter()
+        .find(|e| e.outcome.kind() == "rollback-performed")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(
+        performed.deployment_id.as_deref(),
+        Some(deployments[0].as_str())
+    );
+    let Outcome::RollbackPerformed { actions, .. } = &performed.outcome else {
+        unreachable!()
+    };
+    let named: Vec<_> = actions
+        .iter()
+        .filter(|a| a.action.starts_with("stop-deployment"))
+        .map(|a| a.action.clone())
+        .collect();
+    assert_eq!(
+        named,
+        deployments
+            .iter()
+            .map(|d| format!("stop-deployment {d} (with rollback)"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(actions, &report.actions);
 }

@@ -2,7 +2,7 @@
 
 use aws_sdk_codedeploy::Client;
 
-use crate::plan::{Succeeded, IN_FLIGHT};
+use crate::plan::{Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
 use crate::Error;
 
 fn aws(action: &'static str, resource: String, e: impl Into<aws_sdk_codedeploy::Error>) -> Error {
@@ -36,6 +36,7 @@ pub async fn succeeded(
             id: d.id,
             create_time: d.create_time,
             complete_time: d.complete_time,
+            description: d.description,
         })
         .collect())
 }
@@ -110,7 +111,7 @@ pub async fn redeploy(
         .deployment_group_name(group)
         .revision(revision)
         .description(format!(
-            "safeship: alarm {alarm_name} reverts {reverted} to the revision of {revision_of}"
+            "{REVERT_DESCRIPTION_PREFIX}{alarm_name} reverts {reverted} to the revision of {revision_of}"
         ))
         .send()
         .await

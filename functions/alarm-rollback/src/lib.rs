@@ -278,16 +278,6 @@ async fn roll_back_group(
         .expect("mapped groups have a rollback section");
     let name = format!("{}/{}", group.application, group.deployment_group);
     let summary = summary(alarm);
-    let event = |outcome: Outcome| GuardEvent {
-        id: format!("{FUNCTION}:{transition}:{name}:{}", outcome.kind()),
-        time: Utc::now(),
-        guard: Guard::AlarmRollback,
-        application: Some(group.application.to_owned()),
-        deployment_group: Some(group.deployment_group.to_owned()),
-        deployment_id: None,
-        dry_run,
-        outcome,
-    };
 
     // The plan is stored before it is carried out: a retry carries out the same plan.
     let bake_window = chrono::Duration::minutes(i64::from(rollback.bake_window_minutes));
@@ -318,12 +308,15 @@ async fn roll_back_group(
         )
         .await
     };
-    let mut steps = Vec::new();
-    let mut events = Vec::new();
+    // The code's steps and the flags' steps are kept apart: the guard events tell each.
+    let mut code_steps = Vec::new();
     let mut planned_now = false;
     let mut nothing = None;
+    // The deployment the guard events link to: the one stopped (the first of several; the
+    // actions name all) or reverted.
+    let mut deployment_id = None;
     match plan {
-        Err(e) => steps.push(failed_step(&format!("plan rollback of {name}"), &e)),
+        Err(e) => code_steps.push(failed_step(&format!("plan rollback of {name}"), &e)),
         Ok(Once::InProgressElsewhere) => {}
         Ok(once_plan) => {
             let (plan, now) = match once_plan {
@@ -338,9 +331,10 @@ async fn roll_back_group(
                     nothing = Some(reason);
                 }
                 CodePlan::Stop { deployments } => {
+                    deployment_id = deployments.first().cloned();
                     for id in deployments {
                         let action = format!("stop-deployment {id} (with rollback)");
-                        steps.push(if dry_run {
+                        code_steps.push(if dry_run {
                             dry(&action)
                         } else {
                             run_step(
@@ -357,9 +351,10 @@ async fn roll_back_group(
                     reverted,
                     revision_of,
                 } => {
+                    deployment_id = Some(reverted.clone());
                     let action =
                         format!("redeploy the revision of {revision_of}, reverting {reverted}");
-                    steps.push(if dry_run {
+                    code_steps.push(if dry_run {
                         dry(&action)
                     } else {
                         run_step(
@@ -386,37 +381,74 @@ async fn roll_back_group(
         }
     }
 
+    // One event per outcome and group, and per flag target: its id is stable for the decision
+    // and unique within the transition, so the notifier drops only true re-publications.
+    let event = |outcome: Outcome, target: Option<&str>| GuardEvent {
+        id: match target {
+            Some(target) => format!("{FUNCTION}:{transition}:{name}:{}:{target}", outcome.kind()),
+            None => format!("{FUNCTION}:{transition}:{name}:{}", outcome.kind()),
+        },
+        time: Utc::now(),
+        guard: Guard::AlarmRollback,
+        application: Some(group.application.to_owned()),
+        deployment_group: Some(group.deployment_group.to_owned()),
+        deployment_id: deployment_id.clone(),
+        dry_run,
+        outcome,
+    };
+
+    let mut flag_steps = Vec::new();
+    let mut flag_events = Vec::new();
     for target in &rollback.feature_flags {
         let (step, switched) = switch_flags(deps, alarm, transition, target, dry_run).await;
         if let Some((flags, version)) = switched {
-            events.push(event(Outcome::FlagsSwitchedOff {
-                alarm: summary.clone(),
-                profile: format!(
-                    "{}/{}/{}",
-                    target.application, target.environment, target.profile
-                ),
-                flags,
-                version,
-            }));
+            let profile = format!(
+                "{}/{}/{}",
+                target.application, target.environment, target.profile
+            );
+            flag_events.push(event(
+                Outcome::FlagsSwitchedOff {
+                    alarm: summary.clone(),
+                    profile: profile.clone(),
+                    flags,
+                    version,
+                },
+                Some(&profile),
+            ));
         }
-        steps.push(step);
+        flag_steps.push(step);
     }
 
-    let acted = steps.iter().any(|s| s.ran);
+    let acted = code_steps.iter().chain(&flag_steps).any(|s| s.ran);
     let tell = acted || planned_now || dry_run;
-    let actions: Vec<ActionResult> = steps.iter().map(|s| s.result.clone()).collect();
+    let mut events = Vec::new();
     if tell {
-        match &nothing {
-            Some(reason) if actions.is_empty() => events.push(event(Outcome::NothingToRollBack {
-                alarm: summary,
-                reason: reason.clone(),
-            })),
-            _ if !actions.is_empty() => events.push(event(Outcome::RollbackPerformed {
-                alarm: summary,
-                actions,
-            })),
-            _ => {}
+        // The code's outcome always reaches people: why it was left alone, or what was done.
+        if let Some(reason) = &nothing {
+            events.push(event(
+                Outcome::NothingToRollBack {
+                    alarm: summary.clone(),
+                    reason: reason.clone(),
+                },
+                None,
+            ));
         }
+    }
+    events.extend(flag_events);
+    let flag_failed = flag_steps.iter().any(|s| !s.result.succeeded);
+    let mut steps = code_steps;
+    let code_acted = !steps.is_empty();
+    steps.extend(flag_steps);
+    // `rollback-performed` when code was stopped or reverted (every action, flags included), or
+    // when a flag switch failed: a failure is never left out of the guard events.
+    if tell && (code_acted || flag_failed) {
+        events.push(event(
+            Outcome::RollbackPerformed {
+                alarm: summary,
+                actions: steps.iter().map(|s| s.result.clone()).collect(),
+            },
+            None,
+        ));
     }
     // Not an action, but the report says why the code was left alone.
     if let Some(reason) = nothing {

@@ -6,12 +6,17 @@ use serde::{Deserialize, Serialize};
 /// CodeDeploy statuses of a deployment still in flight: stopping it rolls it back.
 pub const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
 
+/// How a revert safeship creates describes itself (`safeship: alarm <name> reverts <d-new> to
+/// the revision of <d-old>`): the plan recognises its own reverts by this prefix.
+pub const REVERT_DESCRIPTION_PREFIX: &str = "safeship: alarm ";
+
 /// What is known of a succeeded deployment (from `BatchGetDeployments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Succeeded {
     pub id: String,
     pub create_time: Option<DateTime<Utc>>,
     pub complete_time: Option<DateTime<Utc>>,
+    pub description: Option<String>,
 }
 
 impl Succeeded {
@@ -40,7 +45,12 @@ pub enum CodePlan {
 }
 
 /// In-flight deployments are stopped; else the last success is reverted when it finished within
-/// `bake_window` of the alarm (or after it: the alarm caught it mid-flight); else nothing.
+/// `bake_window` of the alarm (or after it: the alarm caught it mid-flight) and is not itself
+/// safeship's revert; else nothing.
+///
+/// Only succeeded deployments count. A newer deployment that `Failed` or was `Stopped` does not
+/// change what is live: CodeDeploy leaves (or rolls back to) the last successful revision, so the
+/// last success is still the change the alarm may blame, and reverting it is still right.
 pub fn plan_code(
     in_flight: &[String],
     succeeded: &[Succeeded],
@@ -68,6 +78,20 @@ pub fn plan_code(
             ),
         };
     };
+    // safeship's own revert is the last success when an earlier transition (of this alarm or
+    // another) already rolled back: reverting it would redeploy the revision just taken away.
+    if let Some(description) = last
+        .description
+        .as_deref()
+        .filter(|d| d.starts_with(REVERT_DESCRIPTION_PREFIX))
+    {
+        return CodePlan::Nothing {
+            reason: format!(
+                "no deployment in flight; the last success {} is already safeship's revert (\"{description}\"): reverting it would bring back the revision it removed",
+                last.id
+            ),
+        };
+    }
     let minutes = bake_window.num_minutes();
     if alarm_at - finished > bake_window {
         return CodePlan::Nothing {
@@ -108,6 +132,16 @@ mod tests {
             id: id.into(),
             create_time: Some(at(finished_minute - 5)),
             complete_time: Some(at(finished_minute)),
+            description: None,
+        }
+    }
+
+    fn revert(id: &str, finished_minute: i64, reverted: &str, revision_of: &str) -> Succeeded {
+        Succeeded {
+            description: Some(format!(
+                "safeship: alarm checkout-prod-5xx-rate reverts {reverted} to the revision of {revision_of}"
+            )),
+            ..ok(id, finished_minute)
         }
     }
 
@@ -164,5 +198,55 @@ mod tests {
             plan_code(&[], &[], at(5), Duration::minutes(60)),
             CodePlan::Nothing { .. }
         ));
+    }
+
+    #[test]
+    fn safeships_own_revert_is_not_reverted() {
+        // d-2 was bad; the first ALARM transition reverted it with d-3 (the revision of d-1). A
+        // second transition inside the bake window must not redeploy d-2's revision.
+        let history = [
+            ok("d-1", -300),
+            ok("d-2", -20),
+            revert("d-3", -5, "d-2", "d-1"),
+        ];
+        let CodePlan::Nothing { reason } = plan_code(&[], &history, at(0), Duration::minutes(60))
+        else {
+            panic!("reverted safeship's own revert")
+        };
+        assert_eq!(
+            reason,
+            "no deployment in flight; the last success d-3 is already safeship's revert \
+             (\"safeship: alarm checkout-prod-5xx-rate reverts d-2 to the revision of d-1\"): \
+             reverting it would bring back the revision it removed"
+        );
+    }
+
+    #[test]
+    fn a_new_deployment_after_a_revert_is_reverted_to_the_revert() {
+        // After safeship's revert d-3, someone deploys d-4 and it alarms: d-4 goes, back to the
+        // revision d-3 deployed. Only the *last* success being a revert stops the plan.
+        let history = [
+            ok("d-1", -300),
+            ok("d-2", -200),
+            revert("d-3", -150, "d-2", "d-1"),
+            ok("d-4", -10),
+        ];
+        assert_eq!(
+            plan_code(&[], &history, at(0), Duration::minutes(60)),
+            CodePlan::Redeploy {
+                reverted: "d-4".into(),
+                revision_of: "d-3".into()
+            }
+        );
+        // Someone else's description is not safeship's.
+        let mut other = ok("d-5", -5);
+        other.description = Some("hotfix: safeship alarm tuning".into());
+        assert_eq!(
+            plan_code(&[], &[ok("d-1", -300), other], at(0), Duration::minutes(60)),
+            CodePlan::Redeploy {
+                reverted: "d-5".into(),
+                revision_of: "d-1".into()
+            }
+        );
     }
 }
