@@ -12,11 +12,13 @@ use chrono::{Duration, Utc};
 use predeploy_snapshot::{Deps, Job, SnapshotSettings};
 use safeship::guard::Outcome;
 use safeship_e2e::codedeploy;
-use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
+use safeship_e2e::emulators::{
+    common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
+};
 use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::split::SplitEndpoint;
 use serde_json::json;
-use wiremock::matchers::{body_json, body_string_contains, header, method, path};
+use wiremock::matchers::{any, body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct World {
@@ -79,6 +81,8 @@ applications:
       {group}:
         environment: prod
         snapshot: {{database: {database}, on-failure: {on_failure}}}
+      {group}-unguarded:
+        environment: prod
 databases:
   {database}:
     kind: {kind}
@@ -153,6 +157,40 @@ async fn instance_snapshot_ids(w: &World) -> Vec<String> {
         .into_iter()
         .filter_map(|s| s.db_snapshot_identifier)
         .collect()
+}
+
+/// An instance snapshot's tags, sorted.
+async fn instance_snapshot_tags(w: &World, id: &str) -> Vec<(String, String)> {
+    let arn = w
+        .rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(id)
+        .send()
+        .await
+        .unwrap()
+        .db_snapshots
+        .unwrap()
+        .remove(0)
+        .db_snapshot_arn
+        .unwrap();
+    let mut tags: Vec<(String, String)> = w
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .unwrap()
+        .tag_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn tag(key: &str, value: &str) -> (String, String) {
+    (key.to_owned(), value.to_owned())
 }
 
 #[tokio::test]
@@ -367,20 +405,147 @@ async fn the_freshness_gate_answers_fresh_or_stale() {
 
 #[tokio::test]
 async fn an_unknown_database_is_an_error_without_an_rds_call() {
+    // RDS is a wiremock that must not be called at all, by any operation.
+    let rds_mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(rds_fault("InternalFailure", "no RDS call was expected"))
+        .expect(0)
+        .mount(&rds_mock)
+        .await;
+    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    for event in [
+        json!({"database": "orders-db", "reason": "migration"}),
+        json!({"fresh": {"database": "orders-db", "max-age-minutes": 60}}),
+    ] {
+        let err = predeploy_snapshot::handler(
+            &w.deps,
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "database \"orders-db\" is not in the policy's databases (known: checkout-db)"
+        );
+    }
+    rds_mock.verify().await;
+    assert!(rds_mock.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_direct_invocation_through_the_handler_answers_the_snapshot_and_tags_it() {
     let w = world("instance", 100).await;
-    let event = json!({"database": "orders-db", "reason": "migration"});
-    let err = predeploy_snapshot::handler(
+    // The sample a pipeline sends, with this test's own deployment id.
+    let deployment = w.deployment().await;
+    let mut event = sample_event("predeploy-snapshot-direct.json");
+    assert_eq!(event["database"], "checkout-db");
+    event["deployment_id"] = json!(deployment);
+    let answer = predeploy_snapshot::handler(
         &w.deps,
-        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap();
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    assert_eq!(answer.database, "checkout-db");
+    assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
+    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.hook_status, None);
+    assert!(!answer.duplicate);
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    // A direct invocation knows no application and no commit: those tags are absent.
     assert_eq!(
-        err,
-        "database \"orders-db\" is not in the policy's databases (known: checkout-db)"
+        instance_snapshot_tags(&w, &id).await,
+        [
+            tag("safeship:deployment-id", &deployment),
+            tag("safeship:reason", "migration 042 drops column"),
+        ]
     );
-    assert!(instance_snapshot_ids(&w).await.is_empty());
+}
+
+/// The sample deployment `START` event, for this world's application, `group` and `deployment`.
+fn start_event(w: &World, group: &str, deployment: &str) -> serde_json::Value {
+    let mut event = sample_event("codedeploy-deployment-start.json");
+    assert_eq!(event["detail"]["state"], "START");
+    event["detail"]["application"] = json!(w.app);
+    event["detail"]["deploymentGroup"] = json!(group);
+    event["detail"]["deploymentId"] = json!(deployment);
+    event
+}
+
+#[tokio::test]
+async fn a_deployment_start_event_snapshots_the_groups_database_and_tags_it() {
+    let w = world("instance", 100).await;
+    let deployment = w.deployment().await;
+    let event = start_event(&w, &w.group, &deployment);
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
+    )
+    .await
+    .unwrap();
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    assert_eq!(answer.database, "checkout-db");
+    assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
+    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.hook_status, None, "a START event is no hook");
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    assert_eq!(
+        instance_snapshot_tags(&w, &id).await,
+        [
+            tag("safeship:application", &w.app),
+            tag("safeship:deployment-id", &deployment),
+            tag(
+                "safeship:reason",
+                &format!("deployment {deployment} of {}/{} started", w.app, w.group)
+            ),
+        ]
+    );
+    let kinds: Vec<_> = w
+        .inbox
+        .events()
+        .await
+        .into_iter()
+        .map(|e| e.outcome.kind())
+        .collect();
+    assert_eq!(kinds, ["snapshot-started", "snapshot-available"]);
+    // Nothing reported to CodeDeploy: there is no hook to report for.
+    assert!(w
+        .codedeploy_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_deployment_start_event_for_a_group_without_a_snapshot_section_says_so_without_an_rds_call(
+) {
+    let rds_mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(rds_fault("InternalFailure", "no RDS call was expected"))
+        .expect(0)
+        .mount(&rds_mock)
+        .await;
+    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let group = format!("{}-unguarded", w.group);
+    let event = start_event(&w, &group, "d-UNGUARD01");
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, "none configured");
+    assert_eq!(answer.snapshot_id, None);
+    assert_eq!(
+        answer.detail,
+        Some(format!("{}/{group} has no snapshot section", w.app))
+    );
+    rds_mock.verify().await;
+    assert!(rds_mock.received_requests().await.unwrap().is_empty());
+    assert!(w.inbox.events().await.is_empty());
 }
 
 async fn ask_fresh(
@@ -655,4 +820,203 @@ async fn with_on_failure_warn_a_failed_snapshot_lets_the_deployment_go_on() {
     .unwrap();
     assert_eq!(answer.status, "failed");
     assert_eq!(answer.hook_status.as_deref(), Some("Succeeded"));
+}
+
+/// A continuation's state for `hook`, started `spent` ago.
+fn continuation(
+    w: &World,
+    deployment: &str,
+    hook: &str,
+    id: &str,
+    spent: std::time::Duration,
+) -> serde_json::Value {
+    json!({"safeship-continuation": {
+        "deployment-id": deployment, "lifecycle-event-hook-execution-id": hook,
+        "application": w.app, "deployment-group": w.group, "database": "checkout-db",
+        "snapshot-id": id,
+        "started-at": (Utc::now() - Duration::from_std(spent).unwrap()).to_rfc3339(),
+        "attempt": 3}})
+}
+
+/// A Lambda (wiremock) that must not be invoked: no continuation may follow.
+async fn lambda_never_invoked(w: &mut World) -> MockServer {
+    let lambda_mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(202))
+        .expect(0)
+        .mount(&lambda_mock)
+        .await;
+    w.deps.lambda = aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await);
+    w.deps.settings.function_name = Some("CodeDeployHook_safeship-predeploy-snapshot".into());
+    lambda_mock
+}
+
+#[tokio::test]
+async fn a_continuation_near_the_end_of_the_budget_reports_when_the_budget_ends_not_at_its_deadline(
+) {
+    let rds_mock = MockServer::start().await;
+    let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let lambda_mock = lambda_never_invoked(&mut w).await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    mount_rds(&rds_mock, &id, "creating").await;
+    w.expect_report(&deployment, &hook, "Failed", 1).await;
+    // Two seconds of the 3000 s budget are left; the invocation itself has 20 s.
+    let budget_left = std::time::Duration::from_secs(2);
+    let state = continuation(
+        &w,
+        &deployment,
+        &hook,
+        &id,
+        w.deps.settings.hook_budget - budget_left,
+    );
+    let started = std::time::Instant::now();
+    let answer = predeploy_snapshot::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(state, context_with(20_000)),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(answer.hook_status.as_deref(), Some("Failed"), "{answer:?}");
+    assert_eq!(answer.status, "creating");
+    assert!(
+        answer
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("the hook's whole budget"),
+        "{answer:?}"
+    );
+    // It waited out what was left of the budget, and reported then, not at the Lambda deadline.
+    assert!(
+        took >= budget_left - std::time::Duration::from_millis(300)
+            && took < budget_left + std::time::Duration::from_secs(2),
+        "reported after {took:?}, the budget ended after {budget_left:?}"
+    );
+    w.codedeploy_mock.verify().await;
+    lambda_mock.verify().await;
+    let events = w.inbox.events().await;
+    assert!(
+        events.iter().any(|e| matches!(&e.outcome,
+            Outcome::SnapshotFailed { error, .. } if error.contains("the hook's whole budget"))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn faults_while_waiting_for_the_snapshot_are_reported_failed_naming_the_error() {
+    // (DescribeDBSnapshots answer, how often it is asked, what the failure names)
+    let throttled = rds_fault("Throttling", "Rate exceeded");
+    let gone = rds_answer("DescribeDBSnapshots", "<DBSnapshots></DBSnapshots>");
+    for (describe, asked, named) in [
+        // Throttled beyond the SDK's standard retry (4 attempts).
+        (throttled, 4, "Throttling"),
+        // The snapshot was deleted while being made.
+        (gone, 1, "the snapshot disappeared while being made"),
+    ] {
+        let rds_mock = MockServer::start().await;
+        let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+        let lambda_mock = lambda_never_invoked(&mut w).await;
+        let deployment = w.deployment().await;
+        let hook = unique("hook");
+        let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+        Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+            .respond_with(rds_answer(
+                "CreateDBSnapshot",
+                &rds_snapshot_xml(&id, "creating"),
+            ))
+            .expect(1)
+            .mount(&rds_mock)
+            .await;
+        Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+            .respond_with(describe)
+            .expect(asked)
+            .mount(&rds_mock)
+            .await;
+        w.expect_report(&deployment, &hook, "Failed", 1).await;
+        let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+        let answer = predeploy_snapshot::handler(
+            &w.deps,
+            lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, "failed", "{answer:?}");
+        assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+        assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
+        let detail = answer.detail.unwrap();
+        assert!(
+            detail.starts_with(&format!(
+                "waiting for snapshot {id}: rds:DescribeDBSnapshots"
+            )) && detail.contains(named),
+            "{detail}"
+        );
+        rds_mock.verify().await;
+        w.codedeploy_mock.verify().await;
+        lambda_mock.verify().await;
+        let events = w.inbox.events().await;
+        assert!(
+            events.iter().any(|e| matches!(&e.outcome,
+                Outcome::SnapshotFailed { error, .. } if error.contains(named))),
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_continuation_invoke_reports_now_failed_or_warned_per_on_failure() {
+    for (on_failure, reported) in [("block", "Failed"), ("warn", "Succeeded")] {
+        let rds_mock = MockServer::start().await;
+        let lambda_mock = MockServer::start().await;
+        let mut w = world_with("instance", 100, on_failure)
+            .await
+            .with_rds(&rds_mock)
+            .await;
+        w.deps.lambda = aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await);
+        w.deps.settings.function_name = Some("CodeDeployHook_safeship-predeploy-snapshot".into());
+        let deployment = w.deployment().await;
+        let hook = unique("hook");
+        let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+        mount_rds(&rds_mock, &id, "creating").await;
+        Mock::given(method("POST"))
+            .and(path(
+                "/2015-03-31/functions/CodeDeployHook_safeship-predeploy-snapshot/invocations",
+            ))
+            .and(header("x-amz-invocation-type", "Event"))
+            .respond_with(
+                ResponseTemplate::new(404)
+                    .insert_header("x-amzn-errortype", "ResourceNotFoundException")
+                    .set_body_json(json!({"Type": "User", "message": "Function not found: CodeDeployHook_safeship-predeploy-snapshot"})),
+            )
+            .expect(1)
+            .mount(&lambda_mock)
+            .await;
+        w.expect_report(&deployment, &hook, reported, 1).await;
+        let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+        let answer = predeploy_snapshot::handler(
+            &w.deps,
+            lambda_runtime::LambdaEvent::new(event, context_with(1_500)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.hook_status.as_deref(), Some(reported), "{answer:?}");
+        assert_eq!(answer.status, "creating");
+        let detail = answer.detail.unwrap();
+        assert!(
+            detail.starts_with(&format!(
+                "continuing the wait for snapshot {id}: lambda:Invoke of CodeDeployHook_safeship-predeploy-snapshot failed: "
+            )) && detail.contains("ResourceNotFoundException"),
+            "{detail}"
+        );
+        lambda_mock.verify().await;
+        w.codedeploy_mock.verify().await;
+        let events = w.inbox.events().await;
+        assert!(
+            events.iter().any(|e| matches!(&e.outcome,
+                Outcome::SnapshotFailed { error, .. } if error.contains("lambda:Invoke"))),
+            "{events:?}"
+        );
+    }
 }

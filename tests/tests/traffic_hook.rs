@@ -24,7 +24,7 @@ use safeship_e2e::split::SplitEndpoint;
 use serde_json::{json, Value};
 use traffic_hook::checks::CheckClients;
 use traffic_hook::{Deps, HookSettings};
-use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PUT_STATUS: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus";
@@ -550,6 +550,74 @@ async fn without_its_idempotency_table_the_hook_still_reports_failed() {
 }
 
 #[tokio::test]
+async fn a_failure_to_record_the_outcome_after_reporting_keeps_the_reported_status() {
+    let mut w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
+    // DynamoDB (wiremock, JSON 1.0): the claim is taken, recording the outcome is refused.
+    let ddb_mock = MockServer::start().await;
+    Mock::given(header("x-amz-target", "DynamoDB_20120810.PutItem"))
+        .and(body_string_contains("COMPLETED"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.0")
+                .set_body_json(json!({
+                    "__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+                    "message": "not authorized to perform: dynamodb:PutItem",
+                })),
+        )
+        .expect(1)
+        .mount(&ddb_mock)
+        .await;
+    Mock::given(header("x-amz-target", "DynamoDB_20120810.PutItem"))
+        .and(body_string_contains("attribute_not_exists(pk)"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/x-amz-json-1.0")
+                .set_body_json(json!({})),
+        )
+        .expect(1)
+        .mount(&ddb_mock)
+        .await;
+    w.deps.common.idempotency = safeship::idempotency::IdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config(&ddb_mock.uri()).await),
+        "idempotency",
+    );
+    let hook = w.hook();
+    w.expect_report(&hook, "Succeeded", 1).await;
+    let answer = w.run(&hook).await;
+    assert_eq!(answer.status, "Succeeded", "{answer:?}");
+    assert!(!answer.duplicate);
+    assert!(
+        answer.reason.starts_with("no smoke checks configured"),
+        "{}",
+        answer.reason
+    );
+    // One report, the first: no second, different status.
+    let reports = w.reports().await;
+    assert_eq!(
+        reports,
+        [json!({
+            "deploymentId": hook.deployment_id,
+            "lifecycleEventHookExecutionId": hook.lifecycle_event_hook_execution_id,
+            "status": "Succeeded",
+        })]
+    );
+    ddb_mock.verify().await;
+    // The claim was never released (no DeleteItem): a redelivery does not run the checks again.
+    let operations: Vec<String> = ddb_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.headers.get("x-amz-target"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        operations,
+        ["DynamoDB_20120810.PutItem", "DynamoDB_20120810.PutItem"]
+    );
+}
+
+#[tokio::test]
 async fn a_malformed_event_makes_no_call_and_names_the_field() {
     let w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
     let event = LambdaEvent::new(json!({"DeploymentId": w.deployment_id}), Context::default());
@@ -560,6 +628,15 @@ async fn a_malformed_event_makes_no_call_and_names_the_field() {
     assert_eq!(
         err,
         "CodeDeploy lifecycle hook event: field LifecycleEventHookExecutionId: missing"
+    );
+    // An empty payload (a hand-made test invocation) names both ids.
+    let err = traffic_hook::handler(&w.deps, LambdaEvent::new(json!({}), Context::default()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "CodeDeploy lifecycle hook event: field DeploymentId and LifecycleEventHookExecutionId: missing (the payload is an empty object)"
     );
     assert!(w.reports().await.is_empty());
     assert!(w

@@ -347,11 +347,31 @@ pub async fn take_and_wait(
             s
         }
     };
-    let waited = wait(deps, db, snapshot, deadline).await?;
+    let waited = match wait(deps, db, snapshot, deadline).await {
+        Ok(waited) => waited,
+        // The snapshot was started but its state can no longer be read (throttling beyond the
+        // SDK's retries, the snapshot gone): a failed snapshot, with the error, never silence.
+        Err(e) => {
+            let error = format!("waiting for snapshot {id}: {e}");
+            tracing::error!(snapshot = %id, error = %e, "the wait for the snapshot failed");
+            publish(
+                deps,
+                job,
+                Outcome::SnapshotFailed {
+                    database: job.database.clone(),
+                    snapshot_id: Some(id.clone()),
+                    error: error.clone(),
+                },
+            )
+            .await;
+            return Ok(answer(job, Some(id), "failed", Some(error)));
+        }
+    };
     settle(deps, job, db, waited, started.elapsed()).await
 }
 
-/// Polls with backoff until the snapshot is `available`, fails, or the deadline comes.
+/// Polls with backoff until the snapshot is `available`, fails, or the deadline comes; the last
+/// poll is at the deadline itself.
 async fn wait(
     deps: &Deps,
     db: &DatabasePolicy,
@@ -360,11 +380,11 @@ async fn wait(
 ) -> Result<rds::Snapshot, Error> {
     let mut pause = deps.settings.first_poll;
     while snapshot.status == "creating" || snapshot.status == "pending" {
-        let now = tokio::time::Instant::now();
-        if now + pause > deadline {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
             break;
         }
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(Duration::from_secs(20));
         snapshot = rds::status(&deps.rds, db, &snapshot.id)
             .await?
@@ -675,27 +695,55 @@ async fn hook_step(
         application: Some(state.application.clone()),
         git_sha: state.git_sha.clone(),
     };
-    let mut answer = take_and_wait(deps, &job, deadline).await?;
-    let out_of_budget = Utc::now() - state.started_at
-        > chrono::Duration::from_std(deps.settings.hook_budget).unwrap_or(chrono::TimeDelta::MAX);
+    // This invocation waits until its own deadline or the end of the hook's whole budget,
+    // whichever comes first, so the hook reports within CodeDeploy's limit.
+    let (wait_until, budget_binds) = hook_wait_deadline(
+        deadline,
+        state.started_at,
+        Utc::now(),
+        deps.settings.hook_budget,
+    );
+    let mut answer = match take_and_wait(deps, &job, wait_until).await {
+        Ok(answer) => answer,
+        Err(e) => SnapshotAnswer {
+            database: job.database.clone(),
+            snapshot_id: None,
+            status: "failed".into(),
+            detail: Some(e.to_string()),
+            hook_status: None,
+            pruned: vec![],
+            duplicate: false,
+        },
+    };
     let succeeded = match answer.status.as_str() {
         "available" => true,
-        "creating" if !out_of_budget => {
+        "creating" if !budget_binds => {
             state.snapshot_id = answer.snapshot_id.clone().unwrap_or_default();
             state.attempt += 1;
-            hand_over(deps, &state).await?;
-            answer.status = "continued".into();
-            answer.detail = Some(format!(
-                "still creating; continuation {} waits on",
-                state.attempt
-            ));
-            return Ok(answer);
+            match hand_over(deps, &state).await {
+                Ok(()) => {
+                    answer.status = "continued".into();
+                    answer.detail = Some(format!(
+                        "still creating; continuation {} waits on",
+                        state.attempt
+                    ));
+                    return Ok(answer);
+                }
+                // Nobody would be left to report: the hook reports now.
+                Err(e) => {
+                    tracing::error!(error = %e, "could not hand the wait over to a continuation");
+                    answer.detail = Some(e.to_string());
+                    publish_failed(deps, &job, &answer).await;
+                    false
+                }
+            }
         }
         "creating" => {
             answer.detail = Some(format!(
                 "still creating after {} s, the hook's whole budget",
                 deps.settings.hook_budget.as_secs()
             ));
+            publish_failed(deps, &job, &answer).await;
             false
         }
         _ => false,
@@ -715,6 +763,24 @@ async fn hook_step(
         .into(),
     );
     Ok(answer)
+}
+
+/// How long one invocation of a hook may wait: until `deadline` (the invocation's, less the
+/// margin) or until the hook's budget, counted from `started_at`, is spent — whichever is first.
+/// The flag says the budget is what ends the wait: no continuation may follow.
+pub fn hook_wait_deadline(
+    deadline: tokio::time::Instant,
+    started_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> (tokio::time::Instant, bool) {
+    let spent = (now - started_at).to_std().unwrap_or_default();
+    let budget_end = tokio::time::Instant::now() + budget.saturating_sub(spent);
+    if budget_end <= deadline {
+        (budget_end, true)
+    } else {
+        (deadline, false)
+    }
 }
 
 /// Invokes this function asynchronously with the continuation's state.
@@ -746,6 +812,20 @@ async fn hand_over(deps: &Deps, state: &Continuation) -> Result<(), Error> {
 async fn report(deps: &Deps, hook: &LifecycleHook, succeeded: bool) -> Result<(), Error> {
     safeship::codedeploy::report_hook_status(&deps.codedeploy, hook, succeeded).await?;
     Ok(())
+}
+
+/// A hook gives up on a snapshot that is still being made: the guard event says why.
+async fn publish_failed(deps: &Deps, job: &Job, answer: &SnapshotAnswer) {
+    publish(
+        deps,
+        job,
+        Outcome::SnapshotFailed {
+            database: job.database.clone(),
+            snapshot_id: answer.snapshot_id.clone(),
+            error: answer.detail.clone().unwrap_or_default(),
+        },
+    )
+    .await;
 }
 
 async fn publish(deps: &Deps, job: &Job, outcome: Outcome) {
@@ -796,6 +876,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown field `extra`"), "{err}");
+    }
+
+    #[test]
+    fn a_hooks_wait_ends_at_its_budget_or_the_invocation_deadline_whichever_is_first() {
+        let now = Utc::now();
+        let budget = Duration::from_secs(3_000);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        // Early in the hook: the invocation's deadline ends the wait, a continuation may follow.
+        let (until, binds) = hook_wait_deadline(deadline, now, now, budget);
+        assert_eq!((until, binds), (deadline, false));
+        // Ten seconds of budget left: the budget ends the wait, long before the deadline.
+        let started = now - chrono::Duration::seconds(2_990);
+        let before = tokio::time::Instant::now();
+        let (until, binds) = hook_wait_deadline(deadline, started, now, budget);
+        let after = tokio::time::Instant::now();
+        assert!(binds);
+        let ten = Duration::from_secs(10);
+        assert!(until >= before + ten && until <= after + ten);
+        // Budget already spent: no wait at all.
+        let started = now - chrono::Duration::seconds(4_000);
+        let (until, binds) = hook_wait_deadline(deadline, started, now, budget);
+        assert!(binds && until <= tokio::time::Instant::now());
     }
 
     #[test]

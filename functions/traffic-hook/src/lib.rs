@@ -126,6 +126,15 @@ pub struct HookAnswer {
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswer, Error> {
+    // An empty object is what a hand-made test invocation sends: this function takes hooks only,
+    // so name what a hook needs (the shared model calls it unrecognised, listing no keys).
+    if event.payload.as_object().is_some_and(|o| o.is_empty()) {
+        return Err(Error::Event(EventError::Malformed {
+            shape: "CodeDeploy lifecycle hook event",
+            field: "DeploymentId and LifecycleEventHookExecutionId".into(),
+            problem: "missing (the payload is an empty object)".into(),
+        }));
+    }
     let normalised = accept(FUNCTION, &event.payload, |e| {
         matches!(e, Inbound::LifecycleHook(_))
     })?;
@@ -160,10 +169,16 @@ pub async fn run_hook(
     deadline: tokio::time::Instant,
 ) -> Result<HookAnswer, Error> {
     let key = format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id);
+    // Set once CodeDeploy has taken this delivery's status: from then on nothing may report again.
+    let reported = std::sync::OnceLock::new();
     let once = deps
         .common
         .idempotency
-        .once(&key, || check_and_report(deps, hook, deadline))
+        .once(&key, || async {
+            let answer = check_and_report(deps, hook, deadline).await?;
+            let _ = reported.set(answer.clone());
+            Ok(answer)
+        })
         .await;
     match once {
         Ok(Once::Ran(answer)) => Ok(answer),
@@ -185,8 +200,18 @@ pub async fn run_hook(
                 duplicate: true,
             })
         }
-        // The idempotency store failed around the work. Silence is the one wrong answer: fail
-        // closed. (CodeDeploy itself refuses a second status for a completed hook execution.)
+        // The status was reported, then recording it failed: the reported outcome stands. A
+        // second, different status is the other wrong answer. (The claim stays in progress
+        // until its lease runs out, so a redelivery meanwhile does not run the checks again.)
+        Err(Error::Safeship(store_error)) if reported.get().is_some() => {
+            let answer = reported.into_inner().expect("checked above");
+            tracing::error!(deployment = %hook.deployment_id, status = %answer.status, error = %store_error,
+                "the hook's status was reported, but recording it for redeliveries failed; the reported outcome stands");
+            Ok(answer)
+        }
+        // The idempotency store failed before anything was reported (the claim itself). Silence
+        // is the one wrong answer: fail closed. (CodeDeploy itself refuses a second status for a
+        // completed hook execution.)
         Err(Error::Safeship(store_error)) => {
             let verdict = Verdict::failed(format!(
                 "safeship could not record this hook execution, failing closed: {store_error}"
