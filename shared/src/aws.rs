@@ -10,11 +10,23 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::config::Env;
+use crate::error::Result;
+use crate::tls::TlsRoots;
+
 /// Attempts per call, first one included: throttling and 5xx are retried with jittered backoff.
 pub const MAX_ATTEMPTS: u32 = 4;
 
-pub async fn load_sdk_config() -> SdkConfig {
-    sdk_config_loader().load().await
+/// The SDK configuration a function's cold start builds; its HTTPS client trusts the roots
+/// `SAFESHIP_TLS_ROOTS` chooses (see [`crate::tls`]).
+pub async fn load_sdk_config(env: &Env) -> Result<SdkConfig> {
+    let loader = sdk_config_loader();
+    Ok(match TlsRoots::from_env(env)? {
+        TlsRoots::Bundled => loader.http_client(crate::tls::aws_https_client()),
+        TlsRoots::System => loader,
+    }
+    .load()
+    .await)
 }
 
 /// The loader with safeship's retry and timeout settings; region, credentials and endpoints

@@ -26,7 +26,7 @@ impl Common {
     /// message naming the variable, the policy field, or the AWS call that failed.
     pub async fn load(env: &Env) -> Result<Common> {
         let config = CommonConfig::from_env(env)?;
-        let sdk = crate::aws::load_sdk_config().await;
+        let sdk = crate::aws::load_sdk_config(env).await?;
         let policy = Policy::load(&config.policy_source, &aws_sdk_ssm::Client::new(&sdk)).await?;
         tracing::info!(
             policy = %config.policy_source.describe(),

@@ -8,6 +8,7 @@
 //! - [`guard`]: guard events, published to EventBridge for the notifier;
 //! - [`idempotency`]: do each side effect once per event (DynamoDB);
 //! - [`telemetry`]: JSON logs in Lambda, text in a terminal, secrets redacted;
+//! - [`tls`]: which certificate authorities the HTTPS clients trust;
 //! - [`lambda`]: the adapter every function's `main` shares.
 
 pub mod aws;
@@ -20,5 +21,6 @@ pub mod idempotency;
 pub mod lambda;
 pub mod policy;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, Result};

@@ -770,10 +770,10 @@ impl Policy {
                 problems.push(format!("{at}.queries[{i}].sql: empty"));
             }
         }
-        if !(p.max_drop_percent >= 0.0 && p.max_drop_percent <= 100.0) {
+        if !(0.0..=100.0).contains(&p.max_drop_percent) {
             problems.push(format!("{at}.max-drop-percent: must be 0..=100"));
         }
-        if !(p.max_growth_percent >= 0.0) {
+        if p.max_growth_percent.is_nan() || p.max_growth_percent < 0.0 {
             problems.push(format!("{at}.max-growth-percent: must be at least 0"));
         }
         if !(1..=32).contains(&p.concurrency) {

@@ -112,7 +112,8 @@ async fn world(traffic_hook: &str) -> World {
         common: common_with_policy(&sdk, &policy).await,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
         checks: CheckClients {
-            http: traffic_hook::http_client().unwrap(),
+            http: traffic_hook::http_client(&safeship::config::Env::from_pairs::<&str, &str>([]))
+                .unwrap(),
             lambda: aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
         },

@@ -62,18 +62,19 @@ impl Deps {
         let routed = |c: Channel| routes.iter().any(|r| r.channel == c);
         let slack = if routed(Channel::Slack) {
             let arn = env.required("SAFESHIP_SLACK_WEBHOOK_SECRET_ARN")?;
-            let client = reqwest::Client::builder()
-                .user_agent(concat!(
-                    "safeship-deploy-notify/",
-                    env!("CARGO_PKG_VERSION")
-                ))
-                .build()
-                .map_err(|e| {
-                    safeship::Error::config(
-                        "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN",
-                        format!("building the HTTP client: {e}"),
-                    )
-                })?;
+            let mut builder = reqwest::Client::builder().user_agent(concat!(
+                "safeship-deploy-notify/",
+                env!("CARGO_PKG_VERSION")
+            ));
+            if let Some(tls) = safeship::tls::web_tls_config(env)? {
+                builder = builder.tls_backend_preconfigured(tls);
+            }
+            let client = builder.build().map_err(|e| {
+                safeship::Error::config(
+                    "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN",
+                    format!("building the HTTP client: {e}"),
+                )
+            })?;
             Some(deliver::Slack::new(
                 client,
                 aws_sdk_secretsmanager::Client::new(&common.sdk),

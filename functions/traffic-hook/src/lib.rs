@@ -87,7 +87,7 @@ impl Deps {
         let settings = HookSettings::from_env(env)?;
         let common = Common::load(env).await?;
         let checks = CheckClients {
-            http: http_client()?,
+            http: http_client(env)?,
             lambda: aws_sdk_lambda::Client::new(&common.sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&common.sdk),
         };
@@ -100,11 +100,16 @@ impl Deps {
     }
 }
 
-/// The smoke checks' HTTP client; checks bound their own time, so no client-wide timeout.
-pub fn http_client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+/// The smoke checks' HTTP client; checks bound their own time, so no client-wide timeout. Its
+/// roots are those `SAFESHIP_TLS_ROOTS` chooses (see `safeship::tls`).
+pub fn http_client(env: &Env) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("safeship-traffic-hook/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(3));
+    if let Some(tls) = safeship::tls::web_tls_config(env)? {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    builder
         .build()
         .map_err(|e| Error::HttpClient(e.to_string()))
 }

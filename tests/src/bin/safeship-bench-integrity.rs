@@ -210,11 +210,11 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .map(|c| format!("SELECT count(*) FROM \"{SCHEMA}\".\"big\" WHERE \"{c}\" IS NULL")),
     );
-    psql_times(&[one_pass.clone()])?; // warming
+    psql_times(std::slice::from_ref(&one_pass))?; // warming
     let mut direct = Vec::new();
     let mut per_check = Vec::new();
     for _ in 0..RUNS {
-        direct.push(psql_times(&[one_pass.clone()])?[0]);
+        direct.push(psql_times(std::slice::from_ref(&one_pass))?[0]);
         per_check.push(psql_times(&naive)?.iter().sum());
     }
     let (direct, per_check) = (median(direct), median(per_check));
