@@ -159,3 +159,38 @@ pub async fn mount_completed_deployments(
     .mount(server)
     .await;
 }
+
+/// The checkout tables of the demo and the benchmark: 2000 orders, 3000 order items.
+pub const SHOP: &str = "CREATE SCHEMA @s;
+    CREATE TABLE @s.orders (id int PRIMARY KEY, customer_id int, total_cents int, shipped_at timestamptz);
+    INSERT INTO @s.orders SELECT g, 1 + g % 97, 100 * g, CASE WHEN g % 3 > 0 THEN now() END
+        FROM generate_series(1, 2000) g;
+    CREATE TABLE @s.order_items (id int, order_id int);
+    INSERT INTO @s.order_items SELECT g, 1 + g % 2000 FROM generate_series(1, 3000) g;
+    CREATE TABLE @s.schema_migrations (version int);";
+
+/// Migration 042: a WHERE clause too wide and a column rewrite gone wrong.
+pub const DAMAGE: &str = "DELETE FROM @s.orders WHERE id % 20 = 0;
+    UPDATE @s.orders SET customer_id = NULL WHERE id BETWEEN 1 AND 30;
+    INSERT INTO @s.schema_migrations VALUES (42);";
+
+/// The example policy's integrity section pointed at the local PostgreSQL: its host, port and
+/// database, the secret in moto, TLS without a CA (the local server's certificate is its own),
+/// and the demo's schema for `public`.
+pub fn local_integrity(policy: &str, schema: &str, secret_arn: &str) -> String {
+    let pg = postgres();
+    policy
+        .replace(
+            "checkout-prod-db.abcdefghijkl.eu-west-1.rds.amazonaws.com",
+            &pg.host,
+        )
+        .replace("port: 5432\n", &format!("port: {}\n", pg.port))
+        .replace("dbname: checkout\n", &format!("dbname: {}\n", pg.dbname))
+        .replace(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:safeship/checkout-db-AbCdEf",
+            secret_arn,
+        )
+        .replace("sslmode: verify-full", "sslmode: require")
+        .replace("[public]", &format!("[{schema}]"))
+        .replace("public.", &format!("{schema}."))
+}

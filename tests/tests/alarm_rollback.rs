@@ -136,6 +136,13 @@ applications:
 }
 
 impl World {
+    /// The guard events this world publishes from now on land in the returned inbox.
+    async fn guard_inbox(&mut self) -> GuardInbox {
+        let inbox = GuardInbox::create(&self.sdk).await;
+        self.deps.common.guard = inbox.publisher();
+        inbox
+    }
+
     /// A deployment in moto: `Created`, so in flight.
     async fn in_flight_deployment(&self) -> String {
         codedeploy::deployment(
@@ -228,8 +235,7 @@ fn json_11(body: Value) -> ResponseTemplate {
 #[tokio::test]
 async fn an_alarm_stops_the_deployment_in_flight_and_switches_the_flags_off_once() {
     let mut w = world(DEFAULT).await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 1).await;
     w.expect_flag_deployment("2", 1).await;
@@ -369,8 +375,7 @@ async fn dry_run_makes_no_mutating_call() {
         ..DEFAULT
     })
     .await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 0).await;
     w.expect_flag_deployment("2", 0).await;
@@ -517,8 +522,7 @@ async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
         ..DEFAULT
     })
     .await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     history(&w, 10, Some("release 4 (checkout-api)")).await;
     Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
         .and(body_json(json!({"deploymentId": "d-OLD0000001"})))
@@ -577,8 +581,7 @@ async fn outside_the_bake_window_nothing_is_rolled_back() {
         ..DEFAULT
     })
     .await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     history(&w, 90, None).await;
     w.expect_flag_deployment("2", 1).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
@@ -639,8 +642,7 @@ async fn a_second_alarm_does_not_revert_safeships_own_revert() {
         ..DEFAULT
     })
     .await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     // The last success is the revert an earlier transition created, five minutes ago.
     let revert =
         format!("safeship: alarm {ALARM} reverts d-BAD0000001 to the revision of d-OLD0000001");
@@ -811,8 +813,7 @@ async fn two_flag_targets_get_a_guard_event_each() {
         ..DEFAULT
     })
     .await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     let second = w.flags2.take().unwrap();
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 1).await;
@@ -866,8 +867,7 @@ async fn two_flag_targets_get_a_guard_event_each() {
 #[tokio::test]
 async fn several_deployments_in_flight_are_stopped_and_the_events_link_the_first() {
     let mut w = world(DEFAULT).await;
-    let inbox = GuardInbox::create(&w.sdk).await;
-    w.deps.common.guard = inbox.publisher();
+    let inbox = w.guard_inbox().await;
     let mut deployments = [
         w.in_flight_deployment().await,
         w.in_flight_deployment().await,

@@ -213,29 +213,7 @@ async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
         ["safeship-checkout-db-d-abcdef123"]
     );
 
-    let snapshot = w
-        .rds
-        .describe_db_snapshots()
-        .db_snapshot_identifier("safeship-checkout-db-d-abcdef123")
-        .send()
-        .await
-        .unwrap()
-        .db_snapshots
-        .unwrap()
-        .remove(0);
-    let arn = snapshot.db_snapshot_arn.unwrap();
-    let tags: Vec<(String, String)> = w
-        .rds
-        .list_tags_for_resource()
-        .resource_name(arn)
-        .send()
-        .await
-        .unwrap()
-        .tag_list
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-        .collect();
+    let tags = instance_snapshot_tags(&w, "safeship-checkout-db-d-abcdef123").await;
     assert!(
         tags.contains(&("safeship:deployment-id".into(), "d-ABCDEF123".into())),
         "{tags:?}"

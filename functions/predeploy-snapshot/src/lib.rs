@@ -314,19 +314,7 @@ pub async fn take_and_wait(
     let started = tokio::time::Instant::now();
     let created = match rds::create(&deps.rds, db, &id, &job.tags()).await {
         Ok(created) => created,
-        Err(e) => {
-            publish(
-                deps,
-                job,
-                Outcome::SnapshotFailed {
-                    database: job.database.clone(),
-                    snapshot_id: Some(id.clone()),
-                    error: e.to_string(),
-                },
-            )
-            .await;
-            return Ok(answer(job, Some(id), "failed", Some(e.to_string())));
-        }
+        Err(e) => return Ok(failed(deps, job, id, e.to_string()).await),
     };
     let snapshot = match created {
         rds::Created::Started(s) => {
@@ -354,20 +342,17 @@ pub async fn take_and_wait(
         Err(e) => {
             let error = format!("waiting for snapshot {id}: {e}");
             tracing::error!(snapshot = %id, error = %e, "the wait for the snapshot failed");
-            publish(
-                deps,
-                job,
-                Outcome::SnapshotFailed {
-                    database: job.database.clone(),
-                    snapshot_id: Some(id.clone()),
-                    error: error.clone(),
-                },
-            )
-            .await;
-            return Ok(answer(job, Some(id), "failed", Some(error)));
+            return Ok(failed(deps, job, id, error).await);
         }
     };
     settle(deps, job, db, waited, started.elapsed()).await
+}
+
+/// A snapshot that failed: the answer saying so, and the guard event with the error.
+async fn failed(deps: &Deps, job: &Job, id: String, error: String) -> SnapshotAnswer {
+    let failed = answer(job, Some(id), "failed", Some(error));
+    publish_failed(deps, job, &failed).await;
+    failed
 }
 
 /// Polls with backoff until the snapshot is `available`, fails, or the deadline comes; the last
@@ -814,7 +799,7 @@ async fn report(deps: &Deps, hook: &LifecycleHook, succeeded: bool) -> Result<()
     Ok(())
 }
 
-/// A hook gives up on a snapshot that is still being made: the guard event says why.
+/// The guard event of a failed snapshot, with the answer's error.
 async fn publish_failed(deps: &Deps, job: &Job, answer: &SnapshotAnswer) {
     publish(
         deps,

@@ -15,6 +15,9 @@ use safeship_e2e::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
 };
+use safeship_e2e::integrity::{
+    admin, create_history_table, database_secret, fresh_schema, local_integrity, postgres, SHOP,
+};
 use safeship_e2e::runtime::{Answer, LocalRuntime, Timing};
 use safeship_e2e::slack::Channels;
 use safeship_e2e::split::{SplitEndpoint, Wait};
@@ -100,8 +103,20 @@ async fn emulate() -> anyhow::Result<Emulated> {
     .await;
     let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
     let lambda_proxy = SplitEndpoint::recording(&lambda_mock.uri()).await;
-    let policy =
-        flags.into_policy(&example_policy().replace("http://127.0.0.1:8081", &service.uri()));
+    // The nightly check counts the checkout tables in the local PostgreSQL.
+    let shop = fresh_schema();
+    admin()
+        .await
+        .batch_execute(&SHOP.replace("@s", &shop))
+        .await
+        .context("creating the checkout tables")?;
+    let history = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+    let secret = database_secret(&sdk, &postgres().user).await;
+    let policy = flags.into_policy(&local_integrity(
+        &example_policy().replace("http://127.0.0.1:8081", &service.uri()),
+        &shop,
+        &secret,
+    ));
     let mut env = vec![
         ("AWS_ENDPOINT_URL".into(), moto_proxy.uri()),
         ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
@@ -112,6 +127,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
         ("SAFESHIP_POLICY".into(), policy),
         ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table),
+        ("SAFESHIP_INTEGRITY_TABLE".into(), history),
     ];
     env.extend(channels.env());
     Ok(Emulated {
@@ -146,9 +162,24 @@ fn event(function: &str, n: usize, deployment_id: &str) -> Value {
                 json!(at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string());
             e
         }
-        "predeploy-snapshot" => sample_event("predeploy-snapshot-direct.json"),
-        "deploy-notify" => sample_event("codedeploy-deployment-start.json"),
-        "integrity-check" => sample_event("scheduled-event.json"),
+        "predeploy-snapshot" => {
+            let mut e = sample_event("predeploy-snapshot-direct.json");
+            e["deployment_id"] = json!(format!("d-BENCH{n:05}"));
+            e
+        }
+        "deploy-notify" => {
+            let mut e = sample_event("codedeploy-deployment-start.json");
+            e["detail"]["deploymentId"] = json!(format!("d-BENCH{n:05}"));
+            e
+        }
+        "integrity-check" => {
+            let mut e = sample_event("scheduled-event.json");
+            e["id"] = json!(unique("bench-schedule"));
+            e["time"] = json!((chrono::Utc::now() + chrono::Duration::seconds(n as i64))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string());
+            e
+        }
         _ => json!({"ping": n}),
     }
 }
