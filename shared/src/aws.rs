@@ -19,8 +19,28 @@ pub const MAX_ATTEMPTS: u32 = 4;
 
 /// The SDK configuration a function's cold start builds; its HTTPS client trusts the roots
 /// `SAFESHIP_TLS_ROOTS` chooses (see [`crate::tls`]).
+///
+/// In Lambda the execution role's credentials and the region are in the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`): taken from
+/// there directly, the default chains (profile files, web identity with its STS client, IMDS) are
+/// not built at all. Without them, the default chains apply.
 pub async fn load_sdk_config(env: &Env) -> Result<SdkConfig> {
-    let loader = sdk_config_loader();
+    let mut loader = sdk_config_loader();
+    if let Some(region) = env.optional("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let (Some(key), Some(secret)) = (
+        env.optional("AWS_ACCESS_KEY_ID"),
+        env.optional("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            key,
+            secret,
+            env.optional("AWS_SESSION_TOKEN").map(str::to_owned),
+            None,
+            "environment",
+        ));
+    }
     Ok(match TlsRoots::from_env(env)? {
         TlsRoots::Bundled => loader.http_client(crate::tls::aws_https_client()),
         TlsRoots::System => loader,
