@@ -217,6 +217,8 @@ struct Figures {
     first_own_ms: f64,
     warm_ms: f64,
     warm_own_ms: f64,
+    /// Calls to the emulated AWS and the service under test per warm invocation.
+    warm_calls: f64,
     peak_rss_mib: f64,
     /// alarm-rollback only: event handed over → `StopDeployment` received.
     reaction_cold_ms: Option<f64>,
@@ -291,12 +293,19 @@ async fn one_run(
     let mut latency = Vec::new();
     let mut own = Vec::new();
     let mut reaction = Vec::new();
+    let mut calls = Vec::new();
     for _ in 0..WARM {
         let (answer, timing) = runtime.invoke_timed(next_event(), DEADLINE).await;
         check(function, &answer)?;
         let Timing { handed, answered } = timing.context("no timing")?;
         let waits = world.waits();
         latency.push(ms(answered - handed));
+        calls.push(
+            waits
+                .iter()
+                .filter(|w| w.start >= handed && w.end <= answered)
+                .count() as f64,
+        );
         own.push(ms(
             (answered - handed).saturating_sub(waited(&waits, handed, answered))
         ));
@@ -306,6 +315,7 @@ async fn one_run(
     }
     f.warm_ms = median(latency);
     f.warm_own_ms = median(own);
+    f.warm_calls = median(calls);
     if !reaction.is_empty() {
         f.reaction_warm_ms = Some(median(reaction));
     }
@@ -335,6 +345,7 @@ fn median_figures(runs: &[Figures]) -> Figures {
         first_own_ms: pick(|f| f.first_own_ms),
         warm_ms: pick(|f| f.warm_ms),
         warm_own_ms: pick(|f| f.warm_own_ms),
+        warm_calls: pick(|f| f.warm_calls),
         peak_rss_mib: pick(|f| f.peak_rss_mib),
         reaction_cold_ms: pick_opt(|f| f.reaction_cold_ms),
         reaction_warm_ms: pick_opt(|f| f.reaction_warm_ms),
@@ -370,13 +381,14 @@ async fn main() -> anyhow::Result<()> {
         "\nmedians of {RUNS} cold processes, each with {WARM} warm invocations; ratio to the empty function in ()\n"
     );
     println!(
-        "{:<19} {:>15} {:>10} {:>10} {:>10} {:>10} {:>15} {:>10} {:>10}",
+        "{:<19} {:>15} {:>10} {:>10} {:>10} {:>10} {:>6} {:>15} {:>10} {:>10}",
         "function",
         "init ms",
         "first ms",
         "own ms",
         "warm ms",
         "own ms",
+        "calls",
         "peak RSS MiB",
         "binary MB",
         "reaction"
@@ -387,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<19} {:>6.1} ({:>4.2}x) {:>10.2} {:>10.2} {:>10.2} {:>10.3} {:>6.1} ({:>4.2}x) {:>10.1} {:>10}",
+            "{:<19} {:>6.1} ({:>4.2}x) {:>10.2} {:>10.2} {:>10.2} {:>10.3} {:>6.0} {:>6.1} ({:>4.2}x) {:>10.1} {:>10}",
             function,
             f.init_ms,
             f.init_ms / floor.init_ms,
@@ -395,6 +407,7 @@ async fn main() -> anyhow::Result<()> {
             f.first_own_ms,
             f.warm_ms,
             f.warm_own_ms,
+            f.warm_calls,
             f.peak_rss_mib,
             f.peak_rss_mib / floor.peak_rss_mib,
             *size as f64 / 1e6,
