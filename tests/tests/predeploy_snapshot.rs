@@ -283,22 +283,14 @@ async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
     let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook_id});
     let mut context = lambda_runtime::Context::default();
     context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap() + 20_000;
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event.clone(), context.clone()),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(event.clone(), context.clone()).await.unwrap();
     assert_eq!(
         answer.hook_status.as_deref(),
         Some("Succeeded"),
         "{answer:?}"
     );
     // A redelivery of the hook event neither snapshots nor reports again.
-    let again =
-        predeploy_snapshot::handler(&w.deps, lambda_runtime::LambdaEvent::new(event, context))
-            .await
-            .unwrap();
+    let again = w.invoke(event, context).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(instance_snapshot_ids(&w).await.len(), 1);
 }
@@ -395,13 +387,11 @@ async fn an_unknown_database_is_an_error_without_an_rds_call() {
         json!({"database": "orders-db", "reason": "migration"}),
         json!({"fresh": {"database": "orders-db", "max-age-minutes": 60}}),
     ] {
-        let err = predeploy_snapshot::handler(
-            &w.deps,
-            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let err = w
+            .invoke(event, lambda_runtime::Context::default())
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "database \"orders-db\" is not in the policy's databases (known: checkout-db)"
@@ -419,12 +409,7 @@ async fn a_direct_invocation_through_the_handler_answers_the_snapshot_and_tags_i
     let mut event = sample_event("predeploy-snapshot-direct.json");
     assert_eq!(event["database"], "checkout-db");
     event["deployment_id"] = json!(deployment);
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
     let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
     assert_eq!(answer.database, "checkout-db");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
@@ -457,12 +442,7 @@ async fn a_deployment_start_event_snapshots_the_groups_database_and_tags_it() {
     let w = world("instance", 100).await;
     let deployment = w.deployment().await;
     let event = start_event(&w, &w.group, &deployment);
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
     let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
     assert_eq!(answer.database, "checkout-db");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
@@ -509,12 +489,7 @@ async fn a_deployment_start_event_for_a_group_without_a_snapshot_section_says_so
     let w = world("instance", 100).await.with_rds(&rds_mock).await;
     let group = format!("{}-unguarded", w.group);
     let event = start_event(&w, &group, "d-UNGUARD01");
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
     assert_eq!(answer.status, "none configured");
     assert_eq!(answer.snapshot_id, None);
     assert_eq!(
@@ -530,11 +505,7 @@ async fn ask_fresh(
     w: &World,
 ) -> Result<predeploy_snapshot::SnapshotAnswer, predeploy_snapshot::Error> {
     let event = json!({"fresh": {"database": w.database, "max-age-minutes": 60}});
-    predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
-    )
-    .await
+    w.invoke(event, lambda_runtime::Context::default()).await
 }
 
 // ---- a wiremock RDS, for what moto cannot show ------------------------------------------------
@@ -585,6 +556,16 @@ async fn mount_rds(mock: &MockServer, id: &str, status: &str) {
 }
 
 impl World {
+    /// The handler, as Lambda invokes it, with `context`'s deadline.
+    async fn invoke(
+        &self,
+        event: serde_json::Value,
+        context: lambda_runtime::Context,
+    ) -> Result<predeploy_snapshot::SnapshotAnswer, predeploy_snapshot::Error> {
+        predeploy_snapshot::handler(&self.deps, lambda_runtime::LambdaEvent::new(event, context))
+            .await
+    }
+
     async fn with_rds(mut self, mock: &MockServer) -> Self {
         self.deps.rds = aws_sdk_rds::Client::new(&sdk_config(&mock.uri()).await);
         self
@@ -644,12 +625,7 @@ async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at
     w.expect_report(&deployment, &hook, "Succeeded", 1).await;
 
     let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
-    let first = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, context_with(1_500)),
-    )
-    .await
-    .unwrap();
+    let first = w.invoke(event, context_with(1_500)).await.unwrap();
     assert_eq!(first.status, "continued", "{first:?}");
     assert_eq!(first.hook_status, None);
     let handed: serde_json::Value =
@@ -660,12 +636,7 @@ async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at
     // The continuation runs; meanwhile the snapshot became available.
     rds_mock.reset().await;
     mount_rds(&rds_mock, &id, "available").await;
-    let second = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(handed, context_with(10_000)),
-    )
-    .await
-    .unwrap();
+    let second = w.invoke(handed, context_with(10_000)).await.unwrap();
     assert_eq!(second.status, "available", "{second:?}");
     assert_eq!(second.hook_status.as_deref(), Some("Succeeded"));
 }
@@ -684,12 +655,7 @@ async fn a_snapshot_still_creating_when_the_budget_is_spent_fails_the_hook() {
         "application": w.app, "deployment-group": w.group, "database": "checkout-db",
         "snapshot-id": id, "started-at": (Utc::now() - Duration::seconds(3_001)).to_rfc3339(),
         "attempt": 5}});
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(state, context_with(1_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(state, context_with(1_000)).await.unwrap();
     assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
     assert!(answer.detail.unwrap().contains("the hook's whole budget"));
 }
@@ -717,12 +683,7 @@ async fn rds_refusals_fail_the_hook_with_the_rds_error() {
         let hook = unique("hook");
         w.expect_report(&deployment, &hook, "Failed", 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
-        let answer = predeploy_snapshot::handler(
-            &w.deps,
-            lambda_runtime::LambdaEvent::new(event, context_with(10_000)),
-        )
-        .await
-        .unwrap();
+        let answer = w.invoke(event, context_with(10_000)).await.unwrap();
         assert_eq!(answer.status, "failed");
         assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
         let detail = answer.detail.unwrap();
@@ -790,12 +751,7 @@ async fn with_on_failure_warn_a_failed_snapshot_lets_the_deployment_go_on() {
     let hook = unique("hook");
     w.expect_report(&deployment, &hook, "Succeeded", 1).await;
     let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(event, context_with(10_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(event, context_with(10_000)).await.unwrap();
     assert_eq!(answer.status, "failed");
     assert_eq!(answer.hook_status.as_deref(), Some("Succeeded"));
 }
@@ -850,12 +806,7 @@ async fn a_continuation_near_the_end_of_the_budget_reports_when_the_budget_ends_
         w.deps.settings.hook_budget - budget_left,
     );
     let started = std::time::Instant::now();
-    let answer = predeploy_snapshot::handler(
-        &w.deps,
-        lambda_runtime::LambdaEvent::new(state, context_with(20_000)),
-    )
-    .await
-    .unwrap();
+    let answer = w.invoke(state, context_with(20_000)).await.unwrap();
     let took = started.elapsed();
     assert_eq!(answer.hook_status.as_deref(), Some("Failed"), "{answer:?}");
     assert_eq!(answer.status, "creating");
@@ -915,12 +866,7 @@ async fn faults_while_waiting_for_the_snapshot_are_reported_failed_naming_the_er
             .await;
         w.expect_report(&deployment, &hook, "Failed", 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
-        let answer = predeploy_snapshot::handler(
-            &w.deps,
-            lambda_runtime::LambdaEvent::new(event, context_with(20_000)),
-        )
-        .await
-        .unwrap();
+        let answer = w.invoke(event, context_with(20_000)).await.unwrap();
         assert_eq!(answer.status, "failed", "{answer:?}");
         assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
         assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
@@ -973,12 +919,7 @@ async fn a_failed_continuation_invoke_reports_now_failed_or_warned_per_on_failur
             .await;
         w.expect_report(&deployment, &hook, reported, 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
-        let answer = predeploy_snapshot::handler(
-            &w.deps,
-            lambda_runtime::LambdaEvent::new(event, context_with(1_500)),
-        )
-        .await
-        .unwrap();
+        let answer = w.invoke(event, context_with(1_500)).await.unwrap();
         assert_eq!(answer.hook_status.as_deref(), Some(reported), "{answer:?}");
         assert_eq!(answer.status, "creating");
         let detail = answer.detail.unwrap();
