@@ -75,28 +75,101 @@ pub fn init() {
     let _ = result;
 }
 
+/// One masking rule: a regex and its replacement, and the literals a line must contain for the
+/// regex to match at all.
+struct Rule {
+    pattern: &'static str,
+    replacement: &'static str,
+    /// The line (ASCII-lowercased where `case_insensitive`) must contain one of these.
+    any_of: &'static [&'static str],
+    /// ... and, where given, this one too.
+    and: Option<&'static str>,
+    case_insensitive: bool,
+    compiled: OnceLock<Regex>,
+}
+
+impl Rule {
+    /// Whether the regex could match: a cheap literal check, so the regex (compiled on first
+    /// need, run by a backtracking-free but slow engine) is skipped for the ordinary line.
+    fn may_match(&self, line: &str, lowered: &str) -> bool {
+        if self.case_insensitive && !line.is_ascii() {
+            // Unicode case folding could spell a keyword with non-ASCII letters: ask the regex.
+            return true;
+        }
+        let text = if self.case_insensitive { lowered } else { line };
+        self.any_of.iter().any(|l| text.contains(l)) && self.and.is_none_or(|l| text.contains(l))
+    }
+
+    fn regex(&self) -> &Regex {
+        self.compiled
+            .get_or_init(|| Regex::new(self.pattern).expect("redaction patterns are valid"))
+    }
+}
+
+const fn rule(
+    pattern: &'static str,
+    replacement: &'static str,
+    any_of: &'static [&'static str],
+    and: Option<&'static str>,
+    case_insensitive: bool,
+) -> Rule {
+    Rule {
+        pattern,
+        replacement,
+        any_of,
+        and,
+        case_insensitive,
+        compiled: OnceLock::new(),
+    }
+}
+
+static RULES: [Rule; 4] = [
+    rule(
+        r"(https://hooks\.slack\.com/)[^\s\x22'\\]+",
+        "${1}[redacted]",
+        &["https://hooks.slack.com/"],
+        None,
+        false,
+    ),
+    rule(
+        r"(https://[^\s\x22'/]*/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]{16,}",
+        "${1}[redacted]",
+        &["/services/", "/workflows/", "/triggers/"],
+        Some("https://"),
+        false,
+    ),
+    rule(
+        r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s\x22'@]+:)[^@\s\x22']+@",
+        "${1}[redacted]@",
+        &["://"],
+        Some("@"),
+        false,
+    ),
+    rule(
+        r#"(?i)((?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
+        "${1}[redacted]",
+        &[
+            "password", "passwd", "secret", "token", "authorization", "apikey", "api_key",
+            "api-key", "webhookurl", "webhook_url", "webhook-url",
+        ],
+        None,
+        true,
+    ),
+];
+
 /// Masks what looks like a secret: Slack webhook paths, passwords in connection URLs, and the
 /// values of keys named like secrets (`password`, `token`, `secret`, `webhook_url`, …).
 pub fn redact(line: &str) -> Cow<'_, str> {
-    static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
-    let rules = RULES.get_or_init(|| {
-        [
-            (r"(https://hooks\.slack\.com/)[^\s\x22'\\]+", "${1}[redacted]"),
-            (r"(https://[^\s\x22'/]*/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]{16,}", "${1}[redacted]"),
-            (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s\x22'@]+:)[^@\s\x22']+@", "${1}[redacted]@"),
-            (
-                r#"(?i)((?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
-                "${1}[redacted]",
-            ),
-        ]
-        .into_iter()
-        .map(|(pattern, replacement)| (Regex::new(pattern).expect("redaction patterns are valid"), replacement))
-        .collect()
-    });
+    let lowered = line.to_ascii_lowercase();
     let mut out = Cow::Borrowed(line);
-    for (regex, replacement) in rules {
-        if regex.is_match(&out) {
-            out = Cow::Owned(regex.replace_all(&out, *replacement).into_owned());
+    for rule in &RULES {
+        // Replacements only insert `[redacted]`, which holds none of the literals, so checking
+        // them on the original line never skips a rule that could match `out`.
+        if rule.may_match(line, &lowered) {
+            let regex = rule.regex();
+            if regex.is_match(&out) {
+                out = Cow::Owned(regex.replace_all(&out, rule.replacement).into_owned());
+            }
         }
     }
     out
@@ -158,6 +231,35 @@ mod tests {
         // JSON logs escape inner quotes: {"error":"... \"password\":\"x\" ..."}
         let out = redact(r#"{"error":"bad secret {\"password\":\"hunter2\"}"}"#);
         assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    /// The literal pre-check only skips work: every line comes out as all four regexes make it.
+    #[test]
+    fn the_literal_precheck_never_changes_the_result() {
+        let unfiltered = |line: &str| {
+            let mut out = line.to_owned();
+            for rule in &RULES {
+                out = rule.regex().replace_all(&out, rule.replacement).into_owned();
+            }
+            out
+        };
+        let lines = [
+            "stop-deployment d-ABCDEF123 for alarm checkout-prod-5xx-rate",
+            r#"{"level":"INFO","fields":{"message":"hook reported","status":"Succeeded"}}"#,
+            "posting to https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX now",
+            "posting to https://example.com/workflows/abcdefghijklmnopqrstuvwx",
+            "posting to https://example.com/triggers/short",
+            "postgres://app:pw@db:5432/app and mailto:someone@example.com",
+            "user@host without a scheme",
+            "PassWord=hunter2 Authorization: Bearer abc.def API-KEY=1 Webhook_URL=x",
+            r#"{"Token":"abc","ApiKey":"def","WEBHOOKURL":"ghi","passwd":"jkl"}"#,
+            "paſſword=hunter2 ſecret=x toKen=y",
+            "the secret word is not followed by a value",
+            "ünïcödé line with token = value",
+        ];
+        for line in lines {
+            assert_eq!(redact(line), unfiltered(line), "{line}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, Notify};
 
@@ -37,6 +39,7 @@ struct Pending {
 
 #[derive(Default)]
 struct Shared {
+    output_bytes: Arc<AtomicU64>,
     queue: Mutex<VecDeque<Pending>>,
     queued: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
@@ -97,7 +100,27 @@ impl LocalRuntime {
 
     /// Starts a function binary against this runtime, as Lambda would.
     pub fn spawn_function(&self, binary: &Path, name: &str, env: &[(String, String)]) -> Child {
-        Command::new(binary)
+        self.spawn_wrapped(&[], binary, name, env)
+    }
+
+    /// As [`Self::spawn_function`], with the binary run under `wrapper` (the benchmark's
+    /// profiling runs it under valgrind).
+    pub fn spawn_wrapped(
+        &self,
+        wrapper: &[String],
+        binary: &Path,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Child {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", self.api())
@@ -109,9 +132,33 @@ impl LocalRuntime {
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()))
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        // Drained, so a talkative function never blocks on a full pipe; counted for the benchmark.
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let counted = self.shared.output_bytes.clone();
+            tokio::spawn(async move {
+                let mut pipe = pipe;
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                    counted.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        child
+    }
+
+    /// Bytes the function has written to stdout and stderr (its logs) so far.
+    pub fn output_bytes(&self) -> u64 {
+        self.shared.output_bytes.load(Ordering::Relaxed)
     }
 
     /// Waits for the function's first poll (its init is done) or its init error.

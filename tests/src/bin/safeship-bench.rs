@@ -217,6 +217,14 @@ struct Figures {
     first_own_ms: f64,
     warm_ms: f64,
     warm_own_ms: f64,
+    /// CPU time the function's process used (all its threads), from the kernel's scheduler
+    /// statistics: what safeship's own code costs, free of the scheduling noise that wall time
+    /// minus waits carries on a 2-core machine shared with moto and the recording endpoints.
+    /// Process start → first answer (init and the first invocation).
+    cold_cpu_ms: f64,
+    warm_cpu_ms: f64,
+    /// Bytes of log the function wrote per warm invocation.
+    warm_log_bytes: f64,
     /// Calls to the emulated AWS and the service under test per warm invocation.
     warm_calls: f64,
     peak_rss_mib: f64,
@@ -245,6 +253,22 @@ fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
         .trim()
         .parse()?;
     Ok(kib / 1024.0)
+}
+
+/// Nanoseconds the process's threads have run on a CPU (first field of each task's schedstat).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue; // a thread that ended between listing and reading
+        };
+        total += stat
+            .split_whitespace()
+            .next()
+            .context("empty schedstat")?
+            .parse::<u64>()?;
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 fn first_stop_after(waits: &[Wait], after: Instant) -> Option<Instant> {
@@ -277,11 +301,14 @@ async fn one_run(
         .ready(Duration::from_secs(5))
         .await
         .map_err(|e| anyhow::anyhow!("{function} did not start: {e:?}"))?;
+    let pid = child.id().context("the process has exited")?;
     let (answer, timing) = first;
     check(function, &answer)?;
     let Timing { handed, answered } = timing.context("no timing for the first invocation")?;
+    let cold_cpu = cpu_time(pid)?;
     let waits = world.waits();
     let mut f = Figures {
+        cold_cpu_ms: ms(cold_cpu),
         init_ms: ms(ready - spawned),
         first_ms: ms(answered - handed),
         first_own_ms: ms((answered - handed).saturating_sub(waited(&waits, handed, answered))),
@@ -294,8 +321,20 @@ async fn one_run(
     let mut own = Vec::new();
     let mut reaction = Vec::new();
     let mut calls = Vec::new();
+    let mut cpu = Vec::new();
+    let mut log_bytes = Vec::new();
     for _ in 0..WARM {
-        let (answer, timing) = runtime.invoke_timed(next_event(), DEADLINE).await;
+        let event = next_event();
+        // Between invocations the process sits in its long poll for the next event, so the CPU
+        // time it used across one invocation is the invocation's own.
+        let before = cpu_time(pid)?;
+        let logged = runtime.output_bytes();
+        let (answer, timing) = runtime.invoke_timed(event, DEADLINE).await;
+        // Its response is posted before the answer arrives here; give the poll that follows a
+        // moment to settle so the reading is not mid-syscall.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        cpu.push(ms(cpu_time(pid)?.saturating_sub(before)));
+        log_bytes.push((runtime.output_bytes() - logged) as f64);
         check(function, &answer)?;
         let Timing { handed, answered } = timing.context("no timing")?;
         let waits = world.waits();
@@ -316,10 +355,12 @@ async fn one_run(
     f.warm_ms = median(latency);
     f.warm_own_ms = median(own);
     f.warm_calls = median(calls);
+    f.warm_cpu_ms = median(cpu);
+    f.warm_log_bytes = median(log_bytes);
     if !reaction.is_empty() {
         f.reaction_warm_ms = Some(median(reaction));
     }
-    f.peak_rss_mib = peak_rss_mib(child.id().context("the process has exited")?)?;
+    f.peak_rss_mib = peak_rss_mib(pid)?;
     drop(child);
     Ok(f)
 }
@@ -346,15 +387,69 @@ fn median_figures(runs: &[Figures]) -> Figures {
         warm_ms: pick(|f| f.warm_ms),
         warm_own_ms: pick(|f| f.warm_own_ms),
         warm_calls: pick(|f| f.warm_calls),
+        cold_cpu_ms: pick(|f| f.cold_cpu_ms),
+        warm_cpu_ms: pick(|f| f.warm_cpu_ms),
+        warm_log_bytes: pick(|f| f.warm_log_bytes),
         peak_rss_mib: pick(|f| f.peak_rss_mib),
         reaction_cold_ms: pick_opt(|f| f.reaction_cold_ms),
         reaction_warm_ms: pick_opt(|f| f.reaction_warm_ms),
     }
 }
 
+/// `SAFESHIP_BENCH_CALLGRIND=<function>`: one cold process of that function under callgrind,
+/// its counters dumped after the first invocation and again after `WARM` warm ones, so the warm
+/// path's profile stands apart from init's (`callgrind_annotate <dir>/callgrind.<function>.*`).
+async fn callgrind_run(world: &Emulated, function: &str) -> anyhow::Result<()> {
+    let binary = function_binary(function);
+    let dir = std::env::var("SAFESHIP_BENCH_CALLGRIND_DIR").unwrap_or_else(|_| "/tmp".into());
+    let out = format!("{dir}/callgrind.{function}.out");
+    let wrapper = [
+        "valgrind".to_owned(),
+        "--tool=callgrind".to_owned(),
+        format!("--callgrind-out-file={out}"),
+    ];
+    let runtime = LocalRuntime::start().await;
+    let mut counter = 0;
+    let mut next_event = || {
+        counter += 1;
+        event(function, counter, &world.deployment_id)
+    };
+    let child = runtime.spawn_wrapped(&wrapper, &binary, function, &world.env);
+    let pid = child.id().context("valgrind exited at once")?;
+    runtime
+        .ready(Duration::from_secs(120))
+        .await
+        .map_err(|e| anyhow::anyhow!("{function} did not start under valgrind: {e:?}"))?;
+    let dump = |label: &str| {
+        let status = std::process::Command::new("callgrind_control")
+            .args([format!("--dump={label}"), pid.to_string()])
+            .status();
+        anyhow::ensure!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "callgrind_control --dump {label} {pid}: {status:?}"
+        );
+        Ok(())
+    };
+    dump("init")?;
+    let (answer, _) = runtime.invoke_timed(next_event(), DEADLINE * 4).await;
+    check(function, &answer)?;
+    dump("first")?;
+    for _ in 0..WARM {
+        let (answer, _) = runtime.invoke_timed(next_event(), DEADLINE * 4).await;
+        check(function, &answer)?;
+    }
+    dump("warm")?;
+    drop(child);
+    println!("callgrind dumps of {function} (init, first, {WARM} warm invocations): {out}.*");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let world = emulate().await?;
+    if let Ok(function) = std::env::var("SAFESHIP_BENCH_CALLGRIND") {
+        return callgrind_run(&world, &function).await;
+    }
     let functions = [
         "floor",
         "traffic-hook",
@@ -363,9 +458,12 @@ async fn main() -> anyhow::Result<()> {
         "deploy-notify",
         "integrity-check",
     ];
+    // `SAFESHIP_BENCH_ONLY=traffic-hook,alarm-rollback`: those beside the floor.
+    let only = std::env::var("SAFESHIP_BENCH_ONLY").ok();
+    let chosen = |f: &str| f == "floor" || only.as_deref().is_none_or(|o| o.split(',').any(|x| x == f));
     let mut results = Vec::new();
     let mut counter = 0;
-    for function in functions {
+    for function in functions.into_iter().filter(|f| chosen(f)) {
         let binary = function_binary(function);
         let mut runs = Vec::new();
         for _ in 0..RUNS {
@@ -381,14 +479,17 @@ async fn main() -> anyhow::Result<()> {
         "\nmedians of {RUNS} cold processes, each with {WARM} warm invocations; ratio to the empty function in ()\n"
     );
     println!(
-        "{:<19} {:>15} {:>10} {:>10} {:>10} {:>10} {:>6} {:>15} {:>10} {:>10}",
+        "{:<19} {:>15} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6} {:>7} {:>15} {:>10} {:>10}",
         "function",
         "init ms",
         "first ms",
         "own ms",
+        "cold CPU",
         "warm ms",
         "own ms",
+        "warm CPU",
         "calls",
+        "log B",
         "peak RSS MiB",
         "binary MB",
         "reaction"
@@ -399,22 +500,28 @@ async fn main() -> anyhow::Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<19} {:>6.1} ({:>4.2}x) {:>10.2} {:>10.2} {:>10.2} {:>10.3} {:>6.0} {:>6.1} ({:>4.2}x) {:>10.1} {:>10}",
+            "{:<19} {:>6.1} ({:>4.2}x) {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.3} {:>10.3} {:>6.0} {:>7.0} {:>6.1} ({:>4.2}x) {:>10.1} {:>10}",
             function,
             f.init_ms,
             f.init_ms / floor.init_ms,
             f.first_ms,
             f.first_own_ms,
+            f.cold_cpu_ms,
             f.warm_ms,
             f.warm_own_ms,
+            f.warm_cpu_ms,
             f.warm_calls,
+            f.warm_log_bytes,
             f.peak_rss_mib,
             f.peak_rss_mib / floor.peak_rss_mib,
             *size as f64 / 1e6,
             reaction,
         );
     }
-    println!("\nreaction: alarm event handed to alarm-rollback → StopDeployment received, cold (from process start) / warm, ms");
+    println!("\nown ms: latency minus the time spent waiting on emulated AWS calls and services (wall clock)");
+    println!("log B: bytes of log written per warm invocation");
+    println!("CPU: CPU time the function's process used (all threads); cold = process start → first answer");
+    println!("reaction: alarm event handed to alarm-rollback → StopDeployment received, cold (from process start) / warm, ms");
     let json = json!({
         "runs": RUNS,
         "warm_invocations": WARM,
