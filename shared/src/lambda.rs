@@ -27,7 +27,7 @@ impl Common {
     pub async fn load(env: &Env) -> Result<Common> {
         let config = CommonConfig::from_env(env)?;
         let sdk = crate::aws::load_sdk_config(env).await?;
-        let policy = Policy::load(&config.policy_source, &aws_sdk_ssm::Client::new(&sdk)).await?;
+        let policy = Policy::load(&config.policy_source, &sdk).await?;
         tracing::info!(
             policy = %config.policy_source.describe(),
             groups = policy.groups().count(),

@@ -18,7 +18,7 @@ async fn policy_from_an_ssm_secure_string() {
         .send()
         .await
         .unwrap();
-    let policy = Policy::load(&PolicySource::SsmParameter(name), &ssm)
+    let policy = Policy::load(&PolicySource::SsmParameter(name), &sdk)
         .await
         .unwrap();
     assert!(policy.group("checkout", "checkout-prod").is_some());
@@ -27,8 +27,7 @@ async fn policy_from_an_ssm_secure_string() {
 #[tokio::test]
 async fn a_missing_parameter_names_it() {
     let sdk = sdk_config(&moto_endpoint()).await;
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let err = Policy::load(&PolicySource::SsmParameter("/nowhere/policy".into()), &ssm)
+    let err = Policy::load(&PolicySource::SsmParameter("/nowhere/policy".into()), &sdk)
         .await
         .unwrap_err()
         .to_string();
@@ -49,10 +48,7 @@ async fn an_invalid_policy_file_names_the_file_and_the_field() {
     )
     .unwrap();
     let sdk = sdk_config(&moto_endpoint()).await;
-    let err = Policy::load(
-        &PolicySource::File(path.clone()),
-        &aws_sdk_ssm::Client::new(&sdk),
-    )
+    let err = Policy::load(&PolicySource::File(path.clone()), &sdk)
     .await
     .unwrap_err()
     .to_string();

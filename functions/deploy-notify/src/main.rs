@@ -2,7 +2,9 @@ use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
 use safeship::config::Env;
 
-#[tokio::main]
+// One thread: Lambda hands over one event at a time and gives a small function a fraction of a
+// vCPU, so worker threads would only add start-up and cross-thread wake-ups.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     safeship::telemetry::init();
     let deps = deploy_notify::Deps::from_env(&Env::from_process())
