@@ -41,12 +41,10 @@ pub async fn load_sdk_config(env: &Env) -> Result<SdkConfig> {
             "environment",
         ));
     }
-    Ok(match TlsRoots::from_env(env)? {
-        TlsRoots::Bundled => loader.http_client(crate::tls::aws_https_client()),
-        TlsRoots::System => loader,
-    }
-    .load()
-    .await)
+    Ok(loader
+        .http_client(crate::tls::aws_https_client(TlsRoots::from_env(env)?))
+        .load()
+        .await)
 }
 
 /// The loader with safeship's retry and timeout settings; region, credentials and endpoints

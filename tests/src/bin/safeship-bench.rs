@@ -339,12 +339,19 @@ async fn one_run(
         let Timing { handed, answered } = timing.context("no timing")?;
         let waits = world.waits();
         latency.push(ms(answered - handed));
-        calls.push(
-            waits
-                .iter()
-                .filter(|w| w.start >= handed && w.end <= answered)
-                .count() as f64,
-        );
+        let made: Vec<&Wait> = waits
+            .iter()
+            .filter(|w| w.start >= handed && w.end <= answered)
+            .collect();
+        calls.push(made.len() as f64);
+        if std::env::var_os("SAFESHIP_BENCH_CALLS").is_some() && calls.len() == 1 {
+            // What one warm invocation calls, for reading the calls column.
+            let mut count = std::collections::BTreeMap::<&str, usize>::new();
+            for w in &made {
+                *count.entry(w.operation.as_str()).or_default() += 1;
+            }
+            eprintln!("[bench] {function} warm invocation calls: {count:?}");
+        }
         own.push(ms(
             (answered - handed).saturating_sub(waited(&waits, handed, answered))
         ));
@@ -406,6 +413,8 @@ async fn callgrind_run(world: &Emulated, function: &str) -> anyhow::Result<()> {
     let wrapper = [
         "valgrind".to_owned(),
         "--tool=callgrind".to_owned(),
+        // Each dump names its functions in full, so every part can be read on its own.
+        "--compress-strings=no".to_owned(),
         format!("--callgrind-out-file={out}"),
     ];
     let runtime = LocalRuntime::start().await;
