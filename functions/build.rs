@@ -10,8 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SAFESHIP_PIE");
     let target = |key: &str| std::env::var(key).unwrap_or_default();
     let pie = std::env::var_os("SAFESHIP_PIE").is_some_and(|v| v != "0");
-    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" && !pie
-    {
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" && !pie {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
 }

@@ -149,8 +149,17 @@ static RULES: [Rule; 4] = [
         r#"(?i)((?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
         "${1}[redacted]",
         &[
-            "password", "passwd", "secret", "token", "authorization", "apikey", "api_key",
-            "api-key", "webhookurl", "webhook_url", "webhook-url",
+            "password",
+            "passwd",
+            "secret",
+            "token",
+            "authorization",
+            "apikey",
+            "api_key",
+            "api-key",
+            "webhookurl",
+            "webhook_url",
+            "webhook-url",
         ],
         None,
         true,
@@ -239,7 +248,10 @@ mod tests {
         let unfiltered = |line: &str| {
             let mut out = line.to_owned();
             for rule in &RULES {
-                out = rule.regex().replace_all(&out, rule.replacement).into_owned();
+                out = rule
+                    .regex()
+                    .replace_all(&out, rule.replacement)
+                    .into_owned();
             }
             out
         };

@@ -138,8 +138,14 @@ impl LocalRuntime {
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         // Drained, so a talkative function never blocks on a full pipe; counted for the benchmark.
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()

@@ -49,9 +49,9 @@ async fn an_invalid_policy_file_names_the_file_and_the_field() {
     .unwrap();
     let sdk = sdk_config(&moto_endpoint()).await;
     let err = Policy::load(&PolicySource::File(path.clone()), &sdk)
-    .await
-    .unwrap_err()
-    .to_string();
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(err.contains("environment: unknown variant `qa`"), "{err}");
 }

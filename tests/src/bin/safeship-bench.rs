@@ -469,7 +469,8 @@ async fn main() -> anyhow::Result<()> {
     ];
     // `SAFESHIP_BENCH_ONLY=traffic-hook,alarm-rollback`: those beside the floor.
     let only = std::env::var("SAFESHIP_BENCH_ONLY").ok();
-    let chosen = |f: &str| f == "floor" || only.as_deref().is_none_or(|o| o.split(',').any(|x| x == f));
+    let chosen =
+        |f: &str| f == "floor" || only.as_deref().is_none_or(|o| o.split(',').any(|x| x == f));
     let mut results = Vec::new();
     let mut counter = 0;
     for function in functions.into_iter().filter(|f| chosen(f)) {
