@@ -31,6 +31,9 @@ pub enum Answer {
     },
 }
 
+/// How much of a function's output is kept for [`LocalRuntime::output_after_exit`].
+const OUTPUT_KEPT: usize = 4 << 20;
+
 struct Pending {
     request_id: String,
     payload: Value,
@@ -39,7 +42,9 @@ struct Pending {
 
 #[derive(Default)]
 struct Shared {
-    output_bytes: Arc<AtomicU64>,
+    output_bytes: AtomicU64,
+    output: Mutex<Vec<u8>>,
+    drains: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     queue: Mutex<VecDeque<Pending>>,
     queued: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
@@ -136,7 +141,8 @@ impl LocalRuntime {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        // Drained, so a talkative function never blocks on a full pipe; counted for the benchmark.
+        // Drained, so a talkative function never blocks on a full pipe; kept for the tests that
+        // read what a function printed, and counted for the benchmark.
         for pipe in [
             child
                 .stdout
@@ -150,14 +156,19 @@ impl LocalRuntime {
         .into_iter()
         .flatten()
         {
-            let counted = self.shared.output_bytes.clone();
-            tokio::spawn(async move {
+            let shared = self.shared.clone();
+            let drain = tokio::spawn(async move {
                 let mut pipe = pipe;
                 let mut buf = vec![0u8; 16 * 1024];
                 while let Ok(n @ 1..) = pipe.read(&mut buf).await {
-                    counted.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let mut kept = shared.output.lock().unwrap();
+                    if kept.len() < OUTPUT_KEPT {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
                 }
             });
+            self.shared.drains.lock().unwrap().push(drain);
         }
         child
     }
@@ -165,6 +176,16 @@ impl LocalRuntime {
     /// Bytes the function has written to stdout and stderr (its logs) so far.
     pub fn output_bytes(&self) -> u64 {
         self.shared.output_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Everything the function wrote to stdout and stderr (the first 4 MiB), once it has exited
+    /// and both pipes are read to their end.
+    pub async fn output_after_exit(&self) -> String {
+        let drains: Vec<_> = std::mem::take(&mut *self.shared.drains.lock().unwrap());
+        for drain in drains {
+            let _ = drain.await;
+        }
+        String::from_utf8_lossy(&self.shared.output.lock().unwrap()).into_owned()
     }
 
     /// Waits for the function's first poll (its init is done) or its init error.
