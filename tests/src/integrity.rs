@@ -85,6 +85,17 @@ pub fn fresh_schema() -> String {
     unique("it").replace('-', "_")
 }
 
+/// A fresh schema holding the checkout tables ([`SHOP`]), as the demo and the benchmark count them.
+pub async fn checkout_schema() -> String {
+    let schema = fresh_schema();
+    admin()
+        .await
+        .batch_execute(&SHOP.replace("@s", &schema))
+        .await
+        .unwrap_or_else(|e| panic!("creating the checkout tables in schema {schema}: {e}"));
+    schema
+}
+
 /// A Secrets Manager secret in RDS's shape for `user` (the test server trusts any password).
 pub async fn database_secret(sdk: &SdkConfig, user: &str) -> String {
     let pg = postgres();

@@ -16,7 +16,7 @@ use safeship_e2e::emulators::{
     sdk_config, unique, REGION,
 };
 use safeship_e2e::integrity::{
-    admin, create_history_table, database_secret, fresh_schema, local_integrity, postgres, SHOP,
+    checkout_schema, create_history_table, database_secret, local_integrity, postgres,
 };
 use safeship_e2e::runtime::{Answer, LocalRuntime, Timing};
 use safeship_e2e::slack::Channels;
@@ -104,12 +104,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
     let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
     let lambda_proxy = SplitEndpoint::recording(&lambda_mock.uri()).await;
     // The nightly check counts the checkout tables in the local PostgreSQL.
-    let shop = fresh_schema();
-    admin()
-        .await
-        .batch_execute(&SHOP.replace("@s", &shop))
-        .await
-        .context("creating the checkout tables")?;
+    let shop = checkout_schema().await;
     let history = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
     let secret = database_secret(&sdk, &postgres().user).await;
     let policy = flags.into_policy(&local_integrity(
@@ -222,6 +217,7 @@ struct Figures {
     /// minus waits carries on a 2-core machine shared with moto and the recording endpoints.
     /// Process start → first answer (init and the first invocation).
     cold_cpu_ms: f64,
+    /// The same, for one warm invocation.
     warm_cpu_ms: f64,
     /// Bytes of log the function wrote per warm invocation.
     warm_log_bytes: f64,
@@ -404,8 +400,8 @@ fn median_figures(runs: &[Figures]) -> Figures {
 }
 
 /// `SAFESHIP_BENCH_CALLGRIND=<function>`: one cold process of that function under callgrind,
-/// its counters dumped after the first invocation and again after `WARM` warm ones, so the warm
-/// path's profile stands apart from init's (`callgrind_annotate <dir>/callgrind.<function>.*`).
+/// its counters dumped after init, after the first invocation and after `WARM` warm ones, so
+/// each stage's profile stands on its own (`callgrind_annotate <dir>/callgrind.<function>.*`).
 async fn callgrind_run(world: &Emulated, function: &str) -> anyhow::Result<()> {
     let binary = function_binary(function);
     let dir = std::env::var("SAFESHIP_BENCH_CALLGRIND_DIR").unwrap_or_else(|_| "/tmp".into());

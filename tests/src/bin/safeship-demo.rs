@@ -14,8 +14,8 @@ use safeship_e2e::emulators::{
 };
 use safeship_e2e::guard_inbox::GuardInbox;
 use safeship_e2e::integrity::{
-    admin, create_history_table, database_secret, fresh_schema, local_integrity,
-    mount_completed_deployments, postgres, DAMAGE, SHOP,
+    admin, checkout_schema, create_history_table, database_secret, local_integrity,
+    mount_completed_deployments, postgres, DAMAGE,
 };
 use safeship_e2e::runtime::{Answer, LocalRuntime};
 use safeship_e2e::slack::Channels;
@@ -86,12 +86,7 @@ async fn main() -> anyhow::Result<()> {
     // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly check
     // sees it; CodeDeploy's record of the day's deployment for the check (wiremock: moto's
     // deployments never complete).
-    let shop = fresh_schema();
-    admin()
-        .await
-        .batch_execute(&SHOP.replace("@s", &shop))
-        .await
-        .context("creating the demo's checkout tables")?;
+    let shop = checkout_schema().await;
     let integrity_codedeploy = MockServer::start().await;
     mount_completed_deployments(
         &integrity_codedeploy,
