@@ -2,7 +2,7 @@
 //! sample is covered here (a new sample without a case fails).
 
 use safeship::event::{normalise, AlarmKind, AlarmState, Delivery, DeploymentState, Inbound};
-use safeship_e2e::emulators::{events_dir, sample_event};
+use safeship_testkit::emulators::{events_dir, sample_event};
 
 #[derive(Debug)]
 enum Expect {

@@ -97,7 +97,7 @@ pub async fn create_idempotency_table(ddb: &aws_sdk_dynamodb::Client, name: &str
 
 /// The repository's `events/` folder.
 pub fn events_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
 }
 
 pub fn sample_event(name: &str) -> serde_json::Value {
@@ -109,7 +109,7 @@ pub fn sample_event(name: &str) -> serde_json::Value {
 
 /// The example policy every test and the demo use.
 pub fn example_policy() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/policy.yaml");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policy.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 

@@ -3,8 +3,8 @@
 
 use safeship::event::{normalise, Delivery, Inbound};
 use safeship::guard::{CheckResult, Guard, GuardEvent, GuardPublisher, Outcome};
-use safeship_e2e::emulators::{moto_endpoint, sdk_config};
-use safeship_e2e::guard_inbox::GuardInbox;
+use safeship_testkit::emulators::{moto_endpoint, sdk_config};
+use safeship_testkit::guard_inbox::GuardInbox;
 
 #[tokio::test]
 async fn a_published_guard_event_reaches_a_rule_target_and_normalises_back() {

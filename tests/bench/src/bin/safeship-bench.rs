@@ -9,18 +9,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
-use safeship_e2e::checkout;
-use safeship_e2e::emulators::{
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
+use safeship_testkit::checkout;
+use safeship_testkit::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
 };
-use safeship_e2e::integrity::{
+use safeship_testkit::integrity::{
     checkout_schema, create_history_table, database_secret, local_integrity, postgres,
 };
-use safeship_e2e::runtime::{Answer, LocalRuntime, Timing};
-use safeship_e2e::slack::Channels;
-use safeship_e2e::split::{SplitEndpoint, Wait};
+use safeship_testkit::runtime::{Answer, LocalRuntime, Timing};
+use safeship_testkit::slack::Channels;
+use safeship_testkit::split::{SplitEndpoint, Wait};
 use serde::Serialize;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method};

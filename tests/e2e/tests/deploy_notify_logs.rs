@@ -2,8 +2,8 @@
 //! binary of its own: the capturing subscriber is the process's global one, so no other test's
 //! thread can race it for tracing's per-callsite interest.
 
-use safeship_e2e::emulators::sample_event;
-use safeship_e2e::notify::world;
+use safeship_testkit::emulators::sample_event;
+use safeship_testkit::notify::world;
 
 /// Collects everything logged (no redaction: the code itself must not log the URL; the redacting
 /// writer in production is a second line of defence).

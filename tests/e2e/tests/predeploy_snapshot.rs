@@ -11,12 +11,12 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use predeploy_snapshot::{Deps, Job, SnapshotSettings};
 use safeship::guard::Outcome;
-use safeship_e2e::codedeploy;
-use safeship_e2e::emulators::{
+use safeship_testkit::codedeploy;
+use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
-use safeship_e2e::guard_inbox::GuardInbox;
-use safeship_e2e::split::SplitEndpoint;
+use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::split::SplitEndpoint;
 use serde_json::json;
 use wiremock::matchers::{any, body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

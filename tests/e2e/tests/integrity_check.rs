@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use integrity_check::metrics::MetricsSink;
 use integrity_check::{Deps, IntegrityConfig};
 use safeship::guard::Outcome;
-use safeship_e2e::emulators::{common_with_policy, moto_endpoint, sdk_config};
-use safeship_e2e::guard_inbox::GuardInbox;
-use safeship_e2e::integrity::{
+use safeship_testkit::emulators::{common_with_policy, moto_endpoint, sdk_config};
+use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::integrity::{
     admin, create_history_table, database_secret, fresh_schema, mount_completed_deployments,
     policy, postgres,
 };

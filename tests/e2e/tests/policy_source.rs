@@ -4,7 +4,7 @@
 use aws_sdk_ssm::types::ParameterType;
 use safeship::config::{Env, PolicySource};
 use safeship::policy::Policy;
-use safeship_e2e::emulators::{example_policy, moto_endpoint, sdk_config, unique};
+use safeship_testkit::emulators::{example_policy, moto_endpoint, sdk_config, unique};
 
 #[tokio::test]
 async fn policy_from_an_ssm_secure_string() {

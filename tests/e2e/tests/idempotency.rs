@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use safeship::idempotency::{Claim, IdempotencyStore, Once};
-use safeship_e2e::emulators::{create_idempotency_table, moto_endpoint, sdk_config, unique};
+use safeship_testkit::emulators::{create_idempotency_table, moto_endpoint, sdk_config, unique};
 use serde_json::json;
 
 async fn store() -> IdempotencyStore {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use integrity_check::metrics::MetricsSink;
 use integrity_check::{Deps, IntegrityConfig};
-use safeship_e2e::emulators::{common_with_policy, database_url, moto_endpoint, sdk_config};
-use safeship_e2e::integrity::{admin, create_history_table, database_secret, policy, postgres};
+use safeship_testkit::emulators::{common_with_policy, database_url, moto_endpoint, sdk_config};
+use safeship_testkit::integrity::{admin, create_history_table, database_secret, policy, postgres};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 

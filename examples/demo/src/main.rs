@@ -6,20 +6,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use aws_sdk_ssm::types::ParameterType;
-use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
-use safeship_e2e::checkout;
-use safeship_e2e::emulators::{
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
+use safeship_testkit::checkout;
+use safeship_testkit::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
 };
-use safeship_e2e::guard_inbox::GuardInbox;
-use safeship_e2e::integrity::{
+use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::integrity::{
     admin, checkout_schema, create_history_table, database_secret, local_integrity,
     mount_completed_deployments, postgres, DAMAGE,
 };
-use safeship_e2e::runtime::{Answer, LocalRuntime};
-use safeship_e2e::slack::Channels;
-use safeship_e2e::split::SplitEndpoint;
+use safeship_testkit::runtime::{Answer, LocalRuntime};
+use safeship_testkit::slack::Channels;
+use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -15,13 +15,13 @@
 use aws_sdk_codedeploy::types::ComputePlatform;
 use safeship::event::{normalise, Inbound};
 use safeship::guard::Outcome;
-use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
-use safeship_e2e::codedeploy;
-use safeship_e2e::emulators::{
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
+use safeship_testkit::codedeploy;
+use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
-use safeship_e2e::guard_inbox::GuardInbox;
-use safeship_e2e::split::SplitEndpoint;
+use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

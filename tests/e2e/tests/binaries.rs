@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use safeship_e2e::appconfig::{self, flags_document, FlagProfile};
-use safeship_e2e::emulators::{
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
+use safeship_testkit::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sample_event,
     sdk_config, unique, REGION,
 };
-use safeship_e2e::runtime::{Answer, LocalRuntime};
+use safeship_testkit::runtime::{Answer, LocalRuntime};
 use serde_json::json;
 use wiremock::matchers::{body_json, header};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -3,8 +3,8 @@
 //! through moto SNS to an SQS subscription (what an email subscriber would get), and moto
 //! DynamoDB for "once per channel".
 
-use safeship_e2e::emulators::{sample_event, unique, ACCOUNT, REGION};
-use safeship_e2e::notify::world;
+use safeship_testkit::emulators::{sample_event, unique, ACCOUNT, REGION};
+use safeship_testkit::notify::world;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -319,8 +319,8 @@ async fn other_detail_types_are_ignored_and_malformed_events_rejected_without_a_
 #[tokio::test]
 async fn the_webhook_secret_is_read_once_per_cold_start() {
     use deploy_notify::deliver::Slack;
-    use safeship_e2e::emulators::{moto_endpoint, sdk_config};
-    use safeship_e2e::split::SplitEndpoint;
+    use safeship_testkit::emulators::{moto_endpoint, sdk_config};
+    use safeship_testkit::split::SplitEndpoint;
 
     let mut w = world().await;
     // Secrets Manager behind a recording endpoint, so every GetSecretValue is seen.
