@@ -15,10 +15,6 @@ pub enum Error {
     #[error("policy from {origin}: {problem}")]
     Policy { origin: String, problem: String },
 
-    /// An inbound event is malformed or of a kind this function does not handle.
-    #[error("event: {0}")]
-    Event(#[from] crate::event::EventError),
-
     /// An AWS call failed. `code` is the service's error code when it sent one
     /// (e.g. `ThrottlingException`, `ConditionalCheckFailedException`).
     #[error("{action} on {resource} failed: {message}")]
@@ -76,6 +72,17 @@ impl Error {
             action,
             resource: resource.into(),
             problem: problem.into(),
+        }
+    }
+
+    /// A stable name for the variant, for Lambda's `errorType` (see the runtime module).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "Config",
+            Error::Policy { .. } => "Policy",
+            Error::Aws { .. } => "Aws",
+            Error::Unexpected { .. } => "Unexpected",
         }
     }
 

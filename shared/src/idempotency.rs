@@ -24,6 +24,9 @@ const COMPLETED: &str = "COMPLETED";
 pub struct IdempotencyStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// The owning function's name: every item's key is `<function>#<key>`, so functions sharing
+    /// a table never share a key.
+    function: String,
     /// How long an in-progress claim holds before another delivery may take it over.
     lease: Duration,
     /// How long a record is kept (DynamoDB TTL deletes it after).
@@ -52,10 +55,15 @@ pub enum Once<T> {
 }
 
 impl IdempotencyStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        function: impl Into<String>,
+    ) -> Self {
         IdempotencyStore {
             client,
             table: table.into(),
+            function: function.into(),
             lease: Duration::from_secs(15 * 60),
             retention: Duration::from_secs(7 * 24 * 3600),
         }
@@ -67,11 +75,6 @@ impl IdempotencyStore {
         self
     }
 
-    pub fn with_retention(mut self, retention: Duration) -> Self {
-        self.retention = retention;
-        self
-    }
-
     pub async fn claim(&self, key: &str) -> Result<Claim> {
         let now = Utc::now();
         let lease_until = now + self.lease;
@@ -79,7 +82,7 @@ impl IdempotencyStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(key.to_owned()))
+            .item("pk", AttributeValue::S(self.item_key(key)))
             .item("status", AttributeValue::S(IN_PROGRESS.into()))
             .item("lease_until", number(lease_until.timestamp()))
             .item("expires_at", number((now + self.retention).timestamp()))
@@ -113,7 +116,7 @@ impl IdempotencyStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(key.to_owned()))
+            .item("pk", AttributeValue::S(self.item_key(key)))
             .item("status", AttributeValue::S(COMPLETED.into()))
             .item("outcome", AttributeValue::S(outcome.to_string()))
             .item("completed_at", AttributeValue::S(now.to_rfc3339()))
@@ -130,7 +133,7 @@ impl IdempotencyStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
+            .key("pk", AttributeValue::S(self.item_key(key)))
             .condition_expression("#status = :in_progress")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
@@ -196,7 +199,7 @@ impl IdempotencyStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
+            .key("pk", AttributeValue::S(self.item_key(key)))
             .consistent_read(true)
             .send()
             .await
@@ -237,8 +240,14 @@ impl IdempotencyStore {
         }
     }
 
+    /// The item's partition key: the function's name, then the caller's key.
+    #[must_use]
+    pub fn item_key(&self, key: &str) -> String {
+        format!("{}#{key}", self.function)
+    }
+
     fn resource(&self, key: &str) -> String {
-        format!("table {} key {key}", self.table)
+        format!("table {} key {}", self.table, self.item_key(key))
     }
 }
 

@@ -1,25 +1,28 @@
-//! `safeship`: what every safeship guard rail shares.
+//! `safeship`: what every safeship guard rail shares, in layers (each uses only those above it):
 //!
-//! - [`config`]: typed settings from environment variables, read once at cold start;
-//! - [`policy`]: the policy document, strictly validated;
-//! - [`aws`]: the one SDK configuration per cold start;
-//! - [`codedeploy`]: a lifecycle hook's report and its deployment;
-//! - [`event`]: normalising EventBridge, SNS and direct invocations into typed events;
-//! - [`guard`]: guard events, published to EventBridge for the notifier;
-//! - [`idempotency`]: do each side effect once per event (DynamoDB);
-//! - [`telemetry`]: JSON logs in Lambda, text in a terminal, secrets redacted;
-//! - [`tls`]: which certificate authorities the HTTPS clients trust;
-//! - [`lambda`]: the adapter every function's `main` shares.
+//! 1. [`model`], [`error`]: plain data and the crate's error type;
+//! 2. [`env`]: environment variables, read once;
+//! 3. [`tls`], [`telemetry`]: trusted roots, logs (secrets redacted);
+//! 4. [`config`], [`aws`]: the settings every function reads; one SDK configuration per cold
+//!    start, and the CodeDeploy calls several guard rails make;
+//! 5. [`guard`]: guard events (a versioned, tolerant wire format) and their publisher;
+//! 6. [`event`]: normalising EventBridge, SNS and direct invocations into typed events;
+//! 7. [`idempotency`]: each side effect once per event (DynamoDB);
+//! 8. [`policy`]: the policy document, strictly validated;
+//! 9. [`runtime`]: how a function runs in Lambda: cold start, invocation deadline, errors.
+//!
+//! `tests/layers.rs` checks that no module uses one below it.
 
 pub mod aws;
-pub mod codedeploy;
 pub mod config;
+pub mod env;
 pub mod error;
 pub mod event;
 pub mod guard;
 pub mod idempotency;
-pub mod lambda;
+pub mod model;
 pub mod policy;
+pub mod runtime;
 pub mod telemetry;
 pub mod tls;
 

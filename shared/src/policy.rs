@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::PolicySource;
 use crate::error::{Error, Result};
+pub use crate::model::{Environment, Severity};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -31,24 +32,6 @@ pub struct Policy {
 pub struct ApplicationPolicy {
     /// Deployment groups by name.
     pub deployment_groups: BTreeMap<String, GroupPolicy>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Environment {
-    Dev,
-    Staging,
-    Prod,
-}
-
-impl Environment {
-    /// Snapshot retention when the database's policy names none.
-    pub fn default_retention_days(self) -> u32 {
-        match self {
-            Environment::Dev | Environment::Staging => 7,
-            Environment::Prod => 30,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -476,18 +459,6 @@ pub struct NotificationRoute {
 pub enum Channel {
     Slack,
     Email,
-}
-
-/// How much an event matters to people, lowest first (ordering is used by routing).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    #[default]
-    Info,
-    Warning,
-    Failure,
 }
 
 fn default_method() -> String {

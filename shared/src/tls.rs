@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::runtime_components::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::{Error, Result};
 
 pub const TLS_ROOTS_VAR: &str = "SAFESHIP_TLS_ROOTS";
@@ -150,6 +150,21 @@ pub fn web_tls_config(env: &Env) -> Result<Option<rustls::ClientConfig>> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Some(config))
+}
+
+/// An HTTPS client for what is not AWS (Slack, the services under smoke test), trusting the roots
+/// `SAFESHIP_TLS_ROOTS` chooses. Callers bound their own time per request, so only the connect
+/// timeout is set here.
+pub fn web_client(env: &Env, user_agent: &str) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(user_agent)
+        .connect_timeout(std::time::Duration::from_secs(3));
+    if let Some(tls) = web_tls_config(env)? {
+        builder = builder.tls_backend_preconfigured(tls);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::config(TLS_ROOTS_VAR, format!("building the HTTPS client: {e}")))
 }
 
 #[cfg(test)]

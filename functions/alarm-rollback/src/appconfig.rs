@@ -9,11 +9,6 @@ use serde_json::Value;
 use crate::flags::{switch_off, Switch};
 use crate::Error;
 
-fn aws(action: &'static str, resource: String, e: impl Into<aws_sdk_appconfig::Error>) -> Error {
-    let e: aws_sdk_appconfig::Error = e.into();
-    Error::Safeship(safeship::Error::aws(action, resource, e))
-}
-
 fn profile(t: &FeatureFlagTarget) -> String {
     format!("application {} profile {}", t.application, t.profile)
 }
@@ -32,11 +27,11 @@ pub async fn read_switch(
     let mut latest = None;
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "appconfig:ListHostedConfigurationVersions",
                 profile(target),
                 e,
-            )
+            ))
         })?;
         for item in page.items.unwrap_or_default() {
             latest = latest.max(Some(item.version_number));
@@ -56,11 +51,11 @@ pub async fn read_switch(
         .send()
         .await
         .map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "appconfig:GetHostedConfigurationVersion",
                 format!("{} version {version}", profile(target)),
                 e,
-            )
+            ))
         })?;
     let bytes = out.content.map(Blob::into_inner).unwrap_or_default();
     let document: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Flags {
@@ -95,11 +90,11 @@ pub async fn write_and_deploy(
         .send()
         .await
         .map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "appconfig:CreateHostedConfigurationVersion",
                 profile(target),
                 e,
-            )
+            ))
         })?;
     let version = created.version_number;
     let deployment = client
@@ -113,7 +108,7 @@ pub async fn write_and_deploy(
         .send()
         .await
         .map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "appconfig:StartDeployment",
                 format!(
                     "{} version {version} to environment {}",
@@ -121,7 +116,7 @@ pub async fn write_and_deploy(
                     target.environment
                 ),
                 e,
-            )
+            ))
         })?;
     Ok((version, deployment.deployment_number))
 }

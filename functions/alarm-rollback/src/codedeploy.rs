@@ -5,11 +5,6 @@ use aws_sdk_codedeploy::Client;
 use crate::plan::{Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
 use crate::Error;
 
-fn aws(action: &'static str, resource: String, e: impl Into<aws_sdk_codedeploy::Error>) -> Error {
-    let e: aws_sdk_codedeploy::Error = e.into();
-    Error::Safeship(safeship::Error::aws(action, resource, e))
-}
-
 /// Deployments of the group still in flight.
 pub async fn in_flight(
     client: &Client,
@@ -17,8 +12,14 @@ pub async fn in_flight(
     group: &str,
 ) -> Result<Vec<String>, Error> {
     Ok(
-        safeship::codedeploy::list_deployment_ids(client, application, group, &IN_FLIGHT, None)
-            .await?,
+        safeship::aws::codedeploy::list_deployment_ids(
+            client,
+            application,
+            group,
+            &IN_FLIGHT,
+            None,
+        )
+        .await?,
     )
 }
 
@@ -29,7 +30,8 @@ pub async fn succeeded(
     group: &str,
 ) -> Result<Vec<Succeeded>, Error> {
     let found =
-        safeship::codedeploy::deployments(client, application, group, &["Succeeded"], None).await?;
+        safeship::aws::codedeploy::deployments(client, application, group, &["Succeeded"], None)
+            .await?;
     Ok(found
         .into_iter()
         .map(|d| Succeeded {
@@ -66,11 +68,11 @@ pub async fn stop(client: &Client, deployment_id: &str) -> Result<String, Error>
         {
             Ok("already completed; nothing to stop".into())
         }
-        Err(e) => Err(aws(
+        Err(e) => Err(Error::from(safeship::Error::aws(
             "codedeploy:StopDeployment",
             format!("deployment {deployment_id}"),
             e,
-        )),
+        ))),
     }
 }
 
@@ -89,11 +91,11 @@ pub async fn redeploy(
         .send()
         .await
         .map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "codedeploy:GetDeployment",
                 format!("deployment {revision_of}"),
                 e,
-            )
+            ))
         })?;
     let revision = earlier
         .deployment_info
@@ -116,11 +118,11 @@ pub async fn redeploy(
         .send()
         .await
         .map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "codedeploy:CreateDeployment",
                 format!("{application}/{group}"),
                 e,
-            )
+            ))
         })?;
     Ok(out.deployment_id.unwrap_or_default())
 }

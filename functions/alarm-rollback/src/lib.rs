@@ -8,12 +8,12 @@ use std::future::Future;
 
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
-use safeship::config::Env;
+use safeship::env::Env;
 use safeship::event::{AlarmState, AlarmStateChange, EventError, Inbound};
 use safeship::guard::{ActionResult, AlarmSummary, Guard, GuardEvent, Outcome};
 use safeship::idempotency::Once;
-use safeship::lambda::{accept, Common};
 use safeship::policy::{AlarmMatcher, FeatureFlagTarget, GroupRef, Policy};
+use safeship::runtime::{accept, Common, Failure};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,9 +43,14 @@ pub enum Error {
     },
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        safeship::lambda::diagnostic(FUNCTION, &e)
+impl Failure for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Safeship(e) => e.kind(),
+            Error::Event(e) => e.kind(),
+            Error::Flags { .. } => "Flags",
+            Error::ActionsFailed { .. } => "ActionsFailed",
+        }
     }
 }
 
@@ -58,7 +63,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
-        let common = Common::load(env).await?;
+        let common = Common::load(FUNCTION, env).await?;
         Ok(Deps {
             codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
             appconfig: aws_sdk_appconfig::Client::new(&common.sdk),
@@ -134,13 +139,12 @@ pub struct RollbackReport {
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<RollbackReport, Error> {
-    let normalised = accept(FUNCTION, &event.payload, |e| {
-        matches!(e, Inbound::AlarmStateChange(_))
-    })?;
-    let Inbound::AlarmStateChange(alarm) = &normalised.event else {
-        unreachable!("accept keeps alarm state changes only")
-    };
-    handle_alarm(deps, alarm).await
+    let alarm = accept(FUNCTION, &event.payload, |e| match e {
+        Inbound::AlarmStateChange(alarm) => Some(alarm),
+        _ => None,
+    })?
+    .event;
+    handle_alarm(deps, &alarm).await
 }
 
 /// One alarm transition: decide, then carry out each group's rollback and flag switch once.
@@ -301,12 +305,7 @@ async fn roll_back_group(
     let plan = if dry_run {
         compute().await.map(Once::Ran)
     } else {
-        once(
-            deps,
-            format!("{FUNCTION}:{transition}:plan:{name}"),
-            compute,
-        )
-        .await
+        once(deps, format!("{transition}:plan:{name}"), compute).await
     };
     // The code's steps and the flags' steps are kept apart: the guard events tell each.
     let mut code_steps = Vec::new();
@@ -337,12 +336,9 @@ async fn roll_back_group(
                         code_steps.push(if dry_run {
                             dry(&action)
                         } else {
-                            run_step(
-                                deps,
-                                format!("{FUNCTION}:{transition}:stop:{id}"),
-                                &action,
-                                || codedeploy::stop(&deps.codedeploy, &id),
-                            )
+                            run_step(deps, format!("{transition}:stop:{id}"), &action, || {
+                                codedeploy::stop(&deps.codedeploy, &id)
+                            })
                             .await
                         });
                     }
@@ -359,7 +355,7 @@ async fn roll_back_group(
                     } else {
                         run_step(
                             deps,
-                            format!("{FUNCTION}:{transition}:redeploy:{name}"),
+                            format!("{transition}:redeploy:{name}"),
                             &action,
                             || async {
                                 let id = codedeploy::redeploy(
@@ -384,6 +380,7 @@ async fn roll_back_group(
     // One event per outcome and group, and per flag target: its id is stable for the decision
     // and unique within the transition, so the notifier drops only true re-publications.
     let event = |outcome: Outcome, target: Option<&str>| GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id: match target {
             Some(target) => format!("{FUNCTION}:{transition}:{name}:{}:{target}", outcome.kind()),
             None => format!("{FUNCTION}:{transition}:{name}:{}", outcome.kind()),
@@ -522,13 +519,7 @@ async fn switch_flags(
             format!("version {new_version} (from {version}) deployed as deployment {deployment}"),
         ))
     };
-    match once(
-        deps,
-        format!("{FUNCTION}:{transition}:flags:{where_}"),
-        work,
-    )
-    .await
-    {
+    match once(deps, format!("{transition}:flags:{where_}"), work).await {
         Ok(Once::Ran((flags, version, detail))) => {
             let switched = (!flags.is_empty()).then_some((flags, version));
             (

@@ -7,11 +7,14 @@
 //! after one channel failed does not repeat the one that succeeded.
 
 use lambda_runtime::LambdaEvent;
-use safeship::config::Env;
+use safeship::env::Env;
+use safeship::event::DeploymentStateChange;
 use safeship::event::{DeploymentState, EventError, Inbound};
+use safeship::guard::GuardEvent;
+use safeship::guard::Outcome;
 use safeship::idempotency::Once;
-use safeship::lambda::{accept, Common};
 use safeship::policy::{Channel, NotificationPolicy, Severity};
+use safeship::runtime::{accept, Common, Failure};
 use serde_json::{json, Value};
 
 pub mod deliver;
@@ -38,10 +41,21 @@ pub enum Error {
     },
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        safeship::lambda::diagnostic(FUNCTION, &e)
+impl Failure for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Safeship(e) => e.kind(),
+            Error::Event(e) => e.kind(),
+            Error::Slack { .. } => "Slack",
+            Error::ChannelsFailed { .. } => "ChannelsFailed",
+        }
     }
+}
+
+/// What the notifier announces.
+enum Notifiable {
+    Deployment(DeploymentStateChange),
+    Guard(Box<GuardEvent>),
 }
 
 pub struct Deps {
@@ -57,24 +71,15 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
-        let common = Common::load(env).await?;
+        let common = Common::load(FUNCTION, env).await?;
         let routes = &common.policy.notifications.routes;
         let routed = |c: Channel| routes.iter().any(|r| r.channel == c);
         let slack = if routed(Channel::Slack) {
             let arn = env.required("SAFESHIP_SLACK_WEBHOOK_SECRET_ARN")?;
-            let mut builder = reqwest::Client::builder().user_agent(concat!(
-                "safeship-deploy-notify/",
-                env!("CARGO_PKG_VERSION")
-            ));
-            if let Some(tls) = safeship::tls::web_tls_config(env)? {
-                builder = builder.tls_backend_preconfigured(tls);
-            }
-            let client = builder.build().map_err(|e| {
-                safeship::Error::config(
-                    "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN",
-                    format!("building the HTTP client: {e}"),
-                )
-            })?;
+            let client = safeship::tls::web_client(
+                env,
+                concat!("safeship-deploy-notify/", env!("CARGO_PKG_VERSION")),
+            )?;
             Some(deliver::Slack::new(
                 client,
                 aws_sdk_secretsmanager::Client::new(&common.sdk),
@@ -102,7 +107,7 @@ impl Deps {
 /// The event says only that a deployment failed or stopped; CodeDeploy's `GetDeployment` says why.
 /// A notification is never held back for this: if the call fails, the message says so.
 async fn add_deployment_reason(deps: &Deps, deployment_id: &str, m: &mut message::Message) {
-    match safeship::codedeploy::get_deployment(&deps.codedeploy, deployment_id).await {
+    match safeship::aws::codedeploy::get_deployment(&deps.codedeploy, deployment_id).await {
         Ok(info) => {
             let (reason, details) = message::deployment_reason(&info);
             m.reason = reason;
@@ -134,10 +139,12 @@ pub fn channels(
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let normalised = match accept(FUNCTION, &event.payload, |e| {
-        matches!(e, Inbound::DeploymentStateChange(_) | Inbound::Guard(_))
+    let accepted = match accept(FUNCTION, &event.payload, |e| match e {
+        Inbound::DeploymentStateChange(d) => Some(Notifiable::Deployment(d)),
+        Inbound::Guard(g) => Some(Notifiable::Guard(g)),
+        _ => None,
     }) {
-        Ok(n) => n,
+        Ok(accepted) => accepted.event,
         // Another EventBridge detail-type on the bus is not ours to announce: a log line, no error.
         Err(e @ (EventError::Unrecognised(_) | EventError::NotHandled { .. }))
             if event.payload.get("detail-type").is_some() =>
@@ -147,6 +154,16 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         }
         Err(e) => return Err(e.into()),
     };
+    // A guard event of a kind a newer safeship writes: announcing it wrongly is worse than not.
+    if let Notifiable::Guard(g) = &accepted {
+        if g.outcome == Outcome::Unknown {
+            tracing::warn!(guard_event = %g.id, version = g.version,
+                "a guard event of a kind this notifier does not know: ignored");
+            return Ok(
+                json!({"ignored": format!("guard event {} is of a kind this notifier does not know", g.id)}),
+            );
+        }
+    }
     let region = deps
         .common
         .sdk
@@ -158,8 +175,8 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             .and_then(|(a, g)| policy.group(a, g))
             .map(|g| format!("{:?}", g.policy.environment).to_lowercase())
     };
-    let message = match &normalised.event {
-        Inbound::DeploymentStateChange(d) => {
+    let message = match &accepted {
+        Notifiable::Deployment(d) => {
             let mut m = message::from_deployment(
                 d,
                 environment(Some(&d.application), Some(&d.deployment_group)).as_deref(),
@@ -170,12 +187,11 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             }
             m
         }
-        Inbound::Guard(g) => message::from_guard(
+        Notifiable::Guard(g) => message::from_guard(
             g,
             environment(g.application.as_deref(), g.deployment_group.as_deref()).as_deref(),
             &region,
         ),
-        _ => unreachable!("accept keeps deployment and guard events only"),
     };
     let routed = channels(
         &policy.notifications,
@@ -185,18 +201,17 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     let what = render::summary(&message);
     // One notification per event: the same deployment state, or the same guard event, however
     // often and by whichever route it arrives.
-    let event_key = match &normalised.event {
-        Inbound::DeploymentStateChange(d) => {
+    let event_key = match &accepted {
+        Notifiable::Deployment(d) => {
             format!("{}:{}", d.deployment_id, message::state_name(d.state))
         }
-        Inbound::Guard(g) => g.id.clone(),
-        _ => unreachable!("accept keeps deployment and guard events only"),
+        Notifiable::Guard(g) => g.id.clone(),
     };
     let mut sent = Vec::new();
     let mut failed = Vec::new();
     let mut duplicate = !routed.is_empty();
     for channel in &routed {
-        let key = format!("{FUNCTION}:{event_key}:{channel:?}").to_lowercase();
+        let key = format!("{event_key}:{channel:?}").to_lowercase();
         let once = deps
             .common
             .idempotency

@@ -315,6 +315,11 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
             m.trigger = "nightly integrity check".into();
             m.reason = Some(error.clone());
         }
+        // The handler ignores these before building a message; were one built, it says so.
+        Outcome::Unknown => {
+            m.emoji = ":grey_question:";
+            m.headline = format!("A guard event of an unknown kind ({})", g.id);
+        }
     }
     m
 }

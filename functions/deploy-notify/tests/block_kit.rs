@@ -127,6 +127,7 @@ fn every_guard_event_kind_on_slack_and_by_email() {
             other => other.kind(),
         };
         let event = GuardEvent {
+            version: safeship::guard::GUARD_EVENT_VERSION,
             id: format!("test:{kind}"),
             time: at(),
             guard: Guard::AlarmRollback,

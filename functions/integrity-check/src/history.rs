@@ -52,14 +52,6 @@ impl HistoryStore {
         }
     }
 
-    fn aws(&self, action: &'static str, e: impl Into<aws_sdk_dynamodb::Error>) -> Error {
-        Error::Safeship(safeship::Error::aws(
-            action,
-            format!("table {}", self.table),
-            e.into(),
-        ))
-    }
-
     /// The newest run before `before` that counted something.
     pub async fn previous_run(
         &self,
@@ -77,7 +69,13 @@ impl HistoryStore {
             .limit(1)
             .send()
             .await
-            .map_err(|e| self.aws("dynamodb:Query (previous run)", e))?;
+            .map_err(|e| {
+                Error::from(safeship::Error::aws(
+                    "dynamodb:Query (previous run)",
+                    format!("table {}", self.table),
+                    e,
+                ))
+            })?;
         Ok(out
             .items
             .unwrap_or_default()
@@ -107,7 +105,13 @@ impl HistoryStore {
             .limit(limit)
             .send()
             .await
-            .map_err(|e| self.aws("dynamodb:Query (table history)", e))?;
+            .map_err(|e| {
+                Error::from(safeship::Error::aws(
+                    "dynamodb:Query (table history)",
+                    format!("table {}", self.table),
+                    e,
+                ))
+            })?;
         Ok(out
             .items
             .unwrap_or_default()
@@ -166,7 +170,13 @@ impl HistoryStore {
                 .request_items(&self.table, requests)
                 .send()
                 .await
-                .map_err(|e| self.aws("dynamodb:BatchWriteItem", e))?;
+                .map_err(|e| {
+                    Error::from(safeship::Error::aws(
+                        "dynamodb:BatchWriteItem",
+                        format!("table {}", self.table),
+                        e,
+                    ))
+                })?;
             requests = out
                 .unprocessed_items
                 .and_then(|mut m| m.remove(&self.table))

@@ -21,12 +21,12 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
-use safeship::config::Env;
+use safeship::env::Env;
 use safeship::event::{Delivery, EventError, Inbound};
 use safeship::guard::{Guard, GuardEvent, Outcome};
 use safeship::idempotency::Once;
-use safeship::lambda::{accept, Common};
 use safeship::policy::IntegrityPolicy;
+use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -71,9 +71,13 @@ impl Error {
     }
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        safeship::lambda::diagnostic(FUNCTION, &e)
+impl Failure for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Safeship(e) => e.kind(),
+            Error::Event(e) => e.kind(),
+            Error::Database { .. } => "Database",
+        }
     }
 }
 
@@ -122,7 +126,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let config = IntegrityConfig::from_env(env)?;
-        let common = Common::load(env).await?;
+        let common = Common::load(FUNCTION, env).await?;
         Ok(Deps::new(common, config, MetricsSink::Stdout))
     }
 
@@ -144,32 +148,19 @@ impl Deps {
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let normalised = accept(FUNCTION, &event.payload, |e| {
-        matches!(e, Inbound::Scheduled(_))
+    let accepted = accept(FUNCTION, &event.payload, |e| match e {
+        Inbound::Scheduled(tick) => Some(tick),
+        _ => None,
     })?;
-    let Inbound::Scheduled(tick) = normalised.event else {
-        unreachable!("accept keeps scheduled events only")
-    };
+    let tick = accepted.event;
     let run_at = tick.time.unwrap_or_else(Utc::now);
     // EventBridge redelivers with the same id: that id is the run's identity.
-    let key = match &normalised.delivery {
+    let key = match &accepted.delivery {
         Delivery::EventBridge { id } => id.clone(),
         _ => run_at.to_rfc3339_opts(SecondsFormat::Secs, true),
     };
-    let deadline = deadline(event.context.deadline, deps.config.margin);
+    let deadline = invocation_deadline(event.context.deadline, deps.config.margin);
     run(deps, &key, run_at, deadline).await
-}
-
-/// The instant the counting must stop: the invocation's deadline less the margin kept for
-/// storing and reporting (15 minutes, Lambda's longest run, when no deadline is given).
-fn deadline(deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
-    let left = if deadline_ms == 0 {
-        Duration::from_secs(900)
-    } else {
-        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-    };
-    Instant::now() + left.saturating_sub(margin)
 }
 
 /// Checks every database the policy gives an `integrity` section, each once per `key`.
@@ -185,7 +176,7 @@ pub async fn run(
         let Some(integrity) = &db.integrity else {
             continue;
         };
-        let once_key = format!("integrity#{name}#{key}");
+        let once_key = format!("{name}#{key}");
         // The idempotency record keeps the summary; this delivery answers the whole report.
         let mut full = None;
         let outcome = deps
@@ -410,7 +401,7 @@ async fn deployments_since(
     let mut found = Vec::new();
     for group in deps.common.policy.integrity_groups(database) {
         // A deployment that completed since the last run was created at most a day before it.
-        let listed = safeship::codedeploy::deployments(
+        let listed = safeship::aws::codedeploy::deployments(
             &deps.codedeploy,
             group.application,
             group.deployment_group,
@@ -442,6 +433,7 @@ fn guard_event(report: &Report, id: String, outcome: Outcome) -> GuardEvent {
         _ => None,
     };
     GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id,
         time: report.run_at,
         guard: Guard::IntegrityCheck,

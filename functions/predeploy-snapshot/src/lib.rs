@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use safeship::config::Env;
+use safeship::env::Env;
 use safeship::event::{DeploymentState, EventError, Inbound, LifecycleHook};
 use safeship::guard::{Guard, GuardEvent, Outcome};
-use safeship::idempotency::Once;
-use safeship::lambda::{accept, Common};
 use safeship::policy::{DatabasePolicy, Policy, SnapshotFailureMode};
+use safeship::runtime::{accept, answer_once, invocation_deadline, Answer, Common, Failure};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -45,9 +44,23 @@ pub enum Error {
     },
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        safeship::lambda::diagnostic(FUNCTION, &e)
+impl Failure for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Safeship(e) => e.kind(),
+            Error::Event(e) => e.kind(),
+            Error::Request(_) => "Request",
+            Error::UnknownDatabase { .. } => "UnknownDatabase",
+            Error::NoSnapshotPolicy { .. } => "NoSnapshotPolicy",
+            Error::Continue { .. } => "Continue",
+        }
+    }
+}
+
+impl Answer for SnapshotAnswer {
+    fn repeated(mut self) -> Self {
+        self.duplicate = true;
+        self
     }
 }
 
@@ -102,7 +115,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let settings = SnapshotSettings::from_env(env)?;
-        let common = Common::load(env).await?;
+        let common = Common::load(FUNCTION, env).await?;
         Ok(Deps {
             rds: aws_sdk_rds::Client::new(&common.sdk),
             codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
@@ -194,13 +207,16 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotA
         };
         return take_and_wait(deps, &job, deadline).await;
     }
-    let normalised = accept(FUNCTION, payload, |e| {
-        matches!(e, Inbound::LifecycleHook(_))
-            || matches!(e, Inbound::DeploymentStateChange(d) if d.state == DeploymentState::Start)
+    let accepted = accept(FUNCTION, payload, |e| match e {
+        Inbound::LifecycleHook(hook) => Some(Trigger::Hook(hook)),
+        Inbound::DeploymentStateChange(d) if d.state == DeploymentState::Start => {
+            Some(Trigger::Start(d))
+        }
+        _ => None,
     })?;
-    match normalised.event {
-        Inbound::LifecycleHook(hook) => start_hook(deps, &hook, deadline).await,
-        Inbound::DeploymentStateChange(d) => {
+    match accepted.event {
+        Trigger::Hook(hook) => start_hook(deps, &hook, deadline).await,
+        Trigger::Start(d) => {
             let group = format!("{}/{}", d.application, d.deployment_group);
             let Some(snapshot) = deps
                 .common
@@ -228,15 +244,13 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotA
             };
             take_and_wait(deps, &job, deadline).await
         }
-        _ => unreachable!("accept keeps hooks and deployment starts only"),
     }
 }
 
-/// The instant by which an invocation must hand over or answer.
-pub fn invocation_deadline(lambda_deadline_ms: u64, margin: Duration) -> tokio::time::Instant {
-    let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or_default();
-    let left = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-    tokio::time::Instant::now() + left.saturating_sub(margin)
+/// The events that start a snapshot.
+enum Trigger {
+    Hook(LifecycleHook),
+    Start(safeship::event::DeploymentStateChange),
 }
 
 /// The policy's database entry for a name, or an error listing the known ones.
@@ -542,30 +556,32 @@ async fn start_hook(
     hook: &LifecycleHook,
     deadline: tokio::time::Instant,
 ) -> Result<SnapshotAnswer, Error> {
-    let key = format!("{FUNCTION}:hook:{}", hook.lifecycle_event_hook_execution_id);
+    let key = format!("hook:{}", hook.lifecycle_event_hook_execution_id);
     let once = deps
         .common
         .idempotency
         .once(&key, || async {
-            let info =
-                match safeship::codedeploy::get_deployment(&deps.codedeploy, &hook.deployment_id)
-                    .await
-                {
-                    Ok(info) => info,
-                    Err(e) => {
-                        // The hook must report: without its group there is no snapshot, so Failed.
-                        report(deps, hook, false).await?;
-                        return Ok(SnapshotAnswer {
-                            database: String::new(),
-                            snapshot_id: None,
-                            status: "failed".into(),
-                            detail: Some(format!("could not look up the deployment: {e}")),
-                            hook_status: Some("Failed".into()),
-                            pruned: vec![],
-                            duplicate: false,
-                        });
-                    }
-                };
+            let info = match safeship::aws::codedeploy::get_deployment(
+                &deps.codedeploy,
+                &hook.deployment_id,
+            )
+            .await
+            {
+                Ok(info) => info,
+                Err(e) => {
+                    // The hook must report: without its group there is no snapshot, so Failed.
+                    report(deps, hook, false).await?;
+                    return Ok(SnapshotAnswer {
+                        database: String::new(),
+                        snapshot_id: None,
+                        status: "failed".into(),
+                        detail: Some(format!("could not look up the deployment: {e}")),
+                        hook_status: Some("Failed".into()),
+                        pruned: vec![],
+                        duplicate: false,
+                    });
+                }
+            };
             let git_sha = info
                 .revision
                 .as_ref()
@@ -587,22 +603,15 @@ async fn start_hook(
             hook_step(deps, state, deadline).await
         })
         .await?;
-    Ok(match once {
-        Once::Ran(a) => a,
-        Once::AlreadyDone(mut a) => {
-            a.duplicate = true;
-            a
-        }
-        Once::InProgressElsewhere => SnapshotAnswer {
-            database: String::new(),
-            snapshot_id: None,
-            status: "in progress elsewhere".into(),
-            detail: None,
-            hook_status: None,
-            pruned: vec![],
-            duplicate: true,
-        },
-    })
+    Ok(answer_once(once, || SnapshotAnswer {
+        database: String::new(),
+        snapshot_id: None,
+        status: "in progress elsewhere".into(),
+        detail: None,
+        hook_status: None,
+        pruned: vec![],
+        duplicate: false,
+    }))
 }
 
 /// A continuation: keep waiting for the hook's snapshot; once per attempt.
@@ -612,7 +621,7 @@ async fn continue_hook(
     deadline: tokio::time::Instant,
 ) -> Result<SnapshotAnswer, Error> {
     let key = format!(
-        "{FUNCTION}:hook:{}:continuation:{}",
+        "hook:{}:continuation:{}",
         state.lifecycle_event_hook_execution_id, state.attempt
     );
     let once = deps
@@ -620,22 +629,15 @@ async fn continue_hook(
         .idempotency
         .once(&key, || hook_step(deps, state.clone(), deadline))
         .await?;
-    Ok(match once {
-        Once::Ran(a) => a,
-        Once::AlreadyDone(mut a) => {
-            a.duplicate = true;
-            a
-        }
-        Once::InProgressElsewhere => SnapshotAnswer {
-            database: state.database,
-            snapshot_id: Some(state.snapshot_id),
-            status: "in progress elsewhere".into(),
-            detail: None,
-            hook_status: None,
-            pruned: vec![],
-            duplicate: true,
-        },
-    })
+    Ok(answer_once(once, || SnapshotAnswer {
+        database: state.database,
+        snapshot_id: Some(state.snapshot_id),
+        status: "in progress elsewhere".into(),
+        detail: None,
+        hook_status: None,
+        pruned: vec![],
+        duplicate: false,
+    }))
 }
 
 /// One invocation's share of a hook: take or find the snapshot, wait, then report — or hand the
@@ -795,7 +797,13 @@ async fn hand_over(deps: &Deps, state: &Continuation) -> Result<(), Error> {
 }
 
 async fn report(deps: &Deps, hook: &LifecycleHook, succeeded: bool) -> Result<(), Error> {
-    safeship::codedeploy::report_hook_status(&deps.codedeploy, hook, succeeded).await?;
+    safeship::aws::codedeploy::report_hook_status(
+        &deps.codedeploy,
+        &hook.deployment_id,
+        &hook.lifecycle_event_hook_execution_id,
+        succeeded,
+    )
+    .await?;
     Ok(())
 }
 
@@ -815,6 +823,7 @@ async fn publish_failed(deps: &Deps, job: &Job, answer: &SnapshotAnswer) {
 
 async fn publish(deps: &Deps, job: &Job, outcome: Outcome) {
     let event = GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id: format!(
             "{FUNCTION}:{}:{}:{}",
             job.database,

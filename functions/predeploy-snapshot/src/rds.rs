@@ -21,14 +21,6 @@ pub struct Snapshot {
     pub created: Option<DateTime<Utc>>,
 }
 
-fn time(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
-
-fn aws(action: &'static str, resource: String, e: impl Into<aws_sdk_rds::Error>) -> Error {
-    Error::Safeship(safeship::Error::aws(action, resource, e.into()))
-}
-
 /// What creating a snapshot led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -70,7 +62,7 @@ pub async fn create(
                         created: s
                             .as_ref()
                             .and_then(|s| s.snapshot_create_time.as_ref())
-                            .and_then(time),
+                            .and_then(safeship::aws::to_chrono),
                     }))
                 }
                 Err(e)
@@ -86,7 +78,11 @@ pub async fn create(
                         ))
                     })?))
                 }
-                Err(e) => Err(aws("rds:CreateDBSnapshot", resource, e)),
+                Err(e) => Err(Error::from(safeship::Error::aws(
+                    "rds:CreateDBSnapshot",
+                    resource,
+                    e,
+                ))),
             }
         }
         DatabaseKind::Cluster => {
@@ -109,7 +105,7 @@ pub async fn create(
                         created: s
                             .as_ref()
                             .and_then(|s| s.snapshot_create_time.as_ref())
-                            .and_then(time),
+                            .and_then(safeship::aws::to_chrono),
                     }))
                 }
                 Err(e)
@@ -125,7 +121,11 @@ pub async fn create(
                         ))
                     })?))
                 }
-                Err(e) => Err(aws("rds:CreateDBClusterSnapshot", resource, e)),
+                Err(e) => Err(Error::from(safeship::Error::aws(
+                    "rds:CreateDBClusterSnapshot",
+                    resource,
+                    e,
+                ))),
             }
         }
     }
@@ -160,7 +160,10 @@ pub async fn status(
                     .map(|s| Snapshot {
                         id: id.to_owned(),
                         status: s.status.unwrap_or_default(),
-                        created: s.snapshot_create_time.as_ref().and_then(time),
+                        created: s
+                            .snapshot_create_time
+                            .as_ref()
+                            .and_then(safeship::aws::to_chrono),
                     })),
                 Err(e)
                     if e.as_service_error()
@@ -168,7 +171,11 @@ pub async fn status(
                 {
                     Ok(None)
                 }
-                Err(e) => Err(aws("rds:DescribeDBSnapshots", format!("snapshot {id}"), e)),
+                Err(e) => Err(Error::from(safeship::Error::aws(
+                    "rds:DescribeDBSnapshots",
+                    format!("snapshot {id}"),
+                    e,
+                ))),
             }
         }
         DatabaseKind::Cluster => {
@@ -186,7 +193,10 @@ pub async fn status(
                     .map(|s| Snapshot {
                         id: id.to_owned(),
                         status: s.status.unwrap_or_default(),
-                        created: s.snapshot_create_time.as_ref().and_then(time),
+                        created: s
+                            .snapshot_create_time
+                            .as_ref()
+                            .and_then(safeship::aws::to_chrono),
                     })),
                 Err(e)
                     if e.as_service_error()
@@ -194,11 +204,11 @@ pub async fn status(
                 {
                     Ok(None)
                 }
-                Err(e) => Err(aws(
+                Err(e) => Err(Error::from(safeship::Error::aws(
                     "rds:DescribeDBClusterSnapshots",
                     format!("cluster snapshot {id}"),
                     e,
-                )),
+                ))),
             }
         }
     }
@@ -221,17 +231,20 @@ pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnap
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
-                    aws(
+                    Error::from(safeship::Error::aws(
                         "rds:DescribeDBSnapshots",
                         format!("DB instance {}", db.identifier),
                         e,
-                    )
+                    ))
                 })?;
                 for s in page.db_snapshots.unwrap_or_default() {
                     if ours(s.tag_list()) {
                         owned.push(OwnedSnapshot {
                             id: s.db_snapshot_identifier.unwrap_or_default(),
-                            created: s.snapshot_create_time.as_ref().and_then(time),
+                            created: s
+                                .snapshot_create_time
+                                .as_ref()
+                                .and_then(safeship::aws::to_chrono),
                             status: s.status.unwrap_or_default(),
                         });
                     }
@@ -247,17 +260,20 @@ pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnap
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
-                    aws(
+                    Error::from(safeship::Error::aws(
                         "rds:DescribeDBClusterSnapshots",
                         format!("DB cluster {}", db.identifier),
                         e,
-                    )
+                    ))
                 })?;
                 for s in page.db_cluster_snapshots.unwrap_or_default() {
                     if ours(s.tag_list()) {
                         owned.push(OwnedSnapshot {
                             id: s.db_cluster_snapshot_identifier.unwrap_or_default(),
-                            created: s.snapshot_create_time.as_ref().and_then(time),
+                            created: s
+                                .snapshot_create_time
+                                .as_ref()
+                                .and_then(safeship::aws::to_chrono),
                             status: s.status.unwrap_or_default(),
                         });
                     }
@@ -277,8 +293,13 @@ pub async fn account_manual_count(client: &Client) -> Result<u32, Error> {
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page =
-            page.map_err(|e| aws("rds:DescribeDBSnapshots", "manual snapshots".into(), e))?;
+        let page = page.map_err(|e| {
+            Error::from(safeship::Error::aws(
+                "rds:DescribeDBSnapshots",
+                "manual snapshots",
+                e,
+            ))
+        })?;
         count += page.db_snapshots.map_or(0, |v| v.len() as u32);
     }
     let mut pages = client
@@ -288,11 +309,11 @@ pub async fn account_manual_count(client: &Client) -> Result<u32, Error> {
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            aws(
+            Error::from(safeship::Error::aws(
                 "rds:DescribeDBClusterSnapshots",
-                "manual cluster snapshots".into(),
+                "manual cluster snapshots",
                 e,
-            )
+            ))
         })?;
         count += page.db_cluster_snapshots.map_or(0, |v| v.len() as u32);
     }
@@ -307,7 +328,13 @@ pub async fn delete(client: &Client, db: &DatabasePolicy, id: &str) -> Result<()
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws("rds:DeleteDBSnapshot", format!("snapshot {id}"), e)),
+            .map_err(|e| {
+                Error::from(safeship::Error::aws(
+                    "rds:DeleteDBSnapshot",
+                    format!("snapshot {id}"),
+                    e,
+                ))
+            }),
         DatabaseKind::Cluster => client
             .delete_db_cluster_snapshot()
             .db_cluster_snapshot_identifier(id)
@@ -315,11 +342,11 @@ pub async fn delete(client: &Client, db: &DatabasePolicy, id: &str) -> Result<()
             .await
             .map(|_| ())
             .map_err(|e| {
-                aws(
+                Error::from(safeship::Error::aws(
                     "rds:DeleteDBClusterSnapshot",
                     format!("cluster snapshot {id}"),
                     e,
-                )
+                ))
             }),
     }
 }

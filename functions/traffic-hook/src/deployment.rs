@@ -21,7 +21,7 @@ pub async fn look_up(
     codedeploy: &aws_sdk_codedeploy::Client,
     deployment_id: &str,
 ) -> Result<Target, Error> {
-    let info = safeship::codedeploy::get_deployment(codedeploy, deployment_id).await?;
+    let info = safeship::aws::codedeploy::get_deployment(codedeploy, deployment_id).await?;
     target(deployment_id, &info)
 }
 

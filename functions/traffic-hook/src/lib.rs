@@ -3,15 +3,14 @@
 //! checks within its own deadline, and reports exactly once — whatever happens, because a silent
 //! hook blocks a deployment for an hour.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
-use safeship::config::Env;
+use safeship::env::Env;
 use safeship::event::{EventError, Inbound, LifecycleHook};
 use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
-use safeship::idempotency::Once;
-use safeship::lambda::{accept, Common};
+use safeship::runtime::{accept, answer_once, invocation_deadline, Answer, Common, Failure};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,13 +38,15 @@ pub enum Error {
         deployment_id: String,
         source: safeship::Error,
     },
-    #[error("building the HTTP client for smoke checks: {0}")]
-    HttpClient(String),
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(e: Error) -> Self {
-        safeship::lambda::diagnostic(FUNCTION, &e)
+impl Failure for Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Safeship(e) => e.kind(),
+            Error::Event(e) => e.kind(),
+            Error::Report { .. } => "Report",
+        }
     }
 }
 
@@ -85,7 +86,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let settings = HookSettings::from_env(env)?;
-        let common = Common::load(env).await?;
+        let common = Common::load(FUNCTION, env).await?;
         let checks = CheckClients {
             http: http_client(env)?,
             lambda: aws_sdk_lambda::Client::new(&common.sdk),
@@ -100,18 +101,12 @@ impl Deps {
     }
 }
 
-/// The smoke checks' HTTP client; checks bound their own time, so no client-wide timeout. Its
-/// roots are those `SAFESHIP_TLS_ROOTS` chooses (see `safeship::tls`).
+/// The smoke checks' HTTP client; checks bound their own time, so no client-wide timeout.
 pub fn http_client(env: &Env) -> Result<reqwest::Client, Error> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("safeship-traffic-hook/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(3));
-    if let Some(tls) = safeship::tls::web_tls_config(env)? {
-        builder = builder.tls_backend_preconfigured(tls);
-    }
-    builder
-        .build()
-        .map_err(|e| Error::HttpClient(e.to_string()))
+    Ok(safeship::tls::web_client(
+        env,
+        concat!("safeship-traffic-hook/", env!("CARGO_PKG_VERSION")),
+    )?)
 }
 
 /// What the invocation returns (and what a redelivery of the same hook execution gets back).
@@ -120,14 +115,40 @@ pub fn http_client(env: &Env) -> Result<reqwest::Client, Error> {
 pub struct HookAnswer {
     pub deployment_id: String,
     pub lifecycle_event_hook_execution_id: String,
-    /// `Succeeded`, `Failed`, or `InProgress` when another delivery is handling it.
-    pub status: String,
+    pub status: AnswerStatus,
     pub reason: String,
     #[serde(default)]
     pub checks: Vec<CheckResult>,
     /// This delivery repeated one already handled: nothing was reported again.
     #[serde(default)]
     pub duplicate: bool,
+}
+
+/// What the hook did about this delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnswerStatus {
+    /// `Succeeded` was reported to CodeDeploy.
+    Succeeded,
+    /// `Failed` was reported to CodeDeploy.
+    Failed,
+    /// Another delivery is handling this hook execution; nothing was reported here.
+    InProgress,
+}
+
+impl From<HookStatus> for AnswerStatus {
+    fn from(status: HookStatus) -> Self {
+        match status {
+            HookStatus::Succeeded => AnswerStatus::Succeeded,
+            HookStatus::Failed => AnswerStatus::Failed,
+        }
+    }
+}
+
+impl Answer for HookAnswer {
+    fn repeated(mut self) -> Self {
+        self.duplicate = true;
+        self
+    }
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswer, Error> {
@@ -140,31 +161,14 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswe
             problem: "missing (the payload is an empty object)".into(),
         }));
     }
-    let normalised = accept(FUNCTION, &event.payload, |e| {
-        matches!(e, Inbound::LifecycleHook(_))
-    })?;
-    let Inbound::LifecycleHook(hook) = normalised.event else {
-        unreachable!("accept keeps lifecycle hooks only")
-    };
-    let deadline = hook_deadline(
-        event.context.deadline,
-        SystemTime::now(),
-        deps.settings.report_margin,
-    );
+    let hook = accept(FUNCTION, &event.payload, |e| match e {
+        Inbound::LifecycleHook(hook) => Some(hook),
+        _ => None,
+    })?
+    .event;
+    // The checks must be done by the Lambda deadline less the report margin.
+    let deadline = invocation_deadline(event.context.deadline, deps.settings.report_margin);
     run_hook(deps, &hook, deadline).await
-}
-
-/// The instant by which the checks must be done: the Lambda deadline less the report margin.
-pub fn hook_deadline(
-    lambda_deadline_ms: u64,
-    now: SystemTime,
-    margin: Duration,
-) -> tokio::time::Instant {
-    let now_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let left = Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms));
-    tokio::time::Instant::now() + left.saturating_sub(margin)
 }
 
 /// Handles one hook execution once: a redelivery returns the first answer without reporting.
@@ -173,44 +177,33 @@ pub async fn run_hook(
     hook: &LifecycleHook,
     deadline: tokio::time::Instant,
 ) -> Result<HookAnswer, Error> {
-    let key = format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id);
+    let key = &hook.lifecycle_event_hook_execution_id;
     // Set once CodeDeploy has taken this delivery's status: from then on nothing may report again.
     let reported = std::sync::OnceLock::new();
     let once = deps
         .common
         .idempotency
-        .once(&key, || async {
+        .once(key, || async {
             let answer = check_and_report(deps, hook, deadline).await?;
             let _ = reported.set(answer.clone());
             Ok(answer)
         })
         .await;
     match once {
-        Ok(Once::Ran(answer)) => Ok(answer),
-        Ok(Once::AlreadyDone(mut answer)) => {
-            tracing::info!(deployment = %hook.deployment_id, status = %answer.status,
-                "duplicate delivery: this hook execution was already reported");
-            answer.duplicate = true;
-            Ok(answer)
-        }
-        Ok(Once::InProgressElsewhere) => {
-            tracing::info!(deployment = %hook.deployment_id,
-                "duplicate delivery: another invocation is handling this hook execution");
-            Ok(HookAnswer {
-                deployment_id: hook.deployment_id.clone(),
-                lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
-                status: "InProgress".into(),
-                reason: "another invocation is handling this hook execution".into(),
-                checks: vec![],
-                duplicate: true,
-            })
-        }
+        Ok(once) => Ok(answer_once(once, || HookAnswer {
+            deployment_id: hook.deployment_id.clone(),
+            lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
+            status: AnswerStatus::InProgress,
+            reason: "another invocation is handling this hook execution".into(),
+            checks: vec![],
+            duplicate: false,
+        })),
         // The status was reported, then recording it failed: the reported outcome stands. A
         // second, different status is the other wrong answer. (The claim stays in progress
         // until its lease runs out, so a redelivery meanwhile does not run the checks again.)
         Err(Error::Safeship(store_error)) if reported.get().is_some() => {
             let answer = reported.into_inner().expect("checked above");
-            tracing::error!(deployment = %hook.deployment_id, status = %answer.status, error = %store_error,
+            tracing::error!(deployment = %hook.deployment_id, status = ?answer.status, error = %store_error,
                 "the hook's status was reported, but recording it for redeliveries failed; the reported outcome stands");
             Ok(answer)
         }
@@ -295,7 +288,7 @@ fn answer(hook: &LifecycleHook, verdict: &Verdict, checks: Vec<CheckResult>) -> 
     HookAnswer {
         deployment_id: hook.deployment_id.clone(),
         lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
-        status: format!("{:?}", verdict.status),
+        status: verdict.status.into(),
         reason: verdict.reason.clone(),
         checks,
         duplicate: false,
@@ -325,6 +318,7 @@ async fn publish(
         },
     };
     let event = GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id: format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id),
         time: Utc::now(),
         guard: Guard::TrafficHook,
@@ -345,36 +339,26 @@ pub async fn report(
     hook: &LifecycleHook,
     status: HookStatus,
 ) -> Result<(), Error> {
-    safeship::codedeploy::report_hook_status(codedeploy, hook, status == HookStatus::Succeeded)
-        .await
-        .map_err(|source| {
-            tracing::error!(error = %source, "the hook's status did not reach CodeDeploy");
-            Error::Report {
-                status,
-                deployment_id: hook.deployment_id.clone(),
-                source,
-            }
-        })
+    safeship::aws::codedeploy::report_hook_status(
+        codedeploy,
+        &hook.deployment_id,
+        &hook.lifecycle_event_hook_execution_id,
+        status == HookStatus::Succeeded,
+    )
+    .await
+    .map_err(|source| {
+        tracing::error!(error = %source, "the hook's status did not reach CodeDeploy");
+        Error::Report {
+            status,
+            deployment_id: hook.deployment_id.clone(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_deadline_keeps_the_report_margin() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        let before = tokio::time::Instant::now();
-        let d = hook_deadline(1_000_000 + 30_000, now, Duration::from_secs(5));
-        let left = d - before;
-        assert!(
-            left >= Duration::from_secs(25) && left < Duration::from_secs(26),
-            "{left:?}"
-        );
-        // A deadline already inside the margin leaves no time for checks, not a panic.
-        let d = hook_deadline(1_000_000 + 1_000, now, Duration::from_secs(5));
-        assert!(d <= tokio::time::Instant::now());
-    }
 
     #[test]
     fn settings_name_a_bad_margin() {

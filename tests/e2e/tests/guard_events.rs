@@ -12,6 +12,7 @@ async fn a_published_guard_event_reaches_a_rule_target_and_normalises_back() {
     let inbox = GuardInbox::create(&sdk).await;
 
     let event = GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id: "traffic-hook:h-1".into(),
         time: "2026-11-20T10:00:00Z".parse().unwrap(),
         guard: Guard::TrafficHook,
@@ -50,6 +51,7 @@ async fn publishing_to_a_missing_bus_is_an_error_naming_the_bus() {
     let sdk = sdk_config(&moto_endpoint()).await;
     let publisher = GuardPublisher::new(aws_sdk_eventbridge::Client::new(&sdk), "no-such-bus");
     let event = GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
         id: "x".into(),
         time: chrono::Utc::now(),
         guard: Guard::IntegrityCheck,

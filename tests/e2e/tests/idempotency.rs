@@ -12,7 +12,7 @@ async fn store() -> IdempotencyStore {
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("idem");
     create_idempotency_table(&ddb, &table).await;
-    IdempotencyStore::new(ddb, table)
+    IdempotencyStore::new(ddb, table, "test")
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn concurrent_deliveries_run_the_work_once() {
 #[tokio::test]
 async fn a_missing_table_is_an_error_naming_it() {
     let sdk = sdk_config(&moto_endpoint()).await;
-    let store = IdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table");
+    let store = IdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table", "test");
     let err = store.claim("k").await.unwrap_err().to_string();
     assert!(
         err.contains("dynamodb:PutItem (claim) on table no-such-table key k failed"),

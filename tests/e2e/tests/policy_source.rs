@@ -2,7 +2,8 @@
 //! file, and inline; and the cold start's `Common::load` with the variables the functions read.
 
 use aws_sdk_ssm::types::ParameterType;
-use safeship::config::{Env, PolicySource};
+use safeship::config::PolicySource;
+use safeship::env::Env;
 use safeship::policy::Policy;
 use safeship_testkit::emulators::{example_policy, moto_endpoint, sdk_config, unique};
 
@@ -64,10 +65,12 @@ fn tempfile_dir() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn cold_start_names_a_missing_variable_before_any_call() {
-    let err =
-        safeship::lambda::Common::load(&Env::from_pairs([("SAFESHIP_POLICY", example_policy())]))
-            .await
-            .unwrap_err()
-            .to_string();
+    let err = safeship::runtime::Common::load(
+        "test",
+        &Env::from_pairs([("SAFESHIP_POLICY", example_policy())]),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("SAFESHIP_IDEMPOTENCY_TABLE"), "{err}");
 }

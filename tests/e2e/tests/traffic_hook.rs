@@ -23,6 +23,7 @@ use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use traffic_hook::checks::CheckClients;
+use traffic_hook::AnswerStatus;
 use traffic_hook::{Deps, HookSettings};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -112,7 +113,7 @@ async fn world(traffic_hook: &str) -> World {
         common: common_with_policy(&sdk, &policy).await,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
         checks: CheckClients {
-            http: traffic_hook::http_client(&safeship::config::Env::from_pairs::<&str, &str>([]))
+            http: traffic_hook::http_client(&safeship::env::Env::from_pairs::<&str, &str>([]))
                 .unwrap(),
             lambda: aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
@@ -240,7 +241,7 @@ async fn all_checks_pass_and_the_hook_reports_succeeded_once() {
     w.expect_report(&hook, "Succeeded", 1).await;
 
     let answer = w.run(&hook).await;
-    assert_eq!(answer.status, "Succeeded", "{answer:?}");
+    assert_eq!(answer.status, AnswerStatus::Succeeded, "{answer:?}");
     assert_eq!(answer.reason, "all 3 checks passed");
     let names: Vec<_> = answer.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["health", "ping", "alarms"]);
@@ -289,7 +290,7 @@ async fn a_wrong_version_fails_naming_the_expectation() {
     let hook = w.hook();
     w.expect_report(&hook, "Failed", 1).await;
     let answer = w.run(&hook).await;
-    assert_eq!(answer.status, "Failed");
+    assert_eq!(answer.status, AnswerStatus::Failed);
     assert_eq!(
         answer.reason,
         r#"health: /version is "3", expected "4" (request 1)"#
@@ -307,7 +308,7 @@ async fn a_broken_or_hung_up_target_fails_each_check_by_name() {
     let hook = w.hook();
     w.expect_report(&hook, "Failed", 1).await;
     let answer = w.run(&hook).await;
-    assert_eq!(answer.status, "Failed");
+    assert_eq!(answer.status, AnswerStatus::Failed);
     let detail = |name: &str| {
         answer
             .checks
@@ -363,7 +364,7 @@ async fn a_hung_target_is_reported_failed_before_the_lambda_deadline() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert_eq!(answer.status, "Failed");
+    assert_eq!(answer.status, AnswerStatus::Failed);
     assert_eq!(answer.reason, "timed out: hangs");
     assert_eq!(w.reports().await.len(), 1, "the report reached CodeDeploy");
     assert!(
@@ -384,7 +385,7 @@ async fn an_alarm_in_alarm_fails_the_hook() {
     let hook = w.hook();
     w.expect_report(&hook, "Failed", 1).await;
     let answer = w.run(&hook).await;
-    assert_eq!(answer.status, "Failed");
+    assert_eq!(answer.status, AnswerStatus::Failed);
     assert_eq!(
         answer.reason,
         format!("alarms: alarm {firing} is in ALARM: Threshold Crossed: 1 datapoint [12.0] was greater than the threshold (5.0).")
@@ -438,7 +439,7 @@ async fn no_checks_configured_fails_unless_allowed() {
     let w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
     let hook = w.hook();
     w.expect_report(&hook, "Succeeded", 1).await;
-    assert_eq!(w.run(&hook).await.status, "Succeeded");
+    assert_eq!(w.run(&hook).await.status, AnswerStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -453,12 +454,12 @@ async fn a_duplicate_delivery_reports_once_and_returns_the_first_answer() {
     w.expect_report(&hook, "Succeeded", 1).await;
     let first = w.run(&hook).await;
     let second = w.run(&hook).await;
-    assert_eq!(first.status, "Succeeded");
+    assert_eq!(first.status, AnswerStatus::Succeeded);
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(
-        (second.status.as_str(), &second.checks),
-        ("Succeeded", &first.checks)
+        (second.status, &second.checks),
+        (AnswerStatus::Succeeded, &first.checks)
     );
     assert_eq!(w.reports().await.len(), 1);
 }
@@ -480,7 +481,7 @@ async fn throttled_twice_then_accepted_is_one_status() {
         .mount(&w.codedeploy_mock)
         .await;
     w.expect_report(&hook, "Succeeded", 1).await;
-    assert_eq!(w.run(&hook).await.status, "Succeeded");
+    assert_eq!(w.run(&hook).await.status, AnswerStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -509,7 +510,7 @@ async fn a_report_that_cannot_be_delivered_is_an_error_and_a_retry_reports() {
     // Lambda's retry of the same event runs again (the claim was released) and gets through.
     w.expect_report(&hook, "Succeeded", 1).await;
     let retried = w.run(&hook).await;
-    assert_eq!(retried.status, "Succeeded");
+    assert_eq!(retried.status, AnswerStatus::Succeeded);
     assert!(!retried.duplicate);
 }
 
@@ -537,6 +538,7 @@ async fn without_its_idempotency_table_the_hook_still_reports_failed() {
     w.deps.common.idempotency = safeship::idempotency::IdempotencyStore::new(
         aws_sdk_dynamodb::Client::new(&sdk_config(&moto_endpoint()).await),
         "no-such-table",
+        "test",
     );
     let hook = w.hook();
     w.expect_report(&hook, "Failed", 1).await;
@@ -581,11 +583,12 @@ async fn a_failure_to_record_the_outcome_after_reporting_keeps_the_reported_stat
     w.deps.common.idempotency = safeship::idempotency::IdempotencyStore::new(
         aws_sdk_dynamodb::Client::new(&sdk_config(&ddb_mock.uri()).await),
         "idempotency",
+        "test",
     );
     let hook = w.hook();
     w.expect_report(&hook, "Succeeded", 1).await;
     let answer = w.run(&hook).await;
-    assert_eq!(answer.status, "Succeeded", "{answer:?}");
+    assert_eq!(answer.status, AnswerStatus::Succeeded, "{answer:?}");
     assert!(!answer.duplicate);
     assert!(
         answer.reason.starts_with("no smoke checks configured"),

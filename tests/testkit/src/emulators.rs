@@ -131,19 +131,19 @@ pub fn function_binary(name: &str) -> PathBuf {
 
 /// What a function's cold start builds, pointed at `sdk`'s endpoint, with the example policy, a
 /// fresh idempotency table in moto and the default event bus.
-pub async fn common(sdk: &SdkConfig) -> safeship::lambda::Common {
+pub async fn common(sdk: &SdkConfig) -> safeship::runtime::Common {
     common_with_policy(sdk, &example_policy()).await
 }
 
 /// As [`common`], with a test's own policy document.
-pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship::lambda::Common {
+pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship::runtime::Common {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let table = unique("idem");
     create_idempotency_table(&ddb, &table).await;
     let policy = safeship::policy::Policy::parse(policy_text, "test policy")
         .unwrap_or_else(|e| panic!("test policy: {e}"));
     let policy_text = policy_text.to_owned();
-    safeship::lambda::Common {
+    safeship::runtime::Common {
         config: safeship::config::CommonConfig {
             policy_source: safeship::config::PolicySource::Inline(policy_text),
             idempotency_table: table.clone(),
@@ -152,7 +152,7 @@ pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship:
         },
         sdk: sdk.clone(),
         policy: std::sync::Arc::new(policy),
-        idempotency: safeship::idempotency::IdempotencyStore::new(ddb, table),
+        idempotency: safeship::idempotency::IdempotencyStore::new(ddb, table, "test"),
         guard: safeship::guard::GuardPublisher::new(
             aws_sdk_eventbridge::Client::new(sdk),
             "default",

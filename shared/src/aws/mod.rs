@@ -10,7 +10,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::config::Env;
+use crate::env::Env;
+
+pub mod codedeploy;
 use crate::error::Result;
 use crate::tls::TlsRoots;
 
@@ -64,4 +66,10 @@ pub fn sdk_config_loader() -> aws_config::ConfigLoader {
                 .operation_timeout(Duration::from_secs(30))
                 .build(),
         )
+}
+
+/// An SDK timestamp as the rest of safeship holds time.
+#[must_use]
+pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<crate::model::DateTimeUtc> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }

@@ -6,7 +6,6 @@ use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus, LifecycleEvent
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::event::LifecycleHook;
 
 /// `GetDeployment`: the deployment's application, group, revision and platform.
 pub async fn get_deployment(
@@ -34,7 +33,8 @@ pub async fn get_deployment(
 /// earlier delivery's status arrived) is not an error: that status stands.
 pub async fn report_hook_status(
     client: &aws_sdk_codedeploy::Client,
-    hook: &LifecycleHook,
+    deployment_id: &str,
+    hook_execution_id: &str,
     succeeded: bool,
 ) -> Result<()> {
     let status = if succeeded {
@@ -44,8 +44,8 @@ pub async fn report_hook_status(
     };
     let sent = client
         .put_lifecycle_event_hook_execution_status()
-        .deployment_id(&hook.deployment_id)
-        .lifecycle_event_hook_execution_id(&hook.lifecycle_event_hook_execution_id)
+        .deployment_id(deployment_id)
+        .lifecycle_event_hook_execution_id(hook_execution_id)
         .status(status)
         .send()
         .await;
@@ -55,13 +55,13 @@ pub async fn report_hook_status(
             if e.as_service_error()
                 .is_some_and(|s| s.is_lifecycle_event_already_completed_exception()) =>
         {
-            tracing::warn!(deployment = %hook.deployment_id,
+            tracing::warn!(deployment = %deployment_id,
                 "CodeDeploy already holds a status for this hook execution; not reporting again");
             Ok(())
         }
         Err(e) => Err(Error::aws(
             "codedeploy:PutLifecycleEventHookExecutionStatus",
-            format!("deployment {}", hook.deployment_id),
+            format!("deployment {deployment_id}"),
             e,
         )),
     }
@@ -148,16 +148,12 @@ pub async fn deployments(
                 found.push(DeploymentSummary {
                     id,
                     status: d.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    create_time: d.create_time.and_then(time),
-                    complete_time: d.complete_time.and_then(time),
+                    create_time: d.create_time.as_ref().and_then(super::to_chrono),
+                    complete_time: d.complete_time.as_ref().and_then(super::to_chrono),
                     description: d.description,
                 });
             }
         }
     }
     Ok(found)
-}
-
-fn time(t: aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }

@@ -4,9 +4,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::event::{AlarmKind, AlarmState};
-use crate::policy::Severity;
+use crate::model::{AlarmKind, AlarmState, Severity};
+
+mod publisher;
+pub use publisher::GuardPublisher;
+
+/// The guard-event format this safeship writes. Readers ignore fields they do not know and read
+/// an unknown outcome kind as [`Outcome::Unknown`], so a newer writer never breaks an older
+/// notifier during a rollout.
+pub const GUARD_EVENT_VERSION: u32 = 1;
 
 pub const GUARD_SOURCE: &str = "safeship";
 pub const GUARD_DETAIL_TYPE: &str = "Safeship Guard Event";
@@ -17,13 +23,18 @@ pub enum Guard {
     TrafficHook,
     AlarmRollback,
     PredeploySnapshot,
-    DeployNotify,
     IntegrityCheck,
+    /// A guard rail this reader does not know (a newer safeship wrote it).
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct GuardEvent {
+    /// The format version ([`GUARD_EVENT_VERSION`]); events written before it existed are 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// Stable for one decision, so a re-published event can be recognised downstream.
     pub id: String,
     pub time: DateTime<Utc>,
@@ -44,8 +55,7 @@ pub struct GuardEvent {
 #[serde(
     rename_all = "kebab-case",
     rename_all_fields = "kebab-case",
-    tag = "kind",
-    deny_unknown_fields
+    tag = "kind"
 )]
 pub enum Outcome {
     HookPassed {
@@ -110,6 +120,9 @@ pub enum Outcome {
         database: String,
         error: String,
     },
+    /// An outcome kind this reader does not know (a newer safeship wrote it).
+    #[serde(other)]
+    Unknown,
 }
 
 impl Outcome {
@@ -127,6 +140,7 @@ impl Outcome {
             Outcome::SnapshotQuotaWarning { .. } => "snapshot-quota-warning",
             Outcome::IntegrityAnomaly { .. } => "integrity-anomaly",
             Outcome::IntegrityRunFailed { .. } => "integrity-run-failed",
+            Outcome::Unknown => "unknown",
         }
     }
 
@@ -136,7 +150,8 @@ impl Outcome {
             Outcome::HookPassed { .. }
             | Outcome::SnapshotStarted { .. }
             | Outcome::SnapshotAvailable { .. }
-            | Outcome::SnapshotsPruned { .. } => Severity::Info,
+            | Outcome::SnapshotsPruned { .. }
+            | Outcome::Unknown => Severity::Info,
             Outcome::NothingToRollBack { .. } | Outcome::SnapshotQuotaWarning { .. } => {
                 Severity::Warning
             }
@@ -150,12 +165,16 @@ impl Outcome {
     }
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 fn failure() -> Severity {
     Severity::Failure
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,
@@ -166,7 +185,7 @@ pub struct CheckResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct AlarmSummary {
     pub name: String,
     #[serde(default)]
@@ -178,68 +197,13 @@ pub struct AlarmSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct ActionResult {
     /// e.g. `stop-deployment d-123`, `redeploy revision of d-100`, `flags off checkout-flags/release-flags`.
     pub action: String,
     pub succeeded: bool,
     #[serde(default)]
     pub detail: Option<String>,
-}
-
-/// Publishes guard events to one EventBridge bus.
-#[derive(Debug, Clone)]
-pub struct GuardPublisher {
-    client: aws_sdk_eventbridge::Client,
-    bus: String,
-}
-
-impl GuardPublisher {
-    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        GuardPublisher {
-            client,
-            bus: bus.into(),
-        }
-    }
-
-    pub async fn publish(&self, event: &GuardEvent) -> Result<()> {
-        let detail = serde_json::to_string(event).expect("guard events always serialise");
-        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .event_bus_name(&self.bus)
-            .source(GUARD_SOURCE)
-            .detail_type(GUARD_DETAIL_TYPE)
-            .detail(detail)
-            .time(aws_smithy_types::DateTime::from_millis(
-                event.time.timestamp_millis(),
-            ))
-            .build();
-        let out = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| Error::aws("events:PutEvents", format!("bus {}", self.bus), e))?;
-        // PutEvents reports per-entry failures in a 200 response; a silent drop would lose the event.
-        if out.failed_entry_count() > 0 {
-            let why = out
-                .entries()
-                .iter()
-                .filter_map(|e| {
-                    e.error_code()
-                        .map(|c| format!("{c}: {}", e.error_message().unwrap_or("")))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::unexpected(
-                "events:PutEvents",
-                format!("bus {}", self.bus),
-                format!("entry for guard event {} rejected: {why}", event.id),
-            ));
-        }
-        tracing::info!(guard_event = %event.id, kind = event.outcome.kind(), bus = %self.bus, "guard event published");
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -249,6 +213,7 @@ mod tests {
     #[test]
     fn round_trips_through_json_with_kind_tag() {
         let ev = GuardEvent {
+            version: GUARD_EVENT_VERSION,
             id: "traffic-hook:h-1".into(),
             time: "2026-11-20T10:00:00Z".parse().unwrap(),
             guard: Guard::TrafficHook,
@@ -273,5 +238,41 @@ mod tests {
         let back: GuardEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, ev);
         assert_eq!(back.outcome.severity(), Severity::Failure);
+    }
+}
+
+#[cfg(test)]
+mod tolerant_reading {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_ignored_and_a_missing_version_is_1() {
+        let ev: GuardEvent = serde_json::from_value(serde_json::json!({
+            "id": "x", "time": "2026-11-20T10:00:00Z", "guard": "predeploy-snapshot",
+            "added-later": {"a": 1},
+            "outcome": {"kind": "snapshot-started", "database": "db", "snapshot-id": "s", "extra": true}
+        }))
+        .unwrap();
+        assert_eq!(ev.version, 1);
+        assert_eq!(
+            ev.outcome,
+            Outcome::SnapshotStarted {
+                database: "db".into(),
+                snapshot_id: "s".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_or_guard_reads_as_unknown() {
+        let ev: GuardEvent = serde_json::from_value(serde_json::json!({
+            "version": 2, "id": "x", "time": "2026-11-20T10:00:00Z", "guard": "cost-guard",
+            "outcome": {"kind": "budget-exceeded", "by": 3}
+        }))
+        .unwrap();
+        assert_eq!(ev.version, 2);
+        assert_eq!(ev.guard, Guard::Unknown);
+        assert_eq!(ev.outcome, Outcome::Unknown);
+        assert_eq!(ev.outcome.kind(), "unknown");
     }
 }
