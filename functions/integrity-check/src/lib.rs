@@ -11,9 +11,9 @@ pub mod anomaly;
 pub mod connect;
 pub mod history;
 pub mod metrics;
-pub mod plan;
+mod plan;
 pub mod report;
-pub mod scan;
+mod scan;
 
 use std::path::PathBuf;
 use std::time::Duration;

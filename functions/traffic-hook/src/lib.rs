@@ -15,13 +15,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod checks;
-pub mod deployment;
-pub mod expect;
-pub mod verdict;
+mod deployment;
+mod expect;
+mod verdict;
+
+pub use deployment::Target;
+pub use verdict::HookStatus;
 
 use checks::CheckClients;
-use deployment::Target;
-use verdict::{HookStatus, Verdict};
+use verdict::Verdict;
 
 pub const FUNCTION: &str = "traffic-hook";
 

@@ -57,29 +57,6 @@ pub(super) fn optional_str(v: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub(super) fn optional_string_list(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(super) fn optional_time(
-    v: &Value,
-    shape: &'static str,
-    key: &str,
-) -> Result<Option<DateTime<Utc>>, EventError> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map(|raw| parse_time(shape, key, raw))
-        .transpose()
-}
-
 pub(super) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

@@ -5,7 +5,8 @@
 //! message naming the field before any guard rail can act on it.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use aws_lambda_events::event::codedeploy::CodeDeployLifecycleEvent;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod alarm;
@@ -16,7 +17,7 @@ mod sns;
 use alarm::alarm_from_lambda_action;
 use eventbridge::normalise_eventbridge;
 pub use fields::parse_time;
-use fields::{json_type, string_at};
+use fields::{json_type, malformed, string_at};
 use sns::normalise_sns;
 
 use crate::guard::GuardEvent;
@@ -166,13 +167,14 @@ pub fn normalise(payload: &Value) -> Result<Normalised, EventError> {
         return normalise_eventbridge(payload);
     }
     if obj.contains_key("DeploymentId") || obj.contains_key("LifecycleEventHookExecutionId") {
+        // Each id is checked first so a missing one is named; then AWS's own type reads it.
+        string_at(payload, SHAPE_HOOK, "DeploymentId")?;
+        string_at(payload, SHAPE_HOOK, "LifecycleEventHookExecutionId")?;
+        let hook = CodeDeployLifecycleEvent::deserialize(payload)
+            .map_err(|e| malformed(SHAPE_HOOK, "payload", e.to_string()))?;
         let event = Inbound::LifecycleHook(LifecycleHook {
-            deployment_id: string_at(payload, SHAPE_HOOK, "DeploymentId")?,
-            lifecycle_event_hook_execution_id: string_at(
-                payload,
-                SHAPE_HOOK,
-                "LifecycleEventHookExecutionId",
-            )?,
+            deployment_id: hook.deployment_id,
+            lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id,
         });
         return Ok(Normalised {
             delivery: Delivery::Direct,

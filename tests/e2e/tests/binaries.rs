@@ -74,7 +74,7 @@ async fn traffic_hook_binary_reports_to_codedeploy_and_rejects_malformed_events(
     assert_eq!(
         answer,
         Answer::Error {
-            error_type: "safeship.traffic-hook".into(),
+            error_type: "safeship.traffic-hook.Event".into(),
             error_message:
                 "CodeDeploy lifecycle hook event: field LifecycleEventHookExecutionId: missing"
                     .into(),

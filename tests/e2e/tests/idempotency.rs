@@ -112,7 +112,7 @@ async fn a_missing_table_is_an_error_naming_it() {
     let store = IdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "no-such-table", "test");
     let err = store.claim("k").await.unwrap_err().to_string();
     assert!(
-        err.contains("dynamodb:PutItem (claim) on table no-such-table key k failed"),
+        err.contains("dynamodb:PutItem (claim) on table no-such-table key test#k failed"),
         "{err}"
     );
 }
