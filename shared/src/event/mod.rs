@@ -4,8 +4,8 @@
 //! Normalising is pure and has no side effect, so a malformed or unknown event is rejected with a
 //! message naming the field before any guard rail can act on it.
 
-use chrono::{DateTime, Utc};
 use aws_lambda_events::event::codedeploy::CodeDeployLifecycleEvent;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
