@@ -14,7 +14,7 @@ fn profile(t: &FeatureFlagTarget) -> String {
 }
 
 /// Reads the latest hosted version and computes the switch (nothing is written).
-pub async fn read_switch(
+pub(crate) async fn read_switch(
     client: &Client,
     target: &FeatureFlagTarget,
 ) -> Result<(i32, Switch), Error> {
@@ -70,7 +70,7 @@ pub async fn read_switch(
 }
 
 /// Creates the new hosted version (guarded by the version it was derived from) and deploys it.
-pub async fn write_and_deploy(
+pub(crate) async fn write_and_deploy(
     client: &Client,
     target: &FeatureFlagTarget,
     derived_from: i32,

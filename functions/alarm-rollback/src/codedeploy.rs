@@ -6,7 +6,7 @@ use crate::plan::{Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
 use crate::Error;
 
 /// Deployments of the group still in flight.
-pub async fn in_flight(
+pub(crate) async fn in_flight(
     client: &Client,
     application: &str,
     group: &str,
@@ -24,7 +24,7 @@ pub async fn in_flight(
 }
 
 /// The group's succeeded deployments with their times.
-pub async fn succeeded(
+pub(crate) async fn succeeded(
     client: &Client,
     application: &str,
     group: &str,
@@ -45,7 +45,7 @@ pub async fn succeeded(
 
 /// `StopDeployment` with automatic rollback. A deployment that already completed (stopped,
 /// rolled back or finished meanwhile) is not an error.
-pub async fn stop(client: &Client, deployment_id: &str) -> Result<String, Error> {
+pub(crate) async fn stop(client: &Client, deployment_id: &str) -> Result<String, Error> {
     match client
         .stop_deployment()
         .deployment_id(deployment_id)
@@ -77,7 +77,7 @@ pub async fn stop(client: &Client, deployment_id: &str) -> Result<String, Error>
 }
 
 /// A new deployment of the revision `revision_of` deployed, reverting `reverted`.
-pub async fn redeploy(
+pub(crate) async fn redeploy(
     client: &Client,
     application: &str,
     group: &str,

@@ -4,16 +4,16 @@
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Switch {
+pub(crate) struct Switch {
     /// The new document, or `None` when every listed flag was already off.
-    pub document: Option<Value>,
-    pub switched_off: Vec<String>,
-    pub already_off: Vec<String>,
+    pub(crate) document: Option<Value>,
+    pub(crate) switched_off: Vec<String>,
+    pub(crate) already_off: Vec<String>,
 }
 
 /// Sets `values.<flag>.enabled = false` for each listed flag, leaving every other flag, value
 /// and attribute as it was. A flag the document does not define is an error naming it.
-pub fn switch_off(document: &Value, flags: &[String]) -> Result<Switch, String> {
+pub(crate) fn switch_off(document: &Value, flags: &[String]) -> Result<Switch, String> {
     let defined = document
         .get("flags")
         .and_then(Value::as_object)

@@ -4,19 +4,19 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// CodeDeploy statuses of a deployment still in flight: stopping it rolls it back.
-pub const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
+pub(crate) const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
 
 /// How a revert safeship creates describes itself (`safeship: alarm <name> reverts <d-new> to
 /// the revision of <d-old>`): the plan recognises its own reverts by this prefix.
-pub const REVERT_DESCRIPTION_PREFIX: &str = "safeship: alarm ";
+pub(crate) const REVERT_DESCRIPTION_PREFIX: &str = "safeship: alarm ";
 
 /// What is known of a succeeded deployment (from `BatchGetDeployments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Succeeded {
-    pub id: String,
-    pub create_time: Option<DateTime<Utc>>,
-    pub complete_time: Option<DateTime<Utc>>,
-    pub description: Option<String>,
+pub(crate) struct Succeeded {
+    pub(crate) id: String,
+    pub(crate) create_time: Option<DateTime<Utc>>,
+    pub(crate) complete_time: Option<DateTime<Utc>>,
+    pub(crate) description: Option<String>,
 }
 
 impl Succeeded {
@@ -29,7 +29,7 @@ impl Succeeded {
 /// delivery carries out the same plan rather than re-deciding on a changed world.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum CodePlan {
+pub(crate) enum CodePlan {
     /// `StopDeployment` with automatic rollback, for each.
     Stop {
         deployments: Vec<String>,
@@ -51,7 +51,7 @@ pub enum CodePlan {
 /// Only succeeded deployments count. A newer deployment that `Failed` or was `Stopped` does not
 /// change what is live: CodeDeploy leaves (or rolls back to) the last successful revision, so the
 /// last success is still the change the alarm may blame, and reverting it is still right.
-pub fn plan_code(
+pub(crate) fn plan_code(
     in_flight: &[String],
     succeeded: &[Succeeded],
     alarm_at: DateTime<Utc>,

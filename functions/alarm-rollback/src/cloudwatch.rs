@@ -1,0 +1,46 @@
+//! The CloudWatch side: the tags of the alarm that fired, for policies that map alarms by tag.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudwatch::Client;
+use safeship::event::AlarmStateChange;
+use safeship::policy::Policy;
+
+use crate::decide::matches_by_tag;
+use crate::Error;
+
+/// The alarm's tags, looked up only when the policy maps some alarm by tag.
+pub(crate) async fn alarm_tags(
+    client: &Client,
+    policy: &Policy,
+    alarm: &AlarmStateChange,
+) -> Result<BTreeMap<String, String>, Error> {
+    let (true, Some(arn)) = (matches_by_tag(policy), alarm.alarm_arn.as_deref()) else {
+        return Ok(BTreeMap::new());
+    };
+    let out = match client
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+    {
+        // Deleted since it fired: it still counts by name and prefix.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            tracing::warn!(alarm = %arn, "the alarm no longer exists: matching it without tags");
+            return Ok(BTreeMap::new());
+        }
+        other => other,
+    }
+    .map_err(|e| {
+        safeship::Error::aws("cloudwatch:ListTagsForResource", format!("alarm {arn}"), e)
+    })?;
+    Ok(out
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value?)))
+        .collect())
+}

@@ -1,0 +1,204 @@
+//! Which deployment groups an alarm transition concerns: pure functions of the policy and the
+//! alarm (its name, tags and state).
+
+use std::collections::BTreeMap;
+
+use safeship::event::{AlarmState, AlarmStateChange};
+use safeship::policy::{AlarmMatcher, GroupRef, Policy};
+use serde::Serialize;
+
+/// What an alarm transition asks of us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "decision")]
+pub enum Decision {
+    /// Nothing to do, and why.
+    Ignore { reason: String },
+    /// Roll back these `application/deployment-group`s.
+    RollBack { groups: Vec<String> },
+}
+
+/// A group as decisions, reports and idempotency keys name it: `application/deployment-group`.
+pub(crate) fn group_name(group: &GroupRef<'_>) -> String {
+    format!("{}/{}", group.application, group.deployment_group)
+}
+
+/// Whether some group of the policy maps alarms by tag: only then are the alarm's tags looked up.
+pub(crate) fn matches_by_tag(policy: &Policy) -> bool {
+    policy.groups().any(|g| {
+        g.policy.rollback.as_ref().is_some_and(|r| {
+            r.alarms
+                .iter()
+                .any(|m| matches!(m, AlarmMatcher::Tag { .. }))
+        })
+    })
+}
+
+/// Whether an alarm in `state` rolls `group` back: `ALARM` always, `INSUFFICIENT_DATA` where the
+/// group asks for it, `OK` never.
+fn acts_on(state: AlarmState, group: &GroupRef<'_>) -> bool {
+    match state {
+        AlarmState::Alarm => true,
+        AlarmState::InsufficientData => group
+            .policy
+            .rollback
+            .as_ref()
+            .is_some_and(|r| r.act_on_insufficient_data),
+        AlarmState::Ok => false,
+    }
+}
+
+/// Which groups an alarm transition rolls back. `alarm_tags` are the alarm's tags where looked up.
+pub(crate) fn decide(
+    policy: &Policy,
+    alarm: &AlarmStateChange,
+    alarm_tags: &BTreeMap<String, String>,
+) -> Decision {
+    let mapped: Vec<_> = policy
+        .groups_for_alarm(&alarm.alarm_name, alarm_tags)
+        .collect();
+    if mapped.is_empty() {
+        return Decision::Ignore {
+            reason: format!(
+                "alarm {} is mapped to no deployment group",
+                alarm.alarm_name
+            ),
+        };
+    }
+    let acting: Vec<String> = mapped
+        .iter()
+        .filter(|g| acts_on(alarm.state, g))
+        .map(group_name)
+        .collect();
+    if acting.is_empty() {
+        Decision::Ignore {
+            reason: format!(
+                "alarm {} went to {:?}, which rolls nothing back",
+                alarm.alarm_name, alarm.state
+            ),
+        }
+    } else {
+        Decision::RollBack { groups: acting }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safeship::event::{normalise, AlarmKind, Inbound};
+
+    const POLICY: &str = include_str!("../../../examples/policy.yaml");
+
+    fn alarm(name: &str, state: AlarmState) -> AlarmStateChange {
+        AlarmStateChange {
+            alarm_name: name.into(),
+            alarm_arn: None,
+            account: None,
+            region: None,
+            kind: AlarmKind::Metric,
+            state,
+            previous_state: None,
+            reason: String::new(),
+            state_changed_at: chrono_now(),
+        }
+    }
+
+    fn chrono_now() -> safeship::event::DateTimeUtc {
+        safeship::event::parse_time("t", "t", "2026-11-20T10:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn alarm_state_rolls_back_the_mapped_group() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        assert_eq!(
+            decide(
+                &p,
+                &alarm("checkout-prod-5xx-rate", AlarmState::Alarm),
+                &BTreeMap::new()
+            ),
+            Decision::RollBack {
+                groups: vec!["checkout/checkout-prod".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn ok_insufficient_data_and_unmapped_are_ignored() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        let none = BTreeMap::new();
+        assert!(matches!(
+            decide(&p, &alarm("checkout-prod-5xx-rate", AlarmState::Ok), &none),
+            Decision::Ignore { .. }
+        ));
+        assert!(matches!(
+            decide(
+                &p,
+                &alarm("checkout-prod-5xx-rate", AlarmState::InsufficientData),
+                &none
+            ),
+            Decision::Ignore { .. }
+        ));
+        let Decision::Ignore { reason } =
+            decide(&p, &alarm("billing-errors", AlarmState::Alarm), &none)
+        else {
+            panic!("unmapped alarm acted on")
+        };
+        assert!(reason.contains("mapped to no deployment group"), "{reason}");
+    }
+
+    #[test]
+    fn alarms_match_by_prefix_and_by_tag() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        let rolled_back = Decision::RollBack {
+            groups: vec!["checkout/checkout-prod".into()],
+        };
+        let none = BTreeMap::new();
+        let latency = alarm("checkout-prod-latency-p99", AlarmState::Alarm);
+        assert_eq!(decide(&p, &latency, &none), rolled_back);
+        let tagged = alarm("some-other-alarm", AlarmState::Alarm);
+        assert!(matches!(
+            decide(&p, &tagged, &none),
+            Decision::Ignore { .. }
+        ));
+        let tags = BTreeMap::from([("safeship:rollback".into(), "checkout-prod".into())]);
+        assert_eq!(decide(&p, &tagged, &tags), rolled_back);
+    }
+
+    #[test]
+    fn tags_are_looked_up_only_for_a_policy_matching_by_tag() {
+        assert!(matches_by_tag(&Policy::parse(POLICY, "example").unwrap()));
+        let by_name = POLICY.replace(
+            "            - tag: {key: \"safeship:rollback\", value: checkout-prod}\n",
+            "",
+        );
+        assert_ne!(by_name, POLICY);
+        assert!(!matches_by_tag(
+            &Policy::parse(&by_name, "example").unwrap()
+        ));
+    }
+
+    #[test]
+    fn groups_are_named_application_slash_group() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        let names: Vec<_> = p.groups().map(|g| group_name(&g)).collect();
+        assert!(
+            names.contains(&"checkout/checkout-prod".to_owned()),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn sample_events_decide_as_expected() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        let raw = include_str!("../../../events/alarm-eventbridge-metric.json");
+        let Inbound::AlarmStateChange(a) = normalise(&serde_json::from_str(raw).unwrap())
+            .unwrap()
+            .event
+        else {
+            panic!("not an alarm")
+        };
+        assert!(matches!(
+            decide(&p, &a, &BTreeMap::new()),
+            Decision::RollBack { .. }
+        ));
+    }
+}

@@ -1,0 +1,317 @@
+//! Rolling one deployment group back: plan the code rollback (stored before it is carried out,
+//! so a retry carries out the same plan), carry out the stop or the redeploy, and switch the
+//! mapped feature flags off — each step once however often the transition is delivered.
+
+use safeship::event::AlarmStateChange;
+use safeship::guard::GuardEvent;
+use safeship::idempotency::Once;
+use safeship::policy::{FeatureFlagTarget, GroupRef, RollbackPolicy};
+
+use crate::decide::group_name;
+use crate::events::GroupEvents;
+use crate::plan::{self, CodePlan};
+use crate::steps::{once, run_step, Step};
+use crate::{appconfig, codedeploy, Deps, Error};
+
+/// What rolling one group back did: its steps, whether anything was done (or decided) in this
+/// invocation, and the guard events that tell people.
+pub(crate) struct GroupOutcome {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) ran: bool,
+    pub(crate) events: Vec<GuardEvent>,
+}
+
+/// One group's rollback in one transition: what each of its steps needs.
+struct Ctx<'a> {
+    deps: &'a Deps,
+    alarm: &'a AlarmStateChange,
+    transition: &'a str,
+    group: &'a GroupRef<'a>,
+    /// `application/deployment-group`.
+    name: String,
+    dry_run: bool,
+}
+
+/// What the code side of a group's rollback came to.
+struct CodeOutcome {
+    steps: Vec<Step>,
+    /// The plan was made in this invocation, not read back from an earlier delivery's.
+    planned_now: bool,
+    /// Why the code was left alone, when the plan is to do nothing.
+    nothing: Option<String>,
+    /// The deployment stopped (the first of several) or reverted.
+    deployment_id: Option<String>,
+}
+
+/// Flags switched off in a new version of their profile.
+struct SwitchedOff {
+    flags: Vec<String>,
+    version: Option<i32>,
+}
+
+pub(crate) async fn roll_back_group(
+    deps: &Deps,
+    alarm: &AlarmStateChange,
+    transition: &str,
+    group: &GroupRef<'_>,
+    dry_run: bool,
+) -> GroupOutcome {
+    let rollback = group
+        .policy
+        .rollback
+        .as_ref()
+        .expect("mapped groups have a rollback section");
+    let cx = Ctx {
+        deps,
+        alarm,
+        transition,
+        group,
+        name: group_name(group),
+        dry_run,
+    };
+    // The code's steps and the flags' steps are kept apart: the guard events tell each.
+    let code = roll_back_code(&cx, rollback).await;
+    let events = GroupEvents::new(
+        alarm,
+        transition,
+        &cx.name,
+        group,
+        code.deployment_id.clone(),
+        dry_run,
+    );
+    let (flag_steps, flag_events) = switch_all_flags(&cx, rollback, &events).await;
+    conclude(&cx, code, flag_steps, flag_events, &events)
+}
+
+/// The group's steps (code, then flags) and the guard events that tell them.
+fn conclude(
+    cx: &Ctx<'_>,
+    code: CodeOutcome,
+    flag_steps: Vec<Step>,
+    flag_events: Vec<GuardEvent>,
+    events: &GroupEvents<'_>,
+) -> GroupOutcome {
+    let acted = code.steps.iter().chain(&flag_steps).any(|s| s.ran);
+    let tell = acted || code.planned_now || cx.dry_run;
+    let flag_failed = flag_steps.iter().any(|s| !s.result.succeeded);
+    let code_acted = !code.steps.is_empty();
+    let mut steps = code.steps;
+    steps.extend(flag_steps);
+    // `rollback-performed` when code was stopped or reverted (every action, flags included), or
+    // when a flag switch failed: a failure is never left out of the guard events.
+    let performed =
+        (code_acted || flag_failed).then(|| steps.iter().map(|s| s.result.clone()).collect());
+    let events = events.for_outcome(tell, code.nothing.as_deref(), flag_events, performed);
+    // Not an action, but the report says why the code was left alone.
+    if let Some(reason) = code.nothing {
+        steps.insert(
+            0,
+            Step::not_run(
+                &format!("roll back {}", cx.name),
+                format!("nothing to roll back: {reason}"),
+            ),
+        );
+    }
+    GroupOutcome {
+        steps,
+        ran: acted || code.planned_now,
+        events,
+    }
+}
+
+/// The code rollback the group's deployments call for; stored (unless a dry run) before it is
+/// carried out.
+async fn plan_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> Result<Once<CodePlan>, Error> {
+    let bake_window = chrono::Duration::minutes(i64::from(rollback.bake_window_minutes));
+    let (client, application, group) = (
+        &cx.deps.codedeploy,
+        cx.group.application,
+        cx.group.deployment_group,
+    );
+    let compute = || async {
+        let in_flight = codedeploy::in_flight(client, application, group).await?;
+        let succeeded = if in_flight.is_empty() {
+            codedeploy::succeeded(client, application, group).await?
+        } else {
+            vec![]
+        };
+        Ok::<_, Error>(plan::plan_code(
+            &in_flight,
+            &succeeded,
+            cx.alarm.state_changed_at,
+            bake_window,
+        ))
+    };
+    if cx.dry_run {
+        compute().await.map(Once::Ran)
+    } else {
+        let key = format!("{}:plan:{}", cx.transition, cx.name);
+        once(cx.deps, key, compute).await
+    }
+}
+
+/// Plans the code rollback and carries it out: stop what is in flight, or redeploy.
+async fn roll_back_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> CodeOutcome {
+    let mut code = CodeOutcome {
+        steps: Vec::new(),
+        planned_now: false,
+        nothing: None,
+        deployment_id: None,
+    };
+    let (plan, planned_now) = match plan_code(cx, rollback).await {
+        Err(e) => {
+            let action = format!("plan rollback of {}", cx.name);
+            code.steps.push(Step::failed(&action, &e));
+            return code;
+        }
+        Ok(Once::InProgressElsewhere) => return code,
+        Ok(Once::Ran(plan)) => (plan, true),
+        Ok(Once::AlreadyDone(plan)) => (plan, false),
+    };
+    code.planned_now = planned_now;
+    match plan {
+        CodePlan::Nothing { reason } => {
+            tracing::info!(group = %cx.name, %reason, "nothing to roll back");
+            code.nothing = Some(reason);
+        }
+        CodePlan::Stop { deployments } => {
+            code.deployment_id = deployments.first().cloned();
+            code.steps = stop(cx, deployments).await;
+        }
+        CodePlan::Redeploy {
+            reverted,
+            revision_of,
+        } => {
+            code.steps.push(redeploy(cx, &reverted, &revision_of).await);
+            code.deployment_id = Some(reverted);
+        }
+    }
+    code
+}
+
+/// `StopDeployment` with rollback, for each deployment in flight.
+async fn stop(cx: &Ctx<'_>, deployments: Vec<String>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for id in deployments {
+        let action = format!("stop-deployment {id} (with rollback)");
+        steps.push(if cx.dry_run {
+            Step::dry(&action)
+        } else {
+            let key = format!("{}:stop:{id}", cx.transition);
+            run_step(cx.deps, key, &action, || {
+                codedeploy::stop(&cx.deps.codedeploy, &id)
+            })
+            .await
+        });
+    }
+    steps
+}
+
+/// A new deployment of the revision of `revision_of`, reverting `reverted`.
+async fn redeploy(cx: &Ctx<'_>, reverted: &str, revision_of: &str) -> Step {
+    let action = format!("redeploy the revision of {revision_of}, reverting {reverted}");
+    if cx.dry_run {
+        return Step::dry(&action);
+    }
+    let key = format!("{}:redeploy:{}", cx.transition, cx.name);
+    run_step(cx.deps, key, &action, || async {
+        let id = codedeploy::redeploy(
+            &cx.deps.codedeploy,
+            cx.group.application,
+            cx.group.deployment_group,
+            reverted,
+            revision_of,
+            &cx.alarm.alarm_name,
+        )
+        .await?;
+        Ok(format!("created deployment {id}"))
+    })
+    .await
+}
+
+/// `application/environment/profile`.
+fn profile_path(target: &FeatureFlagTarget) -> String {
+    format!(
+        "{}/{}/{}",
+        target.application, target.environment, target.profile
+    )
+}
+
+/// Each flag target's step, and a guard event for each switched off now.
+async fn switch_all_flags(
+    cx: &Ctx<'_>,
+    rollback: &RollbackPolicy,
+    events: &GroupEvents<'_>,
+) -> (Vec<Step>, Vec<GuardEvent>) {
+    let mut steps = Vec::new();
+    let mut switched_events = Vec::new();
+    for target in &rollback.feature_flags {
+        let (step, switched) = switch_flags(cx, target).await;
+        if let Some(SwitchedOff { flags, version }) = switched {
+            switched_events.push(events.flags_switched_off(profile_path(target), flags, version));
+        }
+        steps.push(step);
+    }
+    (steps, switched_events)
+}
+
+/// Switches a target's flags off, once: the step, and the flags switched off now (none when an
+/// earlier delivery did it, or they were all off already).
+async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option<SwitchedOff>) {
+    let where_ = profile_path(target);
+    let action = format!("flags off {where_}: {}", target.flags.join(", "));
+    if cx.dry_run {
+        return (dry_switch(cx.deps, target, &action).await, None);
+    }
+    let description = format!("safeship: alarm {} switched flags off", cx.alarm.alarm_name);
+    let work = || switch_and_deploy(cx.deps, target, &description);
+    match once(cx.deps, format!("{}:flags:{where_}", cx.transition), work).await {
+        Ok(Once::Ran((flags, version, detail))) => {
+            let switched = (!flags.is_empty()).then_some(SwitchedOff { flags, version });
+            (Step::done(&action, detail), switched)
+        }
+        Ok(Once::AlreadyDone((_, _, detail))) => (Step::done_earlier(&action, &detail), None),
+        Ok(Once::InProgressElsewhere) => (Step::in_progress(&action), None),
+        Err(e) => (Step::failed(&action, &e), None),
+    }
+}
+
+/// A dry run's flag step: what would be switched off, read from the latest version.
+async fn dry_switch(deps: &Deps, target: &FeatureFlagTarget, action: &str) -> Step {
+    match appconfig::read_switch(&deps.appconfig, target).await {
+        Ok((version, switch)) => Step::not_run(
+            action,
+            format!(
+                "dry run: would switch off [{}] from version {version}; already off [{}]",
+                switch.switched_off.join(", "),
+                switch.already_off.join(", ")
+            ),
+        ),
+        Err(e) => Step::failed(action, &e),
+    }
+}
+
+/// Writes and deploys a new version with the flags off, unless they are all off already: the
+/// flags switched off, the new version, and the step's detail (stored as the step's outcome).
+async fn switch_and_deploy(
+    deps: &Deps,
+    target: &FeatureFlagTarget,
+    description: &str,
+) -> Result<(Vec<String>, Option<i32>, String), Error> {
+    let (version, switch) = appconfig::read_switch(&deps.appconfig, target).await?;
+    let Some(document) = &switch.document else {
+        return Ok((
+            switch.switched_off,
+            None,
+            format!("already off in version {version}: nothing deployed"),
+        ));
+    };
+    let (new_version, deployment) =
+        appconfig::write_and_deploy(&deps.appconfig, target, version, document, description)
+            .await?;
+    Ok((
+        switch.switched_off,
+        Some(new_version),
+        format!("version {new_version} (from {version}) deployed as deployment {deployment}"),
+    ))
+}
