@@ -1,7 +1,7 @@
 //! `safeship`: what every safeship guard rail shares, in layers (each uses only those above it):
 //!
 //! 1. [`model`], [`error`]: plain data and the crate's error type;
-//! 2. [`env`]: environment variables, read once;
+//! 2. [`env`](mod@env): environment variables, read once;
 //! 3. [`tls`], [`telemetry`]: trusted roots, logs (secrets redacted);
 //! 4. [`config`], [`aws`]: the settings every function reads; one SDK configuration per cold
 //!    start, and the CodeDeploy calls several guard rails make;

@@ -1,0 +1,216 @@
+//! The policy document: per CodeDeploy application and deployment group, what each guard rail does.
+//!
+//! One YAML (or JSON, which is YAML too) document, validated strictly at cold start: unknown keys
+//! are errors, references between sections must resolve, and numbers must be in range. A policy
+//! that loads is one every guard rail can act on without further checks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+pub use crate::model::{Environment, Severity};
+
+mod integrity;
+mod notifications;
+mod rollback;
+mod snapshot;
+mod source;
+mod traffic_hook;
+mod validate;
+
+pub use self::integrity::{DbConnection, IntegrityPolicy, SslMode, TableRules, ZeroQuery};
+pub use self::notifications::{Channel, NotificationPolicy, NotificationRoute};
+pub use self::rollback::{AlarmMatcher, FeatureFlagTarget, RollbackPolicy};
+pub use self::snapshot::{
+    DatabaseKind, DatabasePolicy, GroupSnapshotPolicy, SnapshotFailureMode, SnapshotRetention,
+};
+pub use self::traffic_hook::{AlarmCheck, HttpCheck, LambdaCheck, TrafficHookPolicy};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Policy {
+    /// Schema version; only `1` exists.
+    pub version: u32,
+    /// CodeDeploy applications by name.
+    #[serde(default)]
+    pub applications: BTreeMap<String, ApplicationPolicy>,
+    /// Databases by a name the policy chooses (referenced by groups and direct invocations).
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabasePolicy>,
+    #[serde(default)]
+    pub notifications: NotificationPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApplicationPolicy {
+    /// Deployment groups by name.
+    pub deployment_groups: BTreeMap<String, GroupPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GroupPolicy {
+    pub environment: Environment,
+    #[serde(default)]
+    pub traffic_hook: Option<TrafficHookPolicy>,
+    #[serde(default)]
+    pub rollback: Option<RollbackPolicy>,
+    #[serde(default)]
+    pub snapshot: Option<GroupSnapshotPolicy>,
+}
+
+/// A deployment group's policy with the names it is filed under.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRef<'a> {
+    pub application: &'a str,
+    pub deployment_group: &'a str,
+    pub policy: &'a GroupPolicy,
+}
+
+impl Policy {
+    /// Parses and validates a document; `origin` names where it came from, for messages.
+    pub fn parse(document: &str, origin: &str) -> Result<Policy> {
+        let policy: Policy =
+            serde_yaml_ng::from_str(document).map_err(|e| Error::policy(origin, e.to_string()))?;
+        let problems = policy.problems();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(Error::policy(origin, problems.join("; ")))
+        }
+    }
+
+    pub fn group(&self, application: &str, deployment_group: &str) -> Option<GroupRef<'_>> {
+        let (application, app) = self.applications.get_key_value(application)?;
+        let (deployment_group, policy) = app.deployment_groups.get_key_value(deployment_group)?;
+        Some(GroupRef {
+            application,
+            deployment_group,
+            policy,
+        })
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = GroupRef<'_>> {
+        self.applications.iter().flat_map(|(application, app)| {
+            app.deployment_groups
+                .iter()
+                .map(move |(deployment_group, policy)| GroupRef {
+                    application,
+                    deployment_group,
+                    policy,
+                })
+        })
+    }
+
+    /// The groups whose rollback section names this alarm.
+    pub fn groups_for_alarm<'a>(
+        &'a self,
+        alarm_name: &'a str,
+        alarm_tags: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = GroupRef<'a>> + 'a {
+        self.groups().filter(move |g| {
+            g.policy
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.alarms.iter().any(|m| m.matches(alarm_name, alarm_tags)))
+        })
+    }
+
+    /// The groups whose deployments the integrity check of `database` ties changes to.
+    pub fn integrity_groups<'a>(&'a self, database: &str) -> Vec<GroupRef<'a>> {
+        let Some(integrity) = self
+            .databases
+            .get(database)
+            .and_then(|d| d.integrity.as_ref())
+        else {
+            return Vec::new();
+        };
+        if integrity.deployment_groups.is_empty() {
+            self.groups()
+                .filter(|g| {
+                    g.policy
+                        .snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.database == database)
+                })
+                .collect()
+        } else {
+            integrity
+                .deployment_groups
+                .iter()
+                .filter_map(|g| g.split_once('/'))
+                .filter_map(|(app, group)| self.group(app, group))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/policy.yaml");
+
+    #[test]
+    fn example_policy_is_valid_and_complete() {
+        let p = Policy::parse(EXAMPLE, "examples/policy.yaml").unwrap();
+        let g = p.group("checkout", "checkout-prod").expect("group");
+        assert_eq!(g.policy.environment, Environment::Prod);
+        let hook = g.policy.traffic_hook.as_ref().unwrap();
+        assert!(hook.check_count() >= 2);
+        let rb = g.policy.rollback.as_ref().unwrap();
+        assert_eq!(rb.bake_window_minutes, 60);
+        assert_eq!(rb.feature_flags[0].strategy, "AppConfig.AllAtOnce");
+        assert!(p
+            .databases
+            .contains_key(&g.policy.snapshot.as_ref().unwrap().database));
+    }
+
+    #[test]
+    fn json_documents_parse_too() {
+        let p = Policy::parse(r#"{"version": 1, "applications": {}}"#, "inline").unwrap();
+        assert!(p.applications.is_empty());
+        assert_eq!(p.notifications, NotificationPolicy::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let doc = "version: 1\napplications:\n  a:\n    deployment-groups:\n      g:\n        environment: prod\n        rollbak: {}\n";
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        assert!(err.contains("rollbak"), "{err}");
+    }
+
+    #[test]
+    fn cross_references_and_ranges_are_checked() {
+        let doc = r#"
+version: 1
+applications:
+  checkout:
+    deployment-groups:
+      checkout-prod:
+        environment: prod
+        traffic-hook: {}
+        rollback:
+          alarms: [{prefix: checkout-}]
+          bake-window-minutes: 2000
+        snapshot: {database: nowhere}
+"#;
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("bake-window-minutes: must be 1..=1440"),
+            "{err}"
+        );
+        assert!(
+            err.contains("snapshot.database: \"nowhere\" is not a key of databases"),
+            "{err}"
+        );
+        let two = "version: 1\napplications:\n  a:\n    deployment-groups:\n      g:\n        environment: dev\n        rollback: {alarms: [{name: x, prefix: y}]}\n";
+        let err = Policy::parse(two, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("rollback.alarms: an alarm matcher takes exactly one"),
+            "{err}"
+        );
+    }
+}
