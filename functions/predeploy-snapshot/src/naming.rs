@@ -44,21 +44,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Whether `id` meets RDS's rules for a snapshot identifier (within [`MAX_LEN`]).
-pub fn is_valid(id: &str) -> bool {
-    (1..=MAX_LEN).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && !id.contains("--")
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Whether `id` meets RDS's rules for a snapshot identifier (within [`MAX_LEN`]).
+    fn is_valid(id: &str) -> bool {
+        (1..=MAX_LEN).contains(&id.len())
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && !id.ends_with('-')
+            && !id.contains("--")
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }
 
     #[test]
     fn a_plain_name_reads_as_written() {

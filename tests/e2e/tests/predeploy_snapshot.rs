@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use predeploy_snapshot::{Deps, Job, SnapshotSettings};
+use predeploy_snapshot::{Deps, HookStatus, Job, SnapshotSettings, SnapshotStatus};
 use safeship::guard::Outcome;
 use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
@@ -199,7 +199,7 @@ async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
     let first = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-ABCDEF123"), soon())
         .await
         .unwrap();
-    assert_eq!(first.status, "available", "{first:?}");
+    assert_eq!(first.status, SnapshotStatus::Available, "{first:?}");
     assert_eq!(
         first.snapshot_id.as_deref(),
         Some("safeship-checkout-db-d-abcdef123")
@@ -248,7 +248,7 @@ async fn a_cluster_snapshot_is_taken_for_an_aurora_database() {
     let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-CLUSTER01"), soon())
         .await
         .unwrap();
-    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.status, SnapshotStatus::Available, "{answer:?}");
     let clusters = w
         .rds
         .describe_db_cluster_snapshots()
@@ -285,8 +285,8 @@ async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
     context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap() + 20_000;
     let answer = w.invoke(event.clone(), context.clone()).await.unwrap();
     assert_eq!(
-        answer.hook_status.as_deref(),
-        Some("Succeeded"),
+        answer.hook_status,
+        Some(HookStatus::Succeeded),
         "{answer:?}"
     );
     // A redelivery of the hook event neither snapshots nor reports again.
@@ -359,18 +359,18 @@ async fn nearing_the_snapshot_quota_warns() {
 #[tokio::test]
 async fn the_freshness_gate_answers_fresh_or_stale() {
     let mut w = world("instance", 100).await;
-    assert_eq!(ask_fresh(&w).await.unwrap().status, "stale");
+    assert_eq!(ask_fresh(&w).await.unwrap().status, SnapshotStatus::Stale);
     predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-FRESH0001"), soon())
         .await
         .unwrap();
     let fresh = ask_fresh(&w).await.unwrap();
-    assert_eq!(fresh.status, "fresh");
+    assert_eq!(fresh.status, SnapshotStatus::Fresh);
     assert_eq!(
         fresh.snapshot_id.as_deref(),
         Some("safeship-checkout-db-d-fresh0001")
     );
     w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(61));
-    assert_eq!(ask_fresh(&w).await.unwrap().status, "stale");
+    assert_eq!(ask_fresh(&w).await.unwrap().status, SnapshotStatus::Stale);
 }
 
 #[tokio::test]
@@ -413,7 +413,7 @@ async fn a_direct_invocation_through_the_handler_answers_the_snapshot_and_tags_i
     let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
     assert_eq!(answer.database, "checkout-db");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
-    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.status, SnapshotStatus::Available, "{answer:?}");
     assert_eq!(answer.hook_status, None);
     assert!(!answer.duplicate);
     assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
@@ -446,7 +446,7 @@ async fn a_deployment_start_event_snapshots_the_groups_database_and_tags_it() {
     let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
     assert_eq!(answer.database, "checkout-db");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
-    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.status, SnapshotStatus::Available, "{answer:?}");
     assert_eq!(answer.hook_status, None, "a START event is no hook");
     assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
     assert_eq!(
@@ -490,7 +490,7 @@ async fn a_deployment_start_event_for_a_group_without_a_snapshot_section_says_so
     let group = format!("{}-unguarded", w.group);
     let event = start_event(&w, &group, "d-UNGUARD01");
     let answer = w.invoke(event, context_with(20_000)).await.unwrap();
-    assert_eq!(answer.status, "none configured");
+    assert_eq!(answer.status, SnapshotStatus::NoneConfigured);
     assert_eq!(answer.snapshot_id, None);
     assert_eq!(
         answer.detail,
@@ -626,7 +626,7 @@ async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at
 
     let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
     let first = w.invoke(event, context_with(1_500)).await.unwrap();
-    assert_eq!(first.status, "continued", "{first:?}");
+    assert_eq!(first.status, SnapshotStatus::Continued, "{first:?}");
     assert_eq!(first.hook_status, None);
     let handed: serde_json::Value =
         serde_json::from_slice(&lambda_mock.received_requests().await.unwrap()[0].body).unwrap();
@@ -637,8 +637,8 @@ async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at
     rds_mock.reset().await;
     mount_rds(&rds_mock, &id, "available").await;
     let second = w.invoke(handed, context_with(10_000)).await.unwrap();
-    assert_eq!(second.status, "available", "{second:?}");
-    assert_eq!(second.hook_status.as_deref(), Some("Succeeded"));
+    assert_eq!(second.status, SnapshotStatus::Available, "{second:?}");
+    assert_eq!(second.hook_status, Some(HookStatus::Succeeded));
 }
 
 #[tokio::test]
@@ -656,7 +656,7 @@ async fn a_snapshot_still_creating_when_the_budget_is_spent_fails_the_hook() {
         "snapshot-id": id, "started-at": (Utc::now() - Duration::seconds(3_001)).to_rfc3339(),
         "attempt": 5}});
     let answer = w.invoke(state, context_with(1_000)).await.unwrap();
-    assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+    assert_eq!(answer.hook_status, Some(HookStatus::Failed));
     assert!(answer.detail.unwrap().contains("the hook's whole budget"));
 }
 
@@ -684,8 +684,8 @@ async fn rds_refusals_fail_the_hook_with_the_rds_error() {
         w.expect_report(&deployment, &hook, "Failed", 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
         let answer = w.invoke(event, context_with(10_000)).await.unwrap();
-        assert_eq!(answer.status, "failed");
-        assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+        assert_eq!(answer.status, SnapshotStatus::Failed);
+        assert_eq!(answer.hook_status, Some(HookStatus::Failed));
         let detail = answer.detail.unwrap();
         assert!(
             detail.contains("rds:CreateDBSnapshot") && detail.contains(code),
@@ -729,7 +729,7 @@ async fn throttled_snapshot_creation_is_retried_into_one_snapshot() {
     let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-THROTTLE1"), soon())
         .await
         .unwrap();
-    assert_eq!(answer.status, "available", "{answer:?}");
+    assert_eq!(answer.status, SnapshotStatus::Available, "{answer:?}");
     assert_eq!(answer.snapshot_id.as_deref(), Some(id));
 }
 
@@ -752,8 +752,8 @@ async fn with_on_failure_warn_a_failed_snapshot_lets_the_deployment_go_on() {
     w.expect_report(&deployment, &hook, "Succeeded", 1).await;
     let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
     let answer = w.invoke(event, context_with(10_000)).await.unwrap();
-    assert_eq!(answer.status, "failed");
-    assert_eq!(answer.hook_status.as_deref(), Some("Succeeded"));
+    assert_eq!(answer.status, SnapshotStatus::Failed);
+    assert_eq!(answer.hook_status, Some(HookStatus::Succeeded));
 }
 
 /// A continuation's state for `hook`, started `spent` ago.
@@ -808,8 +808,8 @@ async fn a_continuation_near_the_end_of_the_budget_reports_when_the_budget_ends_
     let started = std::time::Instant::now();
     let answer = w.invoke(state, context_with(20_000)).await.unwrap();
     let took = started.elapsed();
-    assert_eq!(answer.hook_status.as_deref(), Some("Failed"), "{answer:?}");
-    assert_eq!(answer.status, "creating");
+    assert_eq!(answer.hook_status, Some(HookStatus::Failed), "{answer:?}");
+    assert_eq!(answer.status, SnapshotStatus::Creating);
     assert!(
         answer
             .detail
@@ -867,8 +867,8 @@ async fn faults_while_waiting_for_the_snapshot_are_reported_failed_naming_the_er
         w.expect_report(&deployment, &hook, "Failed", 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
         let answer = w.invoke(event, context_with(20_000)).await.unwrap();
-        assert_eq!(answer.status, "failed", "{answer:?}");
-        assert_eq!(answer.hook_status.as_deref(), Some("Failed"));
+        assert_eq!(answer.status, SnapshotStatus::Failed, "{answer:?}");
+        assert_eq!(answer.hook_status, Some(HookStatus::Failed));
         assert_eq!(answer.snapshot_id.as_deref(), Some(id.as_str()));
         let detail = answer.detail.unwrap();
         assert!(
@@ -891,7 +891,10 @@ async fn faults_while_waiting_for_the_snapshot_are_reported_failed_naming_the_er
 
 #[tokio::test]
 async fn a_failed_continuation_invoke_reports_now_failed_or_warned_per_on_failure() {
-    for (on_failure, reported) in [("block", "Failed"), ("warn", "Succeeded")] {
+    for (on_failure, reported, hook_status) in [
+        ("block", "Failed", HookStatus::Failed),
+        ("warn", "Succeeded", HookStatus::Succeeded),
+    ] {
         let rds_mock = MockServer::start().await;
         let lambda_mock = MockServer::start().await;
         let mut w = world_with("instance", 100, on_failure)
@@ -920,8 +923,8 @@ async fn a_failed_continuation_invoke_reports_now_failed_or_warned_per_on_failur
         w.expect_report(&deployment, &hook, reported, 1).await;
         let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
         let answer = w.invoke(event, context_with(1_500)).await.unwrap();
-        assert_eq!(answer.hook_status.as_deref(), Some(reported), "{answer:?}");
-        assert_eq!(answer.status, "creating");
+        assert_eq!(answer.hook_status, Some(hook_status), "{answer:?}");
+        assert_eq!(answer.status, SnapshotStatus::Creating);
         let detail = answer.detail.unwrap();
         assert!(
             detail.starts_with(&format!(

@@ -1,0 +1,60 @@
+//! The function's own settings, read once at cold start.
+
+use std::time::Duration;
+
+use safeship::env::Env;
+
+/// The function's own settings, read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// The account's manual snapshot quota (RDS default: 100 per region).
+    pub quota: u32,
+    /// How long a hook may wait in all, across continuations (CodeDeploy gives a hook an hour).
+    pub hook_budget: Duration,
+    /// Kept back from each invocation's deadline to hand over to a continuation or report.
+    pub margin: Duration,
+    /// This function's own name, to invoke itself for a continuation (`AWS_LAMBDA_FUNCTION_NAME`).
+    pub function_name: Option<String>,
+    /// First wait between status polls; it doubles up to 20 s.
+    pub first_poll: Duration,
+}
+
+impl SnapshotSettings {
+    pub fn from_env(env: &Env) -> Result<Self, safeship::Error> {
+        let budget_s: u64 = env.parse_or("SAFESHIP_SNAPSHOT_HOOK_BUDGET_SECONDS", 3_000)?;
+        if !(60..=3_500).contains(&budget_s) {
+            return Err(safeship::Error::config(
+                "SAFESHIP_SNAPSHOT_HOOK_BUDGET_SECONDS",
+                format!(
+                    "must be 60..=3500 (CodeDeploy waits an hour for a hook), found {budget_s}"
+                ),
+            ));
+        }
+        Ok(SnapshotSettings {
+            quota: env.parse_or("SAFESHIP_RDS_SNAPSHOT_QUOTA", 100)?,
+            hook_budget: Duration::from_secs(budget_s),
+            margin: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_MARGIN_MS", 5_000)?),
+            function_name: env.optional("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
+            first_poll: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_POLL_MS", 2_000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_a_bad_budget() {
+        let err = SnapshotSettings::from_env(&Env::from_pairs([(
+            "SAFESHIP_SNAPSHOT_HOOK_BUDGET_SECONDS",
+            "7200",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SAFESHIP_SNAPSHOT_HOOK_BUDGET_SECONDS"),
+            "{err}"
+        );
+    }
+}
