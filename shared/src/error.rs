@@ -11,6 +11,10 @@ pub enum Error {
     #[error("configuration: environment variable {name}: {problem}")]
     Config { name: String, problem: String },
 
+    /// An inbound event is malformed, or of a kind this function does not handle: nothing was done.
+    #[error(transparent)]
+    Event(#[from] EventError),
+
     /// The policy document could not be read, parsed or validated.
     #[error("policy from {origin}: {problem}")]
     Policy { origin: String, problem: String },
@@ -80,6 +84,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Config { .. } => "Config",
+            Error::Event(_) => "Event",
             Error::Policy { .. } => "Policy",
             Error::Aws { .. } => "Aws",
             Error::Unexpected { .. } => "Unexpected",
@@ -93,4 +98,26 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What is wrong with an inbound event, named before any guard rail can act on it (the event
+/// model produces these).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The event has a recognised shape but a field is missing or wrong.
+    #[error("{shape}: field {field}: {problem}")]
+    Malformed {
+        shape: &'static str,
+        field: String,
+        problem: String,
+    },
+    /// Nothing about the event matches a shape safeship accepts.
+    #[error("unrecognised event: {0}")]
+    Unrecognised(String),
+    /// A recognised event that this function does not act on.
+    #[error("{function} does not handle {kind} events")]
+    NotHandled {
+        function: &'static str,
+        kind: &'static str,
+    },
 }

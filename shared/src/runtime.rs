@@ -75,12 +75,6 @@ impl Failure for crate::Error {
     }
 }
 
-impl Failure for EventError {
-    fn kind(&self) -> &'static str {
-        "Event"
-    }
-}
-
 /// The error Lambda records for a failed invocation: `errorType` `safeship.<function>.<kind>`,
 /// `errorMessage` the whole message.
 pub fn diagnostic(function: &str, error: &dyn Failure) -> Diagnostic {
@@ -141,7 +135,7 @@ pub fn accept<T>(
     function: &'static str,
     payload: &Value,
     pick: impl FnOnce(Inbound) -> Option<T>,
-) -> std::result::Result<Accepted<T>, EventError> {
+) -> Result<Accepted<T>> {
     let normalised = normalise(payload)?;
     let kind = normalised.event.kind();
     match pick(normalised.event) {
@@ -149,7 +143,7 @@ pub fn accept<T>(
             delivery: normalised.delivery,
             event,
         }),
-        None => Err(EventError::NotHandled { function, kind }),
+        None => Err(EventError::NotHandled { function, kind }.into()),
     }
 }
 

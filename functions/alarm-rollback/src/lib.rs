@@ -5,7 +5,7 @@
 
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
-use safeship::event::{AlarmStateChange, EventError, Inbound};
+use safeship::event::{AlarmStateChange, Inbound};
 use safeship::guard::ActionResult;
 use safeship::runtime::{accept, Common, Failure};
 use serde::Serialize;
@@ -31,8 +31,6 @@ pub const FUNCTION: &str = "alarm-rollback";
 pub enum Error {
     #[error(transparent)]
     Safeship(#[from] safeship::Error),
-    #[error(transparent)]
-    Event(#[from] EventError),
     #[error("switching flags off in {profile}: the configuration {problem}")]
     Flags { profile: String, problem: String },
     /// Some actions failed; the others were carried out. A retry redoes only the failed ones.
@@ -48,7 +46,6 @@ impl Failure for Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::Safeship(e) => e.kind(),
-            Error::Event(e) => e.kind(),
             Error::Flags { .. } => "Flags",
             Error::ActionsFailed { .. } => "ActionsFailed",
         }

@@ -29,8 +29,6 @@ pub const FUNCTION: &str = "deploy-notify";
 pub enum Error {
     #[error(transparent)]
     Safeship(#[from] safeship::Error),
-    #[error(transparent)]
-    Event(#[from] EventError),
     #[error("posting to Slack channel {channel}: {problem}")]
     Slack { channel: String, problem: String },
     #[error("{event}: {} of {total} channels failed: {}", failed.len(), failed.join("; "))]
@@ -45,7 +43,6 @@ impl Failure for Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::Safeship(e) => e.kind(),
-            Error::Event(e) => e.kind(),
             Error::Slack { .. } => "Slack",
             Error::ChannelsFailed { .. } => "ChannelsFailed",
         }
@@ -146,9 +143,9 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     }) {
         Ok(accepted) => accepted.event,
         // Another EventBridge detail-type on the bus is not ours to announce: a log line, no error.
-        Err(e @ (EventError::Unrecognised(_) | EventError::NotHandled { .. }))
-            if event.payload.get("detail-type").is_some() =>
-        {
+        Err(safeship::Error::Event(
+            e @ (EventError::Unrecognised(_) | EventError::NotHandled { .. }),
+        )) if event.payload.get("detail-type").is_some() => {
             tracing::info!(reason = %e, "not a notification: ignored");
             return Ok(json!({"ignored": e.to_string()}));
         }

@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
-use safeship::event::{Delivery, EventError, Inbound};
+use safeship::event::{Delivery, Inbound};
 use safeship::guard::{Guard, GuardEvent, Outcome};
 use safeship::idempotency::Once;
 use safeship::policy::IntegrityPolicy;
@@ -46,8 +46,6 @@ const HISTORY_RUNS: i32 = 30;
 pub enum Error {
     #[error(transparent)]
     Safeship(#[from] safeship::Error),
-    #[error(transparent)]
-    Event(#[from] EventError),
     /// A database step failed; `problem` carries PostgreSQL's own words, never a password.
     #[error("database {database}: {action}: {problem}")]
     Database {
@@ -75,7 +73,6 @@ impl Failure for Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::Safeship(e) => e.kind(),
-            Error::Event(e) => e.kind(),
             Error::Database { .. } => "Database",
         }
     }

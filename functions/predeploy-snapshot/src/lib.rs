@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
-use safeship::event::EventError;
 use safeship::runtime::{invocation_deadline, Answer, Common, Failure};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,8 +34,6 @@ pub const FUNCTION: &str = "predeploy-snapshot";
 pub enum Error {
     #[error(transparent)]
     Safeship(#[from] safeship::Error),
-    #[error(transparent)]
-    Event(#[from] EventError),
     #[error("direct invocation: {0}")]
     Request(String),
     #[error("database {database:?} is not in the policy's databases (known: {known})")]
@@ -55,7 +52,6 @@ impl Failure for Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::Safeship(e) => e.kind(),
-            Error::Event(e) => e.kind(),
             Error::Request(_) => "Request",
             Error::UnknownDatabase { .. } => "UnknownDatabase",
             Error::NoSnapshotPolicy { .. } => "NoSnapshotPolicy",

@@ -31,8 +31,6 @@ pub const FUNCTION: &str = "traffic-hook";
 pub enum Error {
     #[error(transparent)]
     Safeship(#[from] safeship::Error),
-    #[error(transparent)]
-    Event(#[from] EventError),
     /// The one failure the hook cannot absorb: CodeDeploy did not take the status.
     #[error("reporting {status:?} for deployment {deployment_id} failed: {source}")]
     Report {
@@ -46,7 +44,6 @@ impl Failure for Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::Safeship(e) => e.kind(),
-            Error::Event(e) => e.kind(),
             Error::Report { .. } => "Report",
         }
     }
@@ -157,11 +154,13 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswe
     // An empty object is what a hand-made test invocation sends: this function takes hooks only,
     // so name what a hook needs (the shared model calls it unrecognised, listing no keys).
     if event.payload.as_object().is_some_and(|o| o.is_empty()) {
-        return Err(Error::Event(EventError::Malformed {
-            shape: "CodeDeploy lifecycle hook event",
-            field: "DeploymentId and LifecycleEventHookExecutionId".into(),
-            problem: "missing (the payload is an empty object)".into(),
-        }));
+        return Err(Error::Safeship(safeship::Error::Event(
+            EventError::Malformed {
+                shape: "CodeDeploy lifecycle hook event",
+                field: "DeploymentId and LifecycleEventHookExecutionId".into(),
+                problem: "missing (the payload is an empty object)".into(),
+            },
+        )));
     }
     let hook = accept(FUNCTION, &event.payload, |e| match e {
         Inbound::LifecycleHook(hook) => Some(hook),

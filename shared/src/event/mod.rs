@@ -20,28 +20,9 @@ pub use fields::parse_time;
 use fields::{json_type, malformed, string_at};
 use sns::normalise_sns;
 
+pub use crate::error::EventError;
 use crate::guard::GuardEvent;
 pub use crate::model::{AlarmKind, AlarmState, DateTimeUtc, DeploymentState};
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EventError {
-    /// The event has a recognised shape but a field is missing or wrong.
-    #[error("{shape}: field {field}: {problem}")]
-    Malformed {
-        shape: &'static str,
-        field: String,
-        problem: String,
-    },
-    /// Nothing about the event matches a shape safeship accepts.
-    #[error("unrecognised event: {0}")]
-    Unrecognised(String),
-    /// A recognised event that this function does not act on.
-    #[error("{function} does not handle {kind} events")]
-    NotHandled {
-        function: &'static str,
-        kind: &'static str,
-    },
-}
 
 /// How the event reached us; the delivery id is the transport's, not the event's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
