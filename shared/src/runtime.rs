@@ -103,8 +103,10 @@ where
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        crate::telemetry::init();
-        let deps = from_env(&Env::from_process()).await.map_err(|e| {
+        // The environment is read once, for the logs and the cold start alike.
+        let env = Env::from_process();
+        crate::telemetry::init(&env);
+        let deps = from_env(&env).await.map_err(|e| {
             tracing::error!(error = %e, "cold start of {function} failed");
             format!("cold start of {function}: {e}")
         })?;

@@ -47,12 +47,11 @@ pub fn log_filter(env: &Env) -> String {
 
 /// Installs the global subscriber once per process. Logs go to stderr in a terminal (stdout
 /// stays for the command's own output) and to stdout in Lambda.
-pub fn init() {
-    let env = Env::from_process();
-    let filter = EnvFilter::try_new(log_filter(&env)).unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(env: &Env) {
+    let filter = EnvFilter::try_new(log_filter(env)).unwrap_or_else(|_| EnvFilter::new("info"));
     let in_lambda = env.optional("AWS_LAMBDA_RUNTIME_API").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match (log_format(&env), in_lambda) {
+    let result = match (log_format(env), in_lambda) {
         (LogFormat::Json, true) => builder
             .json()
             .flatten_event(true)

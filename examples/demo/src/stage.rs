@@ -86,13 +86,7 @@ impl Stage {
         // listing and StartDeployment, which moto lacks, by wiremock).
         let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
         let appconfig_mock = MockServer::start().await;
-        flags.mount_version_list(&appconfig_mock).await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(
-                json!({"DeploymentNumber": 1, "State": "DEPLOYING", "ConfigurationVersion": "2"}),
-            ))
-            .mount(&appconfig_mock)
-            .await;
+        flags.mount_accepting_deployments(&appconfig_mock).await;
         let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
 
         // Where notifications land: a local Slack webhook and an SNS email topic read through SQS.

@@ -99,6 +99,18 @@ impl FlagProfile {
             .await;
     }
 
+    /// AppConfig's side for a rollback that is not under test itself (the demo, the benchmark):
+    /// the version listing, and every `StartDeployment` accepted as deployment 1 of version 2.
+    pub async fn mount_accepting_deployments(&self, mock: &MockServer) {
+        self.mount_version_list(mock).await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(
+                json!({"DeploymentNumber": 1, "State": "DEPLOYING", "ConfigurationVersion": "2"}),
+            ))
+            .mount(mock)
+            .await;
+    }
+
     pub async fn hosted_version(&self, sdk: &SdkConfig, version: i32) -> Option<Value> {
         let out = aws_sdk_appconfig::Client::new(sdk)
             .get_hosted_configuration_version()

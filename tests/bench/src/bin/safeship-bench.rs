@@ -55,13 +55,7 @@ async fn emulate() -> anyhow::Result<Emulated> {
     let service = SplitEndpoint::recording(&checkout::serve_health("4").await).await;
     let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
     let appconfig_mock = MockServer::start().await;
-    flags.mount_version_list(&appconfig_mock).await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({"DeploymentNumber": 1, "State": "DEPLOYING", "ConfigurationVersion": "2"}),
-        ))
-        .mount(&appconfig_mock)
-        .await;
+    flags.mount_accepting_deployments(&appconfig_mock).await;
     let codedeploy_mock = MockServer::start().await;
     Mock::given(header(
         "x-amz-target",
