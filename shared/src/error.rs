@@ -29,6 +29,23 @@ pub enum Error {
         message: String,
     },
 
+    /// Another live invocation holds this once-only work: nothing was done here. An error, never
+    /// a success, so Lambda retries the delivery after that invocation has finished or died.
+    #[error("{resource}: another invocation holds this work until {held_until} (its lease); nothing was done here, retry after that")]
+    InProgressElsewhere {
+        resource: String,
+        held_until: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// This invocation's claim on once-only work lapsed and another took it over: this one
+    /// stopped, so the work is not done twice.
+    #[error("{resource}: this invocation's claim lapsed and another invocation took the work over; stopped here")]
+    ClaimLost { resource: String },
+
+    /// Once-only work panicked; its claim was released so a retry can do it.
+    #[error("{resource}: the work panicked ({message}); its claim was released for the retry")]
+    Panicked { resource: String, message: String },
+
     /// Data came back from AWS in a shape we cannot use.
     #[error("{action} on {resource}: unexpected response: {problem}")]
     Unexpected {
@@ -88,6 +105,9 @@ impl Error {
             Error::Policy { .. } => "Policy",
             Error::Aws { .. } => "Aws",
             Error::Unexpected { .. } => "Unexpected",
+            Error::InProgressElsewhere { .. } => "InProgressElsewhere",
+            Error::ClaimLost { .. } => "ClaimLost",
+            Error::Panicked { .. } => "Panicked",
         }
     }
 

@@ -1,17 +1,25 @@
 //! Do each side effect once, however often EventBridge or SNS deliver the event.
 //!
 //! A DynamoDB table (partition key `pk`, string; TTL attribute `expires_at`) holds one item per
-//! key. A delivery claims the key with a conditional `PutItem` (`attribute_not_exists(pk)`): the
-//! winner works and records the outcome as `COMPLETED`; a later delivery gets that outcome back.
-//! A claim left `IN_PROGRESS` by a crashed invocation can be taken over once its lease expires,
-//! so a lost worker never blocks the retry for good.
+//! key. A delivery claims the key with a conditional `PutItem`: the winner works and records the
+//! outcome as `COMPLETED`; a later delivery gets that outcome back.
+//!
+//! The claim is a short lease (`lease_until_ms`), renewed while the work runs and never past the
+//! claiming invocation's own deadline. A claim whose lease has run out belongs to an invocation
+//! that died (a crash, a timeout): the next delivery takes it over and does the work. A claim
+//! whose lease is live belongs to an invocation still working: that is
+//! [`Error::InProgressElsewhere`], an error, so Lambda delivers again later — never a success
+//! that did nothing. (A fixed 15-minute lease made Lambda's retries, after about 1 and 3
+//! minutes, answer "in progress" for a dead invocation.)
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,6 +28,26 @@ use crate::error::{Error, Result};
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
 
+/// How long a claim holds without renewal: a dead invocation's claim is free this long after it
+/// died, well inside Lambda's first retry (about a minute).
+pub const LEASE: Duration = Duration::from_secs(30);
+
+tokio::task_local! {
+    /// The running invocation's deadline; claims made inside it never outlast it.
+    static INVOCATION_DEADLINE: SystemTime;
+}
+
+/// Runs `work` as (part of) the invocation whose deadline is `deadline_ms` (milliseconds since
+/// the epoch, as Lambda's context gives it; 0 means none): every claim made inside ends by then.
+pub async fn within_invocation<F: Future>(deadline_ms: u64, work: F) -> F::Output {
+    let deadline = if deadline_ms == 0 {
+        SystemTime::now() + crate::model::LONGEST_RUN
+    } else {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)
+    };
+    INVOCATION_DEADLINE.scope(deadline, work).await
+}
+
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     client: aws_sdk_dynamodb::Client,
@@ -27,7 +55,7 @@ pub struct IdempotencyStore {
     /// The owning function's name: every item's key is `<function>#<key>`, so functions sharing
     /// a table never share a key.
     function: String,
-    /// How long an in-progress claim holds before another delivery may take it over.
+    /// How long a claim holds before it must be renewed (see [`LEASE`]).
     lease: Duration,
     /// How long a record is kept (DynamoDB TTL deletes it after).
     retention: Duration,
@@ -35,23 +63,23 @@ pub struct IdempotencyStore {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// This delivery owns the key: do the work, then `complete` it (or `release` on failure).
-    Acquired,
+    /// This delivery owns the key under `owner`: do the work, then `complete` it (or `release`
+    /// on failure).
+    Acquired { owner: String },
     /// An earlier delivery finished; this is the outcome it recorded.
     Completed(serde_json::Value),
-    /// Another delivery holds the key right now.
+    /// Another live delivery holds the key until its lease ends.
     InProgress { lease_until: DateTime<Utc> },
 }
 
-/// What [`IdempotencyStore::once`] did.
+/// What [`IdempotencyStore::once`] did. (Work another live invocation holds is an error,
+/// [`Error::InProgressElsewhere`].)
 #[derive(Debug, Clone, PartialEq)]
 pub enum Once<T> {
     /// The work ran in this delivery.
     Ran(T),
     /// An earlier delivery ran it; its recorded outcome.
     AlreadyDone(T),
-    /// Another delivery is running it now; nothing was done here.
-    InProgressElsewhere,
 }
 
 impl IdempotencyStore {
@@ -64,38 +92,64 @@ impl IdempotencyStore {
             client,
             table: table.into(),
             function: function.into(),
-            lease: Duration::from_secs(15 * 60),
+            lease: LEASE,
             retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
-    /// The lease should outlast the longest invocation (Lambda's limit is 15 minutes).
+    /// A shorter (or longer) lease than [`LEASE`]; renewals come at a third of it.
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
+    /// The end of a lease taken or renewed now: `lease` from now, but never past the
+    /// invocation's deadline (after it the invocation is gone).
+    fn lease_end(&self, now: SystemTime) -> SystemTime {
+        let end = now + self.lease;
+        INVOCATION_DEADLINE
+            .try_with(|deadline| end.min(*deadline))
+            .unwrap_or(end)
+    }
+
+    /// Claims `key`: acquired (a fresh key, or one whose holder's lease ran out), completed, or
+    /// held by a live invocation.
     pub async fn claim(&self, key: &str) -> Result<Claim> {
-        let now = Utc::now();
-        let lease_until = now + self.lease;
+        // The holder may release between our put and our read: then the key is free, claim again.
+        for _ in 0..3 {
+            if let Some(claim) = self.try_claim(key).await? {
+                return Ok(claim);
+            }
+        }
+        Err(Error::unexpected(
+            "dynamodb:PutItem (claim)",
+            self.resource(key),
+            "the claim kept changing hands between put and read",
+        ))
+    }
+
+    async fn try_claim(&self, key: &str) -> Result<Option<Claim>> {
+        let now = SystemTime::now();
+        let owner = uuid::Uuid::new_v4().to_string();
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(self.item_key(key)))
             .item("status", AttributeValue::S(IN_PROGRESS.into()))
-            .item("lease_until", number(lease_until.timestamp()))
-            .item("expires_at", number((now + self.retention).timestamp()))
+            .item("owner", AttributeValue::S(owner.clone()))
+            .item("lease_until_ms", millis(self.lease_end(now)))
+            .item("expires_at", seconds(now + self.retention))
             .condition_expression(
-                "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until < :now)",
+                "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until_ms < :now)",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .expression_attribute_values(":now", number(now.timestamp()))
+            .expression_attribute_values(":now", millis(now))
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(_) => Ok(Some(Claim::Acquired { owner })),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -110,9 +164,43 @@ impl IdempotencyStore {
         }
     }
 
+    /// Extends `owner`'s lease; `false` when the claim is no longer `owner`'s (it lapsed and
+    /// another delivery took it over).
+    pub async fn renew(&self, key: &str, owner: &str) -> Result<bool> {
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(self.item_key(key)))
+            .update_expression("SET lease_until_ms = :until")
+            .condition_expression("#status = :in_progress AND #owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(":until", millis(self.lease_end(SystemTime::now())))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::aws(
+                "dynamodb:UpdateItem (renew claim)",
+                self.resource(key),
+                e,
+            )),
+        }
+    }
+
     /// Records the outcome; later deliveries get it back from `claim`.
     pub async fn complete(&self, key: &str, outcome: &serde_json::Value) -> Result<()> {
         let now = Utc::now();
+        let expires = SystemTime::now() + self.retention;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -120,28 +208,30 @@ impl IdempotencyStore {
             .item("status", AttributeValue::S(COMPLETED.into()))
             .item("outcome", AttributeValue::S(outcome.to_string()))
             .item("completed_at", AttributeValue::S(now.to_rfc3339()))
-            .item("expires_at", number((now + self.retention).timestamp()))
+            .item("expires_at", seconds(expires))
             .send()
             .await
             .map_err(|e| Error::aws("dynamodb:PutItem (complete)", self.resource(key), e))?;
         Ok(())
     }
 
-    /// Gives an in-progress claim back after a failure, so the retry can do the work.
-    pub async fn release(&self, key: &str) -> Result<()> {
+    /// Gives `owner`'s in-progress claim back after a failure, so the retry can do the work.
+    pub async fn release(&self, key: &str, owner: &str) -> Result<()> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(self.item_key(key)))
-            .condition_expression("#status = :in_progress")
+            .condition_expression("#status = :in_progress AND #owner = :owner")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
             .send()
             .await;
         match out {
             Ok(_) => Ok(()),
-            // Already completed or gone: nothing of ours to release.
+            // Completed, gone, or taken over: nothing of ours to release.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -156,8 +246,11 @@ impl IdempotencyStore {
         }
     }
 
-    /// Runs `work` once per key. Its error releases the claim (so a retry runs it again) and is
-    /// returned; its value is recorded and returned to every later delivery.
+    /// Runs `work` once per key. Its error — or its panic — releases the claim (so a retry
+    /// runs it again) and is returned; its value is recorded and returned to every later
+    /// delivery. While it runs, the claim is renewed; if the claim is lost all the same (the
+    /// store was unreachable for a whole lease and another delivery took over), the work is
+    /// stopped with [`Error::ClaimLost`] rather than done twice.
     pub async fn once<T, E, F, Fut>(&self, key: &str, work: F) -> std::result::Result<Once<T>, E>
     where
         T: Serialize + DeserializeOwned,
@@ -165,7 +258,7 @@ impl IdempotencyStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        match self.claim(key).await? {
+        let owner = match self.claim(key).await? {
             Claim::Completed(recorded) => {
                 let value = serde_json::from_value(recorded).map_err(|e| {
                     Error::unexpected(
@@ -174,27 +267,72 @@ impl IdempotencyStore {
                         format!("recorded outcome: {e}"),
                     )
                 })?;
-                Ok(Once::AlreadyDone(value))
+                return Ok(Once::AlreadyDone(value));
             }
-            Claim::InProgress { .. } => Ok(Once::InProgressElsewhere),
-            Claim::Acquired => match work().await {
-                Ok(value) => {
-                    let recorded =
-                        serde_json::to_value(&value).expect("outcomes serialise to JSON");
-                    self.complete(key, &recorded).await?;
-                    Ok(Once::Ran(value))
+            Claim::InProgress { lease_until } => {
+                tracing::warn!(key = %self.item_key(key), %lease_until,
+                    "another live invocation holds this work: failing this delivery so it is retried");
+                return Err(Error::InProgressElsewhere {
+                    resource: self.resource(key),
+                    held_until: lease_until,
                 }
-                Err(e) => {
-                    if let Err(release) = self.release(key).await {
-                        tracing::error!(error = %release, key, "could not release the idempotency claim");
+                .into());
+            }
+            Claim::Acquired { owner } => owner,
+        };
+        let outcome = self
+            .holding(key, &owner, AssertUnwindSafe(work()).catch_unwind())
+            .await?;
+        let failure = match outcome {
+            Ok(Ok(value)) => {
+                let recorded = serde_json::to_value(&value).expect("outcomes serialise to JSON");
+                self.complete(key, &recorded).await?;
+                return Ok(Once::Ran(value));
+            }
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(key = %self.item_key(key), %message, "once-only work panicked");
+                Error::Panicked {
+                    resource: self.resource(key),
+                    message,
+                }
+                .into()
+            }
+        };
+        if let Err(release) = self.release(key, &owner).await {
+            tracing::error!(error = %release, key, "could not release the idempotency claim");
+        }
+        Err(failure)
+    }
+
+    /// Drives `work` to its end while renewing `owner`'s lease every third of it. A renewal
+    /// that fails is tried again at the next one (the lease still runs); a claim found taken
+    /// over stops the work.
+    async fn holding<W: Future>(&self, key: &str, owner: &str, work: W) -> Result<W::Output> {
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = renewals.tick() => {
+                    match tokio::time::timeout(every, self.renew(key, owner)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            tracing::error!(key = %self.item_key(key), "the claim was taken over: stopping this invocation's work");
+                            return Err(Error::ClaimLost { resource: self.resource(key) });
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the claim; trying again"),
+                        Err(_) => tracing::warn!(key = %self.item_key(key), "renewing the claim timed out; trying again"),
                     }
-                    Err(e)
                 }
-            },
+            }
         }
     }
 
-    async fn current(&self, key: &str) -> Result<Claim> {
+    /// The key's record; `None` when there is none (released since).
+    async fn current(&self, key: &str) -> Result<Option<Claim>> {
         let out = self
             .client
             .get_item()
@@ -205,10 +343,7 @@ impl IdempotencyStore {
             .await
             .map_err(|e| Error::aws("dynamodb:GetItem", self.resource(key), e))?;
         let Some(item) = out.item else {
-            // Released between our put and this read: the other delivery failed and will retry.
-            return Ok(Claim::InProgress {
-                lease_until: Utc::now(),
-            });
+            return Ok(None);
         };
         match text(&item, "status") {
             Some(COMPLETED) => {
@@ -220,17 +355,17 @@ impl IdempotencyStore {
                         format!("outcome is not JSON: {e}"),
                     )
                 })?;
-                Ok(Claim::Completed(outcome))
+                Ok(Some(Claim::Completed(outcome)))
             }
             Some(IN_PROGRESS) => {
-                let secs = item
-                    .get("lease_until")
+                let ms = item
+                    .get("lease_until_ms")
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse::<i64>().ok())
                     .unwrap_or_default();
-                Ok(Claim::InProgress {
-                    lease_until: DateTime::from_timestamp(secs, 0).unwrap_or_default(),
-                })
+                Ok(Some(Claim::InProgress {
+                    lease_until: DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+                }))
             }
             other => Err(Error::unexpected(
                 "dynamodb:GetItem",
@@ -251,8 +386,24 @@ impl IdempotencyStore {
     }
 }
 
-fn number(n: i64) -> AttributeValue {
-    AttributeValue::N(n.to_string())
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()
+}
+
+fn millis(t: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(t).as_millis().to_string())
+}
+
+fn seconds(t: SystemTime) -> AttributeValue {
+    AttributeValue::N(since_epoch(t).as_secs().to_string())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {

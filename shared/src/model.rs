@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Lambda's longest run: the time an invocation is given when its context carries no deadline.
+pub const LONGEST_RUN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The timestamp type of every event and record.
 pub type DateTimeUtc = chrono::DateTime<chrono::Utc>;
 

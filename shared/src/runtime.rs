@@ -113,7 +113,9 @@ where
         let (deps, handler) = (&deps, &handler);
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: LambdaEvent<Value>| async move {
-                handler(deps, event)
+                // Claims taken while handling this event end with its deadline.
+                let deadline = event.context.deadline;
+                crate::idempotency::within_invocation(deadline, handler(deps, event))
                     .await
                     .map_err(|e| diagnostic(function, &e))
             },
@@ -149,8 +151,7 @@ pub fn accept<T>(
     }
 }
 
-/// Lambda's longest run: the time an invocation is given when its context carries no deadline.
-pub const LONGEST_RUN: Duration = Duration::from_secs(15 * 60);
+pub use crate::model::LONGEST_RUN;
 
 /// The instant by which an invocation's own work must be done: its deadline less `margin`, the
 /// time kept back to report or hand over. A deadline of 0 means none was given (a direct call
@@ -179,17 +180,13 @@ pub trait Answer: Sized {
 }
 
 /// The answer for a once-only piece of work: what this delivery did, or (marked repeated) what
-/// an earlier one recorded, or `in_progress()` while another delivery holds the work.
-pub fn answer_once<T: Answer>(once: Once<T>, in_progress: impl FnOnce() -> T) -> T {
+/// an earlier one recorded.
+pub fn answer_once<T: Answer>(once: Once<T>) -> T {
     match once {
         Once::Ran(answer) => answer,
         Once::AlreadyDone(answer) => {
             tracing::info!("duplicate delivery: answering what an earlier delivery recorded");
             answer.repeated()
-        }
-        Once::InProgressElsewhere => {
-            tracing::info!("duplicate delivery: another invocation holds this work");
-            in_progress().repeated()
         }
     }
 }

@@ -164,7 +164,6 @@ async fn roll_back_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> CodeOutcome 
             code.steps.push(Step::failed(&action, &e));
             return code;
         }
-        Ok(Once::InProgressElsewhere) => return code,
         Ok(Once::Ran(plan)) => (plan, true),
         Ok(Once::AlreadyDone(plan)) => (plan, false),
     };
@@ -271,7 +270,6 @@ async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option
             (Step::done(&action, detail), switched)
         }
         Ok(Once::AlreadyDone((_, _, detail))) => (Step::done_earlier(&action, &detail), None),
-        Ok(Once::InProgressElsewhere) => (Step::in_progress(&action), None),
         Err(e) => (Step::failed(&action, &e), None),
     }
 }

@@ -52,13 +52,6 @@ impl Step {
     }
 
     /// Another delivery of the transition holds the step.
-    pub(crate) fn in_progress(action: &str) -> Step {
-        Step::not_run(
-            action,
-            "another delivery of this transition is carrying it out".into(),
-        )
-    }
-
     /// The step failed (and is logged): a retry of the transition tries it again.
     pub(crate) fn failed(action: &str, error: &Error) -> Step {
         tracing::error!(action, error = %error, "rollback action failed");
@@ -75,7 +68,6 @@ where
     match once(deps, key, work).await {
         Ok(Once::Ran(detail)) => Step::done(action, detail),
         Ok(Once::AlreadyDone(detail)) => Step::done_earlier(action, &detail),
-        Ok(Once::InProgressElsewhere) => Step::in_progress(action),
         Err(e) => Step::failed(action, &e),
     }
 }

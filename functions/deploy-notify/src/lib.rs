@@ -219,7 +219,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
                 duplicate = false;
                 sent.push(json!({"channel": channel, "detail": detail}));
             }
-            Ok(Once::AlreadyDone(_) | Once::InProgressElsewhere) => {}
+            Ok(Once::AlreadyDone(_)) => {}
             Err(e) => {
                 duplicate = false;
                 tracing::error!(?channel, error = %e, "a channel failed");

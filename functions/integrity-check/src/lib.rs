@@ -191,9 +191,6 @@ pub async fn run(
                 serde_json::to_value(&report).expect("reports serialise")
             }
             (Once::AlreadyDone(summary), _) => json!({"duplicate": true, "report": summary}),
-            (Once::InProgressElsewhere, _) => {
-                json!({"database": name, "in-progress-elsewhere": true})
-            }
             (Once::Ran(summary), None) => summary,
         });
     }

@@ -6,7 +6,7 @@ use safeship::runtime::answer_once;
 use serde::{Deserialize, Serialize};
 
 use crate::hook::hook_step;
-use crate::{Deps, Error, SnapshotAnswer, SnapshotStatus, FUNCTION};
+use crate::{Deps, Error, SnapshotAnswer, FUNCTION};
 
 /// The state a continuation carries: the hook to report and the snapshot being waited for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,15 +40,7 @@ pub(crate) async fn continue_hook(
         .idempotency
         .once(&key, || hook_step(deps, state.clone(), deadline))
         .await?;
-    Ok(answer_once(once, || SnapshotAnswer {
-        database: state.database,
-        snapshot_id: Some(state.snapshot_id),
-        status: SnapshotStatus::InProgressElsewhere,
-        detail: None,
-        hook_status: None,
-        pruned: vec![],
-        duplicate: false,
-    }))
+    Ok(answer_once(once))
 }
 
 /// Invokes this function asynchronously with the continuation's state.

@@ -66,15 +66,7 @@ pub(crate) async fn start_hook(
             hook_step(deps, state, deadline).await
         })
         .await?;
-    Ok(answer_once(once, || SnapshotAnswer {
-        database: String::new(),
-        snapshot_id: None,
-        status: SnapshotStatus::InProgressElsewhere,
-        detail: None,
-        hook_status: None,
-        pruned: vec![],
-        duplicate: false,
-    }))
+    Ok(answer_once(once))
 }
 
 /// One invocation's share of a hook: take or find the snapshot, wait, then report — or hand the

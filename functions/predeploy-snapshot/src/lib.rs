@@ -115,9 +115,6 @@ pub enum SnapshotStatus {
     /// A `START` event of a group without a snapshot section.
     #[serde(rename = "none configured")]
     NoneConfigured,
-    /// Another invocation is handling this hook (or continuation) already.
-    #[serde(rename = "in progress elsewhere")]
-    InProgressElsewhere,
 }
 
 /// What a hook reported to CodeDeploy.
@@ -166,7 +163,6 @@ mod tests {
             (SnapshotStatus::Fresh, "fresh"),
             (SnapshotStatus::Stale, "stale"),
             (SnapshotStatus::NoneConfigured, "none configured"),
-            (SnapshotStatus::InProgressElsewhere, "in progress elsewhere"),
         ];
         for (status, wire) in cases {
             assert_eq!(serde_json::to_value(status).unwrap(), json!(wire));

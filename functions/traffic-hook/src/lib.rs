@@ -130,8 +130,6 @@ pub enum AnswerStatus {
     Succeeded,
     /// `Failed` was reported to CodeDeploy.
     Failed,
-    /// Another delivery is handling this hook execution; nothing was reported here.
-    InProgress,
 }
 
 impl From<HookStatus> for AnswerStatus {
@@ -191,14 +189,13 @@ pub async fn run_hook(
         })
         .await;
     match once {
-        Ok(once) => Ok(answer_once(once, || HookAnswer {
-            deployment_id: hook.deployment_id.clone(),
-            lifecycle_event_hook_execution_id: hook.lifecycle_event_hook_execution_id.clone(),
-            status: AnswerStatus::InProgress,
-            reason: "another invocation is handling this hook execution".into(),
-            checks: vec![],
-            duplicate: false,
-        })),
+        Ok(once) => Ok(answer_once(once)),
+        // Another live invocation is handling this hook execution and will report: fail this
+        // delivery so Lambda delivers it again later (by then it is done, or its claim free).
+        // The same when this invocation's claim was taken over: the other one reports.
+        Err(Error::Safeship(
+            e @ (safeship::Error::InProgressElsewhere { .. } | safeship::Error::ClaimLost { .. }),
+        )) => Err(Error::Safeship(e)),
         // The status was reported, then recording it failed: the reported outcome stands. A
         // second, different status is the other wrong answer. (The claim stays in progress
         // until its lease runs out, so a redelivery meanwhile does not run the checks again.)

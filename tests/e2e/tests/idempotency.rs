@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use safeship::idempotency::{Claim, IdempotencyStore, Once};
+use safeship::idempotency::{within_invocation, Claim, IdempotencyStore, Once};
 use safeship_testkit::emulators::{create_idempotency_table, moto_endpoint, sdk_config, unique};
 use serde_json::json;
 
@@ -15,10 +15,14 @@ async fn store() -> IdempotencyStore {
     IdempotencyStore::new(ddb, table, "test")
 }
 
+fn acquired(claim: &Claim) -> bool {
+    matches!(claim, Claim::Acquired { .. })
+}
+
 #[tokio::test]
 async fn second_claim_sees_in_progress_then_completed_outcome() {
     let store = store().await;
-    assert_eq!(store.claim("alarm@t1").await.unwrap(), Claim::Acquired);
+    assert!(acquired(&store.claim("alarm@t1").await.unwrap()));
     assert!(matches!(
         store.claim("alarm@t1").await.unwrap(),
         Claim::InProgress { .. }
@@ -32,7 +36,7 @@ async fn second_claim_sees_in_progress_then_completed_outcome() {
         Claim::Completed(json!({"stopped": "d-1"}))
     );
     // Another key is independent.
-    assert_eq!(store.claim("alarm@t2").await.unwrap(), Claim::Acquired);
+    assert!(acquired(&store.claim("alarm@t2").await.unwrap()));
 }
 
 #[tokio::test]
@@ -75,12 +79,143 @@ async fn failed_work_releases_the_claim_so_the_retry_runs_it() {
 }
 
 #[tokio::test]
-async fn an_expired_lease_can_be_taken_over() {
-    // A worker that died mid-way leaves IN_PROGRESS behind; after its lease, a retry takes over.
-    let store = store().await.with_lease(Duration::from_secs(0));
-    assert_eq!(store.claim("k").await.unwrap(), Claim::Acquired);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(store.claim("k").await.unwrap(), Claim::Acquired);
+async fn a_dead_invocations_claim_is_taken_over_once_its_lease_runs_out() {
+    // A worker that died mid-way leaves IN_PROGRESS behind and renews it no more; a retry after
+    // the lease takes the work over and does it (a fixed 15-minute lease made it answer
+    // "in progress" and do nothing).
+    let store = store().await.with_lease(Duration::from_millis(300));
+    assert!(acquired(&store.claim("k").await.unwrap()));
+    assert!(matches!(
+        store.claim("k").await.unwrap(),
+        Claim::InProgress { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retried = store
+        .once("k", || async {
+            Ok::<_, safeship::Error>("done by the retry".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(retried, Once::Ran("done by the retry".to_string()));
+}
+
+#[tokio::test]
+async fn a_claim_never_outlasts_the_invocation_that_took_it() {
+    // Default lease (30 s), but the claiming invocation's deadline is 300 ms away: once that
+    // has passed, the invocation is gone and the claim is free.
+    let store = store().await;
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u64 + 300;
+    let claim = within_invocation(deadline_ms, store.claim("k"))
+        .await
+        .unwrap();
+    assert!(acquired(&claim));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(acquired(&store.claim("k").await.unwrap()));
+}
+
+#[tokio::test]
+async fn a_live_claim_is_an_error_for_the_other_delivery_never_a_success() {
+    // The holder keeps working past several leases (it renews); a delivery meanwhile fails, so
+    // Lambda delivers it again later, and does not answer "duplicate" for work not yet done.
+    let store = store().await.with_lease(Duration::from_millis(300));
+    let holder = store.once("k", || async {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        Ok::<_, safeship::Error>("done".to_string())
+    });
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        store
+            .once("k", || async {
+                Ok::<_, safeship::Error>("done twice".to_string())
+            })
+            .await
+    };
+    let (held, other) = tokio::join!(holder, other);
+    assert_eq!(held.unwrap(), Once::Ran("done".to_string()));
+    let err = other.unwrap_err();
+    assert_eq!(err.kind(), "InProgressElsewhere", "{err}");
+    assert!(
+        err.to_string()
+            .contains("another invocation holds this work until"),
+        "{err}"
+    );
+    // Afterwards a redelivery gets the recorded outcome.
+    assert_eq!(
+        store
+            .once("k", || async {
+                Ok::<_, safeship::Error>("done twice".to_string())
+            })
+            .await
+            .unwrap(),
+        Once::AlreadyDone("done".to_string())
+    );
+}
+
+#[tokio::test]
+async fn work_that_panics_releases_its_claim_for_the_retry() {
+    let store = store().await;
+    let panicked: Result<Once<u32>, safeship::Error> = store
+        .once("k", || async { panic!("attempt to allocate 64 GB") })
+        .await;
+    let err = panicked.unwrap_err();
+    assert_eq!(err.kind(), "Panicked");
+    assert!(
+        err.to_string().contains("attempt to allocate 64 GB"),
+        "{err}"
+    );
+    let retried = store
+        .once("k", || async { Ok::<_, safeship::Error>(7) })
+        .await
+        .unwrap();
+    assert_eq!(retried, Once::Ran(7));
+}
+
+#[tokio::test]
+async fn a_claim_taken_over_stops_the_work_instead_of_doing_it_twice() {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("idem");
+    create_idempotency_table(&ddb, &table).await;
+    let store =
+        IdempotencyStore::new(ddb.clone(), &table, "test").with_lease(Duration::from_millis(300));
+    let finished = AtomicU32::new(0);
+    let outcome: Result<Once<()>, safeship::Error> = store
+        .once("k", || async {
+            // Meanwhile the lease lapsed (say DynamoDB was out of reach) and another delivery
+            // took the key over under its own owner.
+            ddb.put_item()
+                .table_name(&table)
+                .item(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("test#k".into()),
+                )
+                .item(
+                    "status",
+                    aws_sdk_dynamodb::types::AttributeValue::S("IN_PROGRESS".into()),
+                )
+                .item(
+                    "owner",
+                    aws_sdk_dynamodb::types::AttributeValue::S("someone-else".into()),
+                )
+                .item(
+                    "lease_until_ms",
+                    aws_sdk_dynamodb::types::AttributeValue::N(i64::MAX.to_string()),
+                )
+                .send()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .await;
+    assert_eq!(outcome.unwrap_err().kind(), "ClaimLost");
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "the work was stopped");
+    // The new holder's claim was not released by the loser.
+    assert!(matches!(
+        store.claim("k").await.unwrap(),
+        Claim::InProgress { .. }
+    ));
 }
 
 #[tokio::test]
@@ -95,15 +230,20 @@ async fn concurrent_deliveries_run_the_work_once() {
         })
     };
     let (a, b, c) = tokio::join!(attempt(), attempt(), attempt());
-    let outcomes = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let outcomes = [a, b, c];
     assert_eq!(runs.load(Ordering::SeqCst), 1, "{outcomes:?}");
     assert_eq!(
         outcomes
             .iter()
-            .filter(|o| matches!(o, Once::Ran(())))
+            .filter(|o| matches!(o, Ok(Once::Ran(()))))
             .count(),
         1
     );
+    // The others were told to come back, not that it was done.
+    assert!(outcomes
+        .iter()
+        .filter(|o| o.is_err())
+        .all(|o| o.as_ref().unwrap_err().kind() == "InProgressElsewhere"));
 }
 
 #[tokio::test]
