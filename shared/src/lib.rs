@@ -2,7 +2,7 @@
 //!
 //! 1. [`model`], [`error`]: plain data and the crate's error type;
 //! 2. [`env`](mod@env): environment variables, read once;
-//! 3. [`tls`], [`telemetry`]: trusted roots, logs (secrets redacted);
+//! 3. [`tls`], [`telemetry`], [`metrics`]: trusted roots, logs (secrets redacted), EMF metrics;
 //! 4. [`config`], [`aws`]: the settings every function reads; one SDK configuration per cold
 //!    start, and the CodeDeploy calls several guard rails make;
 //! 5. [`guard`]: guard events (a versioned, tolerant wire format) and their publisher;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod idempotency;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod runtime;

@@ -145,7 +145,9 @@ static RULES: [Rule; 4] = [
         false,
     ),
     rule(
-        r#"(?i)((?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
+        // Not after a colon: `…:secret:name` is an ARN's resource type, and an ARN is not a
+        // secret (an error must still say which secret it could not read).
+        r#"(?i)((?:^|[^:])(?:password|passwd|secret|token|authorization|api[_-]?key|webhook[_-]?url)\\?\x22?\s*[:=]\s*\\?\x22?)[^\s\x22\\,}&]+"#,
         "${1}[redacted]",
         &[
             "password",
@@ -239,6 +241,15 @@ mod tests {
         // JSON logs escape inner quotes: {"error":"... \"password\":\"x\" ..."}
         let out = redact(r#"{"error":"bad secret {\"password\":\"hunter2\"}"}"#);
         assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    #[test]
+    fn a_secret_arn_is_not_a_secret() {
+        let line = "secretsmanager:GetSecretValue on arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/slack-AbCdEf failed";
+        assert_eq!(redact(line), line);
+        // ... while a value after a secret-named key still is.
+        assert_eq!(redact("db_password=hunter2 x"), "db_password=[redacted] x");
+        assert_eq!(redact("secret: hunter2"), "secret: [redacted]");
     }
 
     /// The literal pre-check only skips work: every line comes out as all four regexes make it.

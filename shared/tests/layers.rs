@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["model", "error"],
     &["env"],
-    &["tls", "telemetry"],
+    &["tls", "telemetry", "metrics"],
     &["config", "aws"],
     &["guard"],
     &["event"],

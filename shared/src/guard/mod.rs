@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AlarmKind, AlarmState, Severity};
 
 mod publisher;
-pub use publisher::GuardPublisher;
+pub use publisher::{GuardPublisher, METRICS_NAMESPACE, UNPUBLISHED_METRIC};
 
 /// The guard-event format this safeship writes. Readers ignore fields they do not know and read
 /// an unknown outcome kind as [`Outcome::Unknown`], so a newer writer never breaks an older

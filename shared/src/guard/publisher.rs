@@ -1,14 +1,29 @@
 //! Publishing guard events to EventBridge.
+//!
+//! Every string of an event is redacted before it leaves (guard events reach Slack and email,
+//! which the log redaction does not cover), and every event that could not be published is
+//! counted in the `GuardEventsUnpublished` metric, which the stack alarms on: the audit trail and
+//! the notifications depend on these events.
+
+use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::metrics::{document, MetricsSink};
+use crate::telemetry::redact;
 
 use super::{GuardEvent, GUARD_DETAIL_TYPE, GUARD_SOURCE};
+
+/// The namespace of the publisher's metric.
+pub const METRICS_NAMESPACE: &str = "Safeship/Guard";
+/// The metric counting guard events that could not be published (dimension `Guard`).
+pub const UNPUBLISHED_METRIC: &str = "GuardEventsUnpublished";
 
 /// Publishes guard events to one EventBridge bus.
 #[derive(Debug, Clone)]
 pub struct GuardPublisher {
     client: aws_sdk_eventbridge::Client,
     bus: String,
+    metrics: MetricsSink,
 }
 
 impl GuardPublisher {
@@ -16,11 +31,39 @@ impl GuardPublisher {
         GuardPublisher {
             client,
             bus: bus.into(),
+            metrics: MetricsSink::Stdout,
         }
     }
 
+    /// Where the unpublished-event metric goes (stdout by default).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: MetricsSink) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Puts `event` on the bus, its strings redacted. A failure is counted in
+    /// [`UNPUBLISHED_METRIC`] and returned: the caller decides whether the event was the only
+    /// record (then the invocation fails and is retried) or news only.
     pub async fn publish(&self, event: &GuardEvent) -> Result<()> {
-        let detail = serde_json::to_string(event).expect("guard events always serialise");
+        let sent = self.put(event).await;
+        if let Err(e) = &sent {
+            tracing::error!(guard_event = %event.id, error = %e, "guard event not published");
+            let guard = serde_json::to_value(event.guard).unwrap_or(Value::Null);
+            self.metrics.emit(&[document(
+                METRICS_NAMESPACE,
+                chrono::Utc::now().timestamp_millis(),
+                &[("Guard", guard.as_str().unwrap_or("unknown"))],
+                &[(UNPUBLISHED_METRIC, "Count", json!(1))],
+            )]);
+        }
+        sent
+    }
+
+    async fn put(&self, event: &GuardEvent) -> Result<()> {
+        let mut detail = serde_json::to_value(event).expect("guard events always serialise");
+        redact_strings(&mut detail);
+        let detail = detail.to_string();
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(GUARD_SOURCE)
@@ -56,5 +99,40 @@ impl GuardPublisher {
         }
         tracing::info!(guard_event = %event.id, kind = event.outcome.kind(), bus = %self.bus, "guard event published");
         Ok(())
+    }
+}
+
+/// Redacts every string in `value` (keys are the format's own names, never secret).
+fn redact_strings(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(redacted) = redact(s) {
+                *s = redacted;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        Value::Object(fields) => fields.values_mut().for_each(redact_strings),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_is_redacted_and_the_rest_kept() {
+        let mut v = json!({
+            "reason": "GET https://ops:hunter2@checkout.internal/health?token=abc123 answered 500",
+            "checks": [{"detail": "password=swordfish"}],
+            "count": 3,
+        });
+        redact_strings(&mut v);
+        let text = v.to_string();
+        for secret in ["hunter2", "abc123", "swordfish"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(v["count"], 3);
+        assert!(text.contains("checkout.internal/health"), "{text}");
     }
 }

@@ -1,0 +1,97 @@
+//! CloudWatch metrics in the Embedded Metric Format: one JSON document per line on stdout, which
+//! CloudWatch Logs turns into metrics without a `PutMetricData` call on an invocation's path.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+/// Where the documents go: stdout in Lambda, memory in tests.
+#[derive(Debug, Clone, Default)]
+pub enum MetricsSink {
+    #[default]
+    Stdout,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl MetricsSink {
+    /// A sink that keeps the documents, and the handle to read them.
+    #[must_use]
+    pub fn memory() -> (MetricsSink, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        (MetricsSink::Memory(seen.clone()), seen)
+    }
+
+    pub fn emit(&self, lines: &[String]) {
+        match self {
+            MetricsSink::Stdout => {
+                use std::io::Write;
+                // One lock for all lines: no log line lands inside a document.
+                let mut out = std::io::stdout().lock();
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            MetricsSink::Memory(seen) => seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(lines.iter().cloned()),
+        }
+    }
+}
+
+/// One EMF document: `metrics` as (name, unit, value) under `namespace`, with `dimensions` as
+/// (name, value) forming one dimension set.
+#[must_use]
+pub fn document(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, Value)],
+) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        root.insert((*k).into(), json!(v));
+    }
+    for (name, _, value) in metrics {
+        root.insert((*name).into(), value.clone());
+    }
+    Value::Object(root).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_names_its_metric_and_dimensions() {
+        let doc: Value = serde_json::from_str(&document(
+            "Safeship/Guard",
+            1_000,
+            &[("Guard", "traffic-hook")],
+            &[("GuardEventsUnpublished", "Count", json!(1))],
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "Safeship/Guard"
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Guard"]])
+        );
+        assert_eq!(doc["Guard"], "traffic-hook");
+        assert_eq!(doc["GuardEventsUnpublished"], 1);
+    }
+}
