@@ -17,10 +17,11 @@ mod rollback;
 mod snapshot;
 mod source;
 mod traffic_hook;
+mod unique;
 mod validate;
 
 pub use self::integrity::{DbConnection, IntegrityPolicy, SslMode, TableRules, ZeroQuery};
-pub use self::notifications::{Channel, NotificationPolicy, NotificationRoute};
+pub use self::notifications::{Channel, NotificationPolicy, NotificationRoute, Routing};
 pub use self::rollback::{AlarmMatcher, FeatureFlagTarget, RollbackPolicy};
 pub use self::snapshot::{
     DatabaseKind, DatabasePolicy, GroupSnapshotPolicy, SnapshotFailureMode, SnapshotRetention,
@@ -33,10 +34,10 @@ pub struct Policy {
     /// Schema version; only `1` exists.
     pub version: u32,
     /// CodeDeploy applications by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique::keys")]
     pub applications: BTreeMap<String, ApplicationPolicy>,
     /// Databases by a name the policy chooses (referenced by groups and direct invocations).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique::keys")]
     pub databases: BTreeMap<String, DatabasePolicy>,
     #[serde(default)]
     pub notifications: NotificationPolicy,
@@ -46,6 +47,7 @@ pub struct Policy {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ApplicationPolicy {
     /// Deployment groups by name.
+    #[serde(deserialize_with = "unique::keys")]
     pub deployment_groups: BTreeMap<String, GroupPolicy>,
 }
 
@@ -72,8 +74,8 @@ pub struct GroupRef<'a> {
 impl Policy {
     /// Parses and validates a document; `origin` names where it came from, for messages.
     pub fn parse(document: &str, origin: &str) -> Result<Policy> {
-        let policy: Policy =
-            serde_yaml_ng::from_str(document).map_err(|e| Error::policy(origin, e.to_string()))?;
+        let policy: Policy = serde_yaml_ng::from_str(document)
+            .map_err(|e| Error::policy(origin, unique::locate(document, e.to_string())))?;
         let problems = policy.problems();
         if problems.is_empty() {
             Ok(policy)
@@ -166,6 +168,27 @@ mod tests {
         assert!(p
             .databases
             .contains_key(&g.policy.snapshot.as_ref().unwrap().database));
+    }
+
+    #[test]
+    fn a_name_given_twice_is_an_error_naming_both_places() {
+        // YAML lets a key repeat and serde keeps the last: one group's policy silently gone.
+        let doc = "version: 1\napplications:\n  checkout:\n    deployment-groups:\n      prod: {environment: prod}\n      prod: {environment: dev}\n";
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        assert!(err.contains("\"prod\" is given twice"), "{err}");
+        assert!(err.contains("lines 5 and 6"), "{err}");
+        let doc = "version: 1\napplications:\n  checkout:\n    deployment-groups: {}\ndatabases:\n  orders: {kind: instance, identifier: a, environment: prod}\n  orders: {kind: instance, identifier: b, environment: prod}\n";
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("\"orders\" is given twice") && err.contains("lines 6 and 7"),
+            "{err}"
+        );
+        let doc = "version: 1\napplications:\n  checkout:\n    deployment-groups: {}\n  checkout:\n    deployment-groups: {}\n";
+        let err = Policy::parse(doc, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("\"checkout\" is given twice") && err.contains("lines 3 and 5"),
+            "{err}"
+        );
     }
 
     #[test]
