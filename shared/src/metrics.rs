@@ -49,6 +49,30 @@ pub fn document(
     dimensions: &[(&str, &str)],
     metrics: &[(&str, &str, Value)],
 ) -> String {
+    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    document_in_sets(namespace, timestamp_ms, dimensions, &[&names], metrics)
+}
+
+/// As [`document`], and the same metrics without dimensions too: one series an alarm can watch
+/// whatever the dimension values are.
+#[must_use]
+pub fn document_with_total(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, Value)],
+) -> String {
+    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    document_in_sets(namespace, timestamp_ms, dimensions, &[&names, &[]], metrics)
+}
+
+fn document_in_sets(
+    namespace: &str,
+    timestamp_ms: i64,
+    dimensions: &[(&str, &str)],
+    sets: &[&[&str]],
+    metrics: &[(&str, &str, Value)],
+) -> String {
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
@@ -56,7 +80,7 @@ pub fn document(
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": sets,
                 "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         }),
@@ -93,5 +117,16 @@ mod tests {
         );
         assert_eq!(doc["Guard"], "traffic-hook");
         assert_eq!(doc["GuardEventsUnpublished"], 1);
+        let doc: Value = serde_json::from_str(&document_with_total(
+            "Safeship/Guard",
+            1_000,
+            &[("Guard", "traffic-hook")],
+            &[("GuardEventsUnpublished", "Count", json!(1))],
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Guard"], []])
+        );
     }
 }

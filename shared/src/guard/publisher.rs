@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::metrics::{document, MetricsSink};
+use crate::metrics::{document_with_total, MetricsSink};
 use crate::telemetry::redact;
 
 use super::{GuardEvent, GUARD_DETAIL_TYPE, GUARD_SOURCE};
@@ -50,7 +50,7 @@ impl GuardPublisher {
         if let Err(e) = &sent {
             tracing::error!(guard_event = %event.id, error = %e, "guard event not published");
             let guard = serde_json::to_value(event.guard).unwrap_or(Value::Null);
-            self.metrics.emit(&[document(
+            self.metrics.emit(&[document_with_total(
                 METRICS_NAMESPACE,
                 chrono::Utc::now().timestamp_millis(),
                 &[("Guard", guard.as_str().unwrap_or("unknown"))],
