@@ -1,18 +1,154 @@
 //! Delivering a message: Slack's incoming webhook (URL from Secrets Manager, cached, never
-//! printed) and email through an SNS topic.
+//! printed) and email through an SNS topic, each bounded by the invocation's deadline.
+//!
+//! # Slack: retry or give up, per failure
+//!
+//! An incoming webhook has no idempotency key and nothing to read back, so the only safe retry
+//! is one Slack cannot already have posted. After each attempt [`next_step`] decides (Slack's
+//! answers as its incoming-webhook and rate-limit documentation gives them):
+//!
+//! | attempt came to | Slack has the message? | next |
+//! |---|---|---|
+//! | 2xx | yes | done |
+//! | no connection (refused, DNS, TLS, connect timeout) | no | retry after a back-off (200 ms, doubling) |
+//! | 5xx (`rollup_error`, a proxy's 502/503) | no | retry after a back-off |
+//! | 504 (a gateway stopped waiting for Slack's server) | maybe | as a timeout, below |
+//! | 429 with `Retry-After` | no | wait it out and retry, if the wait and one more attempt fit before the deadline and the wait is at most 30 s; else fail now naming the wait |
+//! | other 4xx (`invalid_payload`, `user_not_found` 400, `action_prohibited` 403, `channel_not_found` / `no_service` 404, `channel_is_archived` 410) | no, and it will not take it | give up at once with Slack's error text |
+//! | no request possible (the secret holds no usable URL) | no | give up at once naming the secret |
+//! | timeout or a broken connection after the request went out | maybe | **no retry in this invocation**: fail, saying Slack may have posted it |
+//!
+//! At most [`SLACK_ATTEMPTS`] attempts, none started with less than [`MIN_ATTEMPT`] before the
+//! deadline, each cut at [`ATTEMPT_TIMEOUT`] or the deadline, whichever comes first; no wait
+//! after the last attempt. A failure fails the invocation and releases the channel's claim, so
+//! Lambda's retry of the event posts it then: after a maybe-sent timeout that retry may give the
+//! channel the message twice, which is better than never.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::Error;
 
-/// At most this many attempts at one Slack post (429 and 5xx are retried).
-const SLACK_ATTEMPTS: u32 = 4;
+/// At most this many attempts at one Slack post.
+pub const SLACK_ATTEMPTS: u32 = 4;
 /// A `Retry-After` longer than this is not waited for: the invocation fails and is retried.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// One attempt's longest wait for Slack's answer (it also ends at the deadline).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// No attempt is started with less time than this before the deadline.
+pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+/// The first back-off after a connection failure or a 5xx; it doubles after each.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+
+/// What one attempt at posting came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// 2xx: Slack posted it.
+    Accepted,
+    /// No connection was made (refused, DNS, TLS, connect timeout): Slack has nothing.
+    NotSent(String),
+    /// The request went out and no answer came (timeout, connection broken): Slack may have it.
+    MaybeSent(String),
+    /// 429, with `Retry-After` when Slack gave one.
+    RateLimited(Option<Duration>),
+    /// 5xx: Slack did not take it.
+    ServerError { status: u16, body: String },
+    /// Any other answer (4xx): Slack will not take this message as it is.
+    Refused { status: u16, body: String },
+    /// The request could not even be made (the secret holds no usable URL).
+    Unusable(String),
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Done,
+    /// Wait this long, then attempt again.
+    Retry(Duration),
+    /// Stop: the error's text.
+    GiveUp(String),
+}
+
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// The decision after attempt number `made` came to `attempt`, with `pause` the back-off due now
+/// and `left` the time before the deadline. Pure: the table in this module's documentation.
+pub fn next_step(attempt: &Attempt, made: u32, pause: Duration, left: Duration) -> Next {
+    let (wait, last) = match attempt {
+        Attempt::Accepted => return Next::Done,
+        Attempt::Refused { status, body } => {
+            return Next::GiveUp(format!(
+                "Slack refused the message ({status}): {}",
+                body.trim()
+            ))
+        }
+        Attempt::Unusable(why) => return Next::GiveUp(why.clone()),
+        Attempt::MaybeSent(why) => {
+            return Next::GiveUp(format!(
+                "{why} after the message was sent ({}): Slack may have posted it, so it is not \
+                 sent again in this invocation (Lambda's retry sends it, perhaps a second time)",
+                attempts(made)
+            ))
+        }
+        Attempt::RateLimited(Some(wait))
+            if *wait > MAX_RETRY_AFTER || *wait + MIN_ATTEMPT > left =>
+        {
+            return Next::GiveUp(format!(
+                "rate limited (429): Slack asked to wait {} s and {} are left before the deadline \
+                 ({}); not waited for, Lambda's retry sends it",
+                wait.as_secs(),
+                seconds(left),
+                attempts(made)
+            ))
+        }
+        Attempt::RateLimited(Some(wait)) => (
+            *wait,
+            format!("rate limited (429, Retry-After {} s)", wait.as_secs()),
+        ),
+        Attempt::RateLimited(None) => (pause, "rate limited (429)".to_owned()),
+        Attempt::ServerError { status, body } if body.trim().is_empty() => {
+            (pause, format!("Slack answered {status}"))
+        }
+        Attempt::ServerError { status, body } => {
+            (pause, format!("Slack answered {status}: {}", body.trim()))
+        }
+        Attempt::NotSent(why) => (pause, why.clone()),
+    };
+    if made >= SLACK_ATTEMPTS {
+        Next::GiveUp(format!("gave up after {}: {last}", attempts(made)))
+    } else if wait + MIN_ATTEMPT > left {
+        Next::GiveUp(format!(
+            "gave up after {} with {} left before the deadline: {last}",
+            attempts(made),
+            seconds(left)
+        ))
+    } else {
+        Next::Retry(wait)
+    }
+}
+
+/// `Retry-After` as Slack sends it: whole seconds.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
 
 pub struct Slack {
     client: reqwest::Client,
@@ -39,6 +175,13 @@ impl Slack {
         }
     }
 
+    fn error(&self, problem: impl Into<String>) -> Error {
+        Error::Slack {
+            channel: self.channel.clone(),
+            problem: problem.into(),
+        }
+    }
+
     /// The webhook URL, read once per cold start. The secret is the URL itself or JSON with a
     /// `webhook_url` key.
     async fn url(&self) -> Result<&SecretString, Error> {
@@ -62,12 +205,11 @@ impl Slack {
                     Ok(v) => v["webhook_url"]
                         .as_str()
                         .map(str::to_owned)
-                        .ok_or_else(|| Error::Slack {
-                            channel: self.channel.clone(),
-                            problem: format!(
+                        .ok_or_else(|| {
+                            self.error(format!(
                                 "secret {} is JSON without a webhook_url key",
                                 self.secret_arn
-                            ),
+                            ))
                         })?,
                     Err(_) => text.trim().to_owned(),
                 };
@@ -76,84 +218,221 @@ impl Slack {
             .await
     }
 
-    /// Posts the Block Kit payload. 429 waits `Retry-After`; 5xx and network errors back off;
-    /// any other refusal is an error naming the channel and Slack's reason, not the URL.
-    pub async fn post(&self, payload: &Value) -> Result<(), Error> {
-        let url = self.url().await?;
-        let mut pause = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=SLACK_ATTEMPTS {
-            let sent = self
-                .client
-                .post(url.expose_secret())
-                .json(payload)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) if r.status().as_u16() == 429 => {
-                    let wait = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map_or(pause, Duration::from_secs);
-                    last = format!("rate limited (429, Retry-After {} s)", wait.as_secs());
-                    if wait > MAX_RETRY_AFTER {
-                        break;
+    /// One POST, cut at `timeout`, as an [`Attempt`]. reqwest's messages carry the URL: only the
+    /// kind of failure is kept.
+    async fn attempt(&self, url: &SecretString, payload: &Value, timeout: Duration) -> Attempt {
+        let sent = self
+            .client
+            .post(url.expose_secret())
+            .json(payload)
+            .timeout(timeout)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Attempt::Accepted,
+            Ok(r) if r.status().as_u16() == 429 => Attempt::RateLimited(retry_after(r.headers())),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                let body: String = body.chars().take(200).collect();
+                if status == 504 {
+                    // A gateway gave up waiting for Slack's server, which may have posted it.
+                    Attempt::MaybeSent("a gateway timeout (504)".into())
+                } else if (500..600).contains(&status) {
+                    Attempt::ServerError { status, body }
+                } else {
+                    Attempt::Refused { status, body }
+                }
+            }
+            Err(e) if e.is_builder() => Attempt::Refused {
+                status: 0,
+                body: format!(
+                    "the webhook URL in secret {} is not a valid URL",
+                    self.secret_arn
+                ),
+            },
+            // Connect errors (connect timeouts included) come before any byte of the request.
+            Err(e) if e.is_connect() => Attempt::NotSent(if e.is_timeout() {
+                "could not connect (timed out)".into()
+            } else {
+                "could not connect".into()
+            }),
+            Err(e) if e.is_timeout() => {
+                Attempt::MaybeSent(format!("no answer within {}", seconds(timeout)))
+            }
+            Err(_) => Attempt::MaybeSent("the connection failed".into()),
+        }
+    }
+
+    /// Posts the Block Kit payload by `deadline`, retrying only what Slack cannot have posted
+    /// (see the module documentation). Returns the number of attempts made.
+    pub async fn post(&self, payload: &Value, deadline: Instant) -> Result<u32, Error> {
+        let url = match tokio::time::timeout_at(deadline, self.url()).await {
+            Ok(url) => url?,
+            Err(_) => {
+                return Err(self.error(format!(
+                    "reading the webhook URL from secret {} did not finish before the deadline",
+                    self.secret_arn
+                )))
+            }
+        };
+        let mut pause = FIRST_PAUSE;
+        let mut made = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < MIN_ATTEMPT {
+                return Err(self.error(format!(
+                    "no time left before the deadline to post ({} made, {} left)",
+                    attempts(made),
+                    seconds(left)
+                )));
+            }
+            made += 1;
+            let attempt = self.attempt(url, payload, left.min(ATTEMPT_TIMEOUT)).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match next_step(&attempt, made, pause, left) {
+                Next::Done => return Ok(made),
+                Next::GiveUp(problem) => return Err(self.error(problem)),
+                Next::Retry(wait) => {
+                    tracing::warn!(channel = %self.channel, attempt = made, ?attempt,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "Slack did not take the message; trying again");
+                    if !matches!(attempt, Attempt::RateLimited(Some(_))) {
+                        pause *= 2;
                     }
-                    tracing::warn!(channel = %self.channel, attempt, wait_s = wait.as_secs(), "Slack rate limit");
                     tokio::time::sleep(wait).await;
-                }
-                Ok(r) if r.status().is_server_error() => {
-                    last = format!("Slack answered {}", r.status().as_u16());
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let reason = r.text().await.unwrap_or_default();
-                    return Err(Error::Slack {
-                        channel: self.channel.clone(),
-                        problem: format!("Slack refused the message ({status}): {}", reason.trim()),
-                    });
-                }
-                Err(e) => {
-                    // reqwest's message carries the URL: keep only the kind of failure.
-                    last = if e.is_timeout() {
-                        "timed out".into()
-                    } else if e.is_connect() {
-                        "could not connect".into()
-                    } else {
-                        "request failed".into()
-                    };
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
                 }
             }
         }
-        Err(Error::Slack {
-            channel: self.channel.clone(),
-            problem: format!("gave up after {SLACK_ATTEMPTS} attempts: {last}"),
-        })
     }
 }
 
-/// Email subscribers of an SNS topic.
+/// Email subscribers of an SNS topic, published by `deadline`.
 pub async fn email(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
     subject: &str,
     body: &str,
+    deadline: Instant,
 ) -> Result<String, Error> {
-    let out = sns
+    if deadline <= Instant::now() {
+        return Err(safeship::Error::unexpected(
+            "sns:Publish",
+            format!("email topic {topic_arn}"),
+            "no time left before the deadline to publish",
+        )
+        .into());
+    }
+    let publish = sns
         .publish()
         .topic_arn(topic_arn)
         .subject(subject)
         .message(body)
-        .send()
+        .send();
+    let out = tokio::time::timeout_at(deadline, publish)
         .await
+        .map_err(|_| {
+            safeship::Error::unexpected(
+                "sns:Publish",
+                format!("email topic {topic_arn}"),
+                "no answer before the deadline (SNS may have taken it)",
+            )
+        })?
         .map_err(|e| safeship::Error::aws("sns:Publish", format!("email topic {topic_arn}"), e))?;
     Ok(out.message_id.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAUSE: Duration = Duration::from_millis(200);
+    const PLENTY: Duration = Duration::from_secs(50);
+
+    fn give_up(next: Next) -> String {
+        match next {
+            Next::GiveUp(text) => text,
+            other => panic!("expected to give up, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_slack_cannot_have_posted_is_retried_after_a_back_off() {
+        let not_sent = Attempt::NotSent("could not connect".into());
+        assert_eq!(next_step(&not_sent, 1, PAUSE, PLENTY), Next::Retry(PAUSE));
+        let down = Attempt::ServerError {
+            status: 500,
+            body: "rollup_error".into(),
+        };
+        assert_eq!(
+            next_step(&down, 2, PAUSE * 2, PLENTY),
+            Next::Retry(PAUSE * 2)
+        );
+        assert_eq!(next_step(&Attempt::Accepted, 1, PAUSE, PLENTY), Next::Done);
+    }
+
+    #[test]
+    fn attempts_are_counted_as_made_and_none_follows_the_last() {
+        let down = Attempt::ServerError {
+            status: 503,
+            body: String::new(),
+        };
+        assert_eq!(
+            give_up(next_step(&down, SLACK_ATTEMPTS, PAUSE, PLENTY)),
+            "gave up after 4 attempts: Slack answered 503"
+        );
+        // Too little time for the back-off and one more attempt: stop now, say how many were made.
+        let text = give_up(next_step(&down, 1, PAUSE, Duration::from_millis(900)));
+        assert_eq!(
+            text,
+            "gave up after 1 attempt with 0.9 s left before the deadline: Slack answered 503"
+        );
+    }
+
+    #[test]
+    fn a_timeout_after_sending_is_never_retried_blind() {
+        let text = give_up(next_step(
+            &Attempt::MaybeSent("no answer within 10.0 s".into()),
+            1,
+            PAUSE,
+            PLENTY,
+        ));
+        assert!(text.starts_with("no answer within 10.0 s after the message was sent (1 attempt): Slack may have posted it"), "{text}");
+    }
+
+    #[test]
+    fn retry_after_is_waited_only_when_it_fits_before_the_deadline() {
+        let five = Attempt::RateLimited(Some(Duration::from_secs(5)));
+        assert_eq!(
+            next_step(&five, 1, PAUSE, PLENTY),
+            Next::Retry(Duration::from_secs(5))
+        );
+        let text = give_up(next_step(&five, 1, PAUSE, Duration::from_secs(5)));
+        assert_eq!(
+            text,
+            "rate limited (429): Slack asked to wait 5 s and 5.0 s are left before the deadline (1 attempt); not waited for, Lambda's retry sends it"
+        );
+        let long = Attempt::RateLimited(Some(Duration::from_secs(31)));
+        assert!(
+            give_up(next_step(&long, 1, PAUSE, Duration::from_secs(600)))
+                .contains("asked to wait 31 s")
+        );
+        // Without Retry-After, the back-off.
+        assert_eq!(
+            next_step(&Attempt::RateLimited(None), 1, PAUSE, PLENTY),
+            Next::Retry(PAUSE)
+        );
+    }
+
+    #[test]
+    fn a_refusal_gives_up_at_once_with_slacks_reason() {
+        let refused = Attempt::Refused {
+            status: 400,
+            body: "invalid_payload\n".into(),
+        };
+        assert_eq!(
+            give_up(next_step(&refused, 1, PAUSE, PLENTY)),
+            "Slack refused the message (400): invalid_payload"
+        );
+    }
 }

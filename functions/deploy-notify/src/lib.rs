@@ -5,6 +5,15 @@
 //! ([`message`], [`render`]); [`deliver`] posts to Slack and publishes to SNS. Each channel is
 //! claimed separately in the idempotency table, so a duplicate delivery sends nothing and a retry
 //! after one channel failed does not repeat the one that succeeded.
+//!
+//! The channels are sent to side by side, each by the invocation's deadline less
+//! `SAFESHIP_NOTIFY_MARGIN_MS` (the time kept to record the outcome and answer); how Slack's
+//! failures are retried or given up is in [`deliver`]. The answer says `duplicate: true` only
+//! when every routed channel's message was provably sent by an earlier delivery; a channel
+//! another live invocation is sending is an error (`InProgressElsewhere`), so Lambda retries.
+//! Every text posted is redacted once more ([`redact`]). The notifier publishes no guard events.
+
+use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
@@ -13,12 +22,13 @@ use safeship::event::{DeploymentState, EventError, Inbound};
 use safeship::guard::GuardEvent;
 use safeship::guard::Outcome;
 use safeship::idempotency::Once;
-use safeship::policy::{Channel, NotificationPolicy, Severity};
-use safeship::runtime::{accept, Common, Failure};
+use safeship::policy::Channel;
+use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde_json::{json, Value};
 
 pub mod deliver;
 pub mod message;
+pub mod redact;
 pub mod render;
 
 pub use message::deployment_severity;
@@ -64,10 +74,30 @@ pub struct Deps {
     pub email_topic: Option<String>,
     /// Why a deployment failed or stopped (`GetDeployment`'s error and rollback information).
     pub codedeploy: aws_sdk_codedeploy::Client,
+    /// Time kept back from the Lambda deadline to record each channel's outcome and answer
+    /// (`SAFESHIP_NOTIFY_MARGIN_MS`, default [`DEFAULT_MARGIN`]).
+    pub margin: Duration,
+}
+
+/// The default of `SAFESHIP_NOTIFY_MARGIN_MS`.
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(3);
+
+/// `SAFESHIP_NOTIFY_MARGIN_MS`: 100..=60000 milliseconds.
+pub fn margin_from_env(env: &Env) -> Result<Duration, safeship::Error> {
+    let default = u64::try_from(DEFAULT_MARGIN.as_millis()).unwrap_or(3_000);
+    let ms: u64 = env.parse_or("SAFESHIP_NOTIFY_MARGIN_MS", default)?;
+    if !(100..=60_000).contains(&ms) {
+        return Err(safeship::Error::config(
+            "SAFESHIP_NOTIFY_MARGIN_MS",
+            format!("must be 100..=60000 milliseconds, found {ms}"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
+        let margin = margin_from_env(env)?;
         let common = Common::load(FUNCTION, env).await?;
         let routes = &common.policy.notifications.routes;
         let routed = |c: Channel| routes.iter().any(|r| r.channel == c);
@@ -97,42 +127,51 @@ impl Deps {
             common,
             slack,
             email_topic,
+            margin,
         })
     }
 }
 
+/// The longest wait for CodeDeploy's reason; never more than a quarter of the time left.
+const REASON_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The event says only that a deployment failed or stopped; CodeDeploy's `GetDeployment` says why.
-/// A notification is never held back for this: if the call fails, the message says so.
-async fn add_deployment_reason(deps: &Deps, deployment_id: &str, m: &mut message::Message) {
-    match safeship::aws::codedeploy::get_deployment(&deps.codedeploy, deployment_id).await {
-        Ok(info) => {
+/// A notification is never held back for this: if the call fails or is slow, the message says so.
+async fn add_deployment_reason(
+    deps: &Deps,
+    deployment_id: &str,
+    m: &mut message::Message,
+    deadline: tokio::time::Instant,
+) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let wait = REASON_TIMEOUT.min(left / 4);
+    let asked = tokio::time::timeout(
+        wait,
+        safeship::aws::codedeploy::get_deployment(&deps.codedeploy, deployment_id),
+    )
+    .await;
+    match asked {
+        Ok(Ok(info)) => {
             let (reason, details) = message::deployment_reason(&info);
             m.reason = reason;
             m.details.extend(details);
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(deployment = deployment_id, error = %e, "could not read why the deployment ended");
             m.details
                 .push(format!("CodeDeploy's reason could not be read: {e}"));
         }
-    }
-}
-
-/// The channels an event of this severity for this application goes to, each once.
-pub fn channels(
-    policy: &NotificationPolicy,
-    application: Option<&str>,
-    severity: Severity,
-) -> Vec<Channel> {
-    let mut out = Vec::new();
-    for route in &policy.routes {
-        let app_matches = route.applications.is_empty()
-            || application.is_some_and(|a| route.applications.iter().any(|r| r == a));
-        if app_matches && severity >= route.min_severity && !out.contains(&route.channel) {
-            out.push(route.channel);
+        Err(_) => {
+            tracing::warn!(
+                deployment = deployment_id,
+                "CodeDeploy did not say in time why the deployment ended"
+            );
+            m.details.push(format!(
+                "CodeDeploy's reason could not be read: codedeploy:GetDeployment on deployment {deployment_id} gave no answer within {:.1} s",
+                wait.as_secs_f64()
+            ));
         }
     }
-    out
 }
 
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
@@ -161,6 +200,8 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             );
         }
     }
+    // Every channel is done by then, with the margin left to record its outcome and answer.
+    let deadline = invocation_deadline(event.context.deadline, deps.margin);
     let region = deps
         .common
         .sdk
@@ -180,7 +221,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
                 &region,
             );
             if matches!(d.state, DeploymentState::Failure | DeploymentState::Stop) {
-                add_deployment_reason(deps, &d.deployment_id, &mut m).await;
+                add_deployment_reason(deps, &d.deployment_id, &mut m, deadline).await;
             }
             m
         }
@@ -190,12 +231,24 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             &region,
         ),
     };
-    let routed = channels(
-        &policy.notifications,
-        message.application.as_deref(),
-        message.severity,
-    );
+    // A second line of defence: nothing secret is posted, whatever the event carried.
+    let message = redact::message(message);
+    let routing = policy
+        .notifications
+        .route(message.application.as_deref(), message.severity);
     let what = render::summary(&message);
+    if let Some(why) = &routing.dropped {
+        tracing::warn!(%what, severity = ?message.severity, application = ?message.application,
+            reason = %why, "no route takes this event: dropped");
+        return Ok(json!({
+            "event": what,
+            "severity": message.severity,
+            "channels": [],
+            "dropped": why,
+            "preview": preview(&message),
+        }));
+    }
+    let routed = routing.channels;
     // One notification per event: the same deployment state, or the same guard event, however
     // often and by whichever route it arrives.
     let event_key = match &accepted {
@@ -204,16 +257,26 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         }
         Notifiable::Guard(g) => g.id.clone(),
     };
+    // Each channel once, side by side: a slow Slack does not leave email no time.
+    let outcomes = futures_util::future::join_all(routed.iter().map(|channel| {
+        let key = format!("{event_key}:{channel:?}").to_lowercase();
+        let message = &message;
+        async move {
+            let once = deps
+                .common
+                .idempotency
+                .once(&key, || send(deps, *channel, message, deadline))
+                .await;
+            (*channel, once)
+        }
+    }))
+    .await;
     let mut sent = Vec::new();
     let mut failed = Vec::new();
-    let mut duplicate = !routed.is_empty();
-    for channel in &routed {
-        let key = format!("{event_key}:{channel:?}").to_lowercase();
-        let once = deps
-            .common
-            .idempotency
-            .once(&key, || send(deps, *channel, &message))
-            .await;
+    let mut elsewhere = Vec::new();
+    // A duplicate only when every channel's message is recorded as sent by an earlier delivery.
+    let mut duplicate = true;
+    for (channel, once) in outcomes {
         match once {
             Ok(Once::Ran(detail)) => {
                 duplicate = false;
@@ -224,11 +287,18 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
                 duplicate = false;
                 tracing::error!(?channel, error = %e, "a channel failed");
                 failed.push(e.to_string());
+                if let Error::Safeship(held @ safeship::Error::InProgressElsewhere { .. }) = e {
+                    elsewhere.push(held);
+                }
             }
         }
     }
     tracing::info!(%what, severity = ?message.severity, ?routed, sent = sent.len(), duplicate, "notification handled");
     if !failed.is_empty() {
+        // Only held by another live invocation: say so in the error's kind; Lambda retries.
+        if elsewhere.len() == failed.len() {
+            return Err(Error::Safeship(elsewhere.swap_remove(0)));
+        }
         return Err(Error::ChannelsFailed {
             event: what,
             total: routed.len(),
@@ -241,14 +311,24 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         "channels": routed,
         "sent": sent,
         "duplicate": duplicate,
-        "preview": {
-            "slack": render::slack(&message),
-            "email": {"subject": render::email_subject(&message), "body": render::email_body(&message)},
-        },
+        "preview": preview(&message),
     }))
 }
 
-async fn send(deps: &Deps, channel: Channel, message: &message::Message) -> Result<String, Error> {
+/// What each channel shows (or would show) of the message.
+fn preview(message: &message::Message) -> Value {
+    json!({
+        "slack": render::slack(message),
+        "email": {"subject": render::email_subject(message), "body": render::email_body(message)},
+    })
+}
+
+async fn send(
+    deps: &Deps,
+    channel: Channel,
+    message: &message::Message,
+    deadline: tokio::time::Instant,
+) -> Result<String, Error> {
     match channel {
         Channel::Slack => {
             let slack = deps.slack.as_ref().ok_or_else(|| {
@@ -257,8 +337,16 @@ async fn send(deps: &Deps, channel: Channel, message: &message::Message) -> Resu
                     "is required when the policy routes to Slack",
                 )
             })?;
-            slack.post(&render::slack(message)).await?;
-            Ok(format!("posted to {}", slack.channel))
+            let attempts = slack.post(&render::slack(message), deadline).await?;
+            Ok(format!(
+                "posted to {}{}",
+                slack.channel,
+                if attempts > 1 {
+                    format!(" (attempt {attempts})")
+                } else {
+                    String::new()
+                }
+            ))
         }
         Channel::Email => {
             let topic = deps.email_topic.as_deref().ok_or_else(|| {
@@ -272,6 +360,7 @@ async fn send(deps: &Deps, channel: Channel, message: &message::Message) -> Resu
                 topic,
                 &render::email_subject(message),
                 &render::email_body(message),
+                deadline,
             )
             .await?;
             Ok(format!("published as SNS message {id}"))
@@ -284,29 +373,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_routes_send_failures_everywhere_and_info_to_slack() {
-        let p = NotificationPolicy::default();
+    fn the_margin_is_bounded_and_named() {
         assert_eq!(
-            channels(&p, Some("checkout"), Severity::Info),
-            [Channel::Slack]
+            margin_from_env(&Env::from_pairs::<&str, &str>([])).unwrap(),
+            DEFAULT_MARGIN
         );
-        assert_eq!(
-            channels(&p, Some("checkout"), Severity::Failure),
-            [Channel::Slack, Channel::Email]
-        );
-    }
-
-    #[test]
-    fn routes_filter_by_application() {
-        let p: NotificationPolicy = serde_json::from_value(json!({"routes": [
-            {"channel": "email", "min-severity": "warning", "applications": ["checkout"]}
-        ]}))
-        .unwrap();
-        assert_eq!(
-            channels(&p, Some("checkout"), Severity::Warning),
-            [Channel::Email]
-        );
-        assert!(channels(&p, Some("billing"), Severity::Failure).is_empty());
-        assert!(channels(&p, None, Severity::Failure).is_empty());
+        let err = margin_from_env(&Env::from_pairs([("SAFESHIP_NOTIFY_MARGIN_MS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SAFESHIP_NOTIFY_MARGIN_MS"), "{err}");
     }
 }

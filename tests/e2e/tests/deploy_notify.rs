@@ -348,3 +348,502 @@ async fn the_webhook_secret_is_read_once_per_cold_start() {
         .collect();
     assert_eq!(reads.len(), 1, "{reads:?}");
 }
+
+// ---- the unhappy path (issue 15): time, retries, redaction, routing, claims ----------------
+
+use std::time::{Duration, Instant};
+
+use safeship::runtime::Failure;
+use safeship_testkit::notify::world_with_policy;
+
+/// The N of "N attempt(s)" in an error message.
+fn attempts_named(err: &str) -> usize {
+    let at = err
+        .find(" attempt")
+        .unwrap_or_else(|| panic!("no attempt count in {err}"));
+    err[..at]
+        .rsplit([' ', '('])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no attempt count in {err}"))
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_fails_before_the_deadline_and_is_not_posted_twice() {
+    let w = world().await;
+    w.channels.slack.hang(4);
+    let started = Instant::now();
+    let err = w
+        .deliver_within(
+            sample_event("codedeploy-deployment-start.json"),
+            Duration::from_secs(6),
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    // The default margin (3 s) is kept for recording the outcome and answering.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let text = err.to_string();
+    assert!(text.contains("after the message was sent (1 attempt): Slack may have posted it, so it is not sent again in this invocation"), "{text}");
+    assert_eq!(
+        w.channels.slack.received().len(),
+        1,
+        "a request Slack may have taken is not repeated blind"
+    );
+    assert!(!text.contains("XXXXSECRETXXXX"), "{text}");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_time_left_fails_now_naming_the_wait() {
+    let w = world().await;
+    w.channels.slack.answer(429, Some(30), "rate_limited", 1);
+    let start = sample_event("codedeploy-deployment-start.json");
+    let started = Instant::now();
+    let err = w
+        .deliver_within(start.clone(), Duration::from_secs(20))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("rate limited (429): Slack asked to wait 30 s and"),
+        "{err}"
+    );
+    assert_eq!(attempts_named(&err), 1, "{err}");
+    assert_eq!(w.channels.slack.received().len(), 1);
+    // Lambda's retry, later: the message goes out once.
+    let answer = w.deliver(start).await.unwrap();
+    assert_eq!(answer["duplicate"], false);
+    assert_eq!(w.channels.slack.accepted(), 1);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_deadline_and_the_error_counts_the_attempts_made() {
+    let w = world().await;
+    w.channels.slack.answer(500, None, "rollup_error", 10);
+    let started = Instant::now();
+    let err = w
+        .deliver_within(
+            sample_event("codedeploy-deployment-start.json"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(2) + Duration::from_millis(500),
+        "kept to the 2 s before the margin: {:?}",
+        started.elapsed()
+    );
+    let made = w.channels.slack.received().len();
+    assert_eq!(attempts_named(&err), made, "{err}");
+    assert!((2..4).contains(&made), "{made} attempts in 2 s: {err}");
+    assert!(err.contains("Slack answered 500: rollup_error"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_is_retried_and_the_error_says_so() {
+    use deploy_notify::deliver::Slack;
+    use safeship_testkit::emulators::{moto_endpoint, sdk_config};
+
+    let mut w = world().await;
+    // A port nobody listens on: nothing reaches Slack, so retrying is safe.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let arn = secrets
+        .create_secret()
+        .name(unique("safeship/slack-closed"))
+        .secret_string(format!(
+            "http://127.0.0.1:{port}/services/T000/B000/XXXXSECRETXXXX"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    w.deps.slack = Some(Slack::new(reqwest::Client::new(), secrets, arn, "#deploys"));
+    let err = w
+        .deliver_within(
+            sample_event("codedeploy-deployment-start.json"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "posting to Slack channel #deploys: gave up after 4 attempts: could not connect"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("XXXXSECRETXXXX"), "{err}");
+}
+
+#[tokio::test]
+async fn a_token_in_a_guard_event_reaches_neither_slack_nor_email() {
+    let w = world().await;
+    let event = json!({
+        "version": "0", "id": unique("eb"), "detail-type": "Safeship Guard Event",
+        "source": "safeship", "account": ACCOUNT, "time": "2026-11-20T10:12:45Z",
+        "region": REGION, "resources": [],
+        "detail": {"id": unique("guard"), "time": "2026-11-20T10:12:45Z", "guard": "traffic-hook",
+            "application": "checkout", "deployment-group": "checkout-prod",
+            "deployment-id": "d-ABCDEF123", "dry-run": false, "outcome": {
+                "kind": "hook-failed", "lifecycle-event": "BeforeAllowTraffic",
+                "reason": "GET https://api.example.com/health?version=4&token=tok-SEKRIT-1 answered 500",
+                "checks": [{"name": "health", "passed": false, "duration-ms": 12,
+                    "detail": "https://deploy:pw-SEKRIT-2@internal.example.com/v?X-Amz-Signature=SEKRIT-3 and https://ghp_SEKRIT4@github.com/org/repo"}]
+            }}
+    });
+    let answer = w.deliver(event).await.unwrap();
+    assert_eq!(answer["channels"], json!(["slack", "email"]));
+    let posted = w.channels.slack.received();
+    assert_eq!(posted.len(), 1);
+    let slack = posted[0].to_string();
+    let emails = w.channels.emails().await;
+    assert_eq!(emails.len(), 1);
+    let email = emails[0].to_string();
+    for text in [&slack, &email, &answer.to_string()] {
+        assert!(!text.contains("SEKRIT"), "{text}");
+    }
+    // What is not secret still says what happened.
+    assert!(
+        slack.contains("https://api.example.com/health?version=4&amp;token=[redacted]"),
+        "{slack}"
+    );
+    assert!(
+        email.contains("https://[redacted]@internal.example.com/v?X-Amz-Signature=[redacted]"),
+        "{email}"
+    );
+}
+
+const SCOPED_EMAIL: &str = "version: 1
+applications:
+  checkout:
+    deployment-groups:
+      checkout-prod:
+        environment: prod
+notifications:
+  routes:
+    - {channel: slack, min-severity: warning}
+    - {channel: email, min-severity: failure, applications: [checkout]}
+";
+
+const SCOPED_ONLY: &str = "version: 1
+applications:
+  checkout:
+    deployment-groups:
+      checkout-prod:
+        environment: prod
+notifications:
+  routes:
+    - {channel: email, min-severity: failure, applications: [checkout]}
+";
+
+fn integrity_run_failed_without_application() -> Value {
+    json!({
+        "version": "0", "id": unique("eb"), "detail-type": "Safeship Guard Event",
+        "source": "safeship", "account": ACCOUNT, "time": "2026-11-20T02:00:05Z",
+        "region": REGION, "resources": [],
+        "detail": {"id": unique("guard"), "time": "2026-11-20T02:00:05Z", "guard": "integrity-check",
+            "dry-run": false, "outcome": {"kind": "integrity-run-failed", "database": "checkout-db",
+            "error": "database checkout-db: connecting: connection refused"}}
+    })
+}
+
+#[tokio::test]
+async fn an_event_without_an_application_reaches_the_routes_that_list_none() {
+    let w = world_with_policy(SCOPED_EMAIL).await;
+    let answer = w
+        .deliver(integrity_run_failed_without_application())
+        .await
+        .unwrap();
+    assert_eq!(answer["channels"], json!(["slack"]), "{answer}");
+    assert_eq!(w.channels.slack.accepted(), 1);
+    assert!(
+        w.channels.emails().await.is_empty(),
+        "the checkout-only route is not told"
+    );
+    // The same kind of event about checkout reaches both.
+    let mut about_checkout = integrity_run_failed_without_application();
+    about_checkout["detail"]["application"] = json!("checkout");
+    let answer = w.deliver(about_checkout).await.unwrap();
+    assert_eq!(answer["channels"], json!(["slack", "email"]), "{answer}");
+}
+
+#[tokio::test]
+async fn an_event_no_route_takes_is_answered_as_dropped_saying_why() {
+    let w = world_with_policy(SCOPED_ONLY).await;
+    let answer = w
+        .deliver(integrity_run_failed_without_application())
+        .await
+        .unwrap();
+    assert_eq!(answer["channels"], json!([]), "{answer}");
+    assert_eq!(
+        answer["dropped"],
+        "the event names no application and every route that takes failure events is scoped to applications (checkout); a route without applications would hear it"
+    );
+    assert!(w.channels.slack.received().is_empty());
+    assert!(w.channels.emails().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_channel_another_live_invocation_holds_is_an_error_never_a_duplicate() {
+    let w = world().await;
+    let store = &w.deps.common.idempotency;
+    // Another invocation is posting this START to Slack right now.
+    let safeship::idempotency::Claim::Acquired { owner } =
+        store.claim("d-abcdef123:start:slack").await.unwrap()
+    else {
+        panic!("a fresh key is acquired")
+    };
+    let start = sample_event("codedeploy-deployment-start.json");
+    let err = w
+        .deliver_within(start.clone(), Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "InProgressElsewhere", "{err}");
+    assert!(w.channels.slack.received().is_empty());
+
+    // A FAILURE whose email went out and whose Slack post is held elsewhere: not a duplicate.
+    let failure = sample_event("codedeploy-deployment-failure.json");
+    w.channels.slack.answer(404, None, "channel_not_found", 1);
+    w.deliver(failure.clone()).await.unwrap_err();
+    assert_eq!(w.channels.emails().await.len(), 1);
+    let safeship::idempotency::Claim::Acquired {
+        owner: failure_owner,
+    } = store.claim("d-abcdef123:failure:slack").await.unwrap()
+    else {
+        panic!("the failed post released its claim")
+    };
+    let err = w
+        .deliver_within(failure.clone(), Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "InProgressElsewhere", "{err}");
+
+    // The holders finish (here: give up); the next deliveries send, then answer duplicate.
+    store
+        .release("d-abcdef123:start:slack", &owner)
+        .await
+        .unwrap();
+    store
+        .release("d-abcdef123:failure:slack", &failure_owner)
+        .await
+        .unwrap();
+    let answer = w.deliver(failure.clone()).await.unwrap();
+    assert_eq!(answer["duplicate"], false);
+    assert_eq!(answer["sent"].as_array().unwrap().len(), 1, "{answer}");
+    let again = w.deliver(failure).await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    assert!(w.channels.emails().await.is_empty(), "email not repeated");
+    assert_eq!(w.deliver(start).await.unwrap()["duplicate"], false);
+    assert_eq!(w.channels.slack.accepted(), 2);
+}
+
+// ---- the real binary under the local Runtime API ----------------------------------------------
+
+mod binary {
+    use std::time::{Duration, Instant};
+
+    use safeship_testkit::emulators::{
+        create_idempotency_table, function_binary, moto_endpoint, sample_event, sdk_config, unique,
+        REGION,
+    };
+    use safeship_testkit::notify::POLICY;
+    use safeship_testkit::runtime::{Answer, LocalRuntime};
+    use safeship_testkit::slack::Channels;
+
+    async fn channels_and_env() -> (Channels, Vec<(String, String)>) {
+        let sdk = sdk_config(&moto_endpoint()).await;
+        let channels = Channels::create(&sdk).await;
+        let table = unique("idem");
+        create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+        let mut env: Vec<(String, String)> = vec![
+            ("AWS_ENDPOINT_URL".into(), moto_endpoint()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("SAFESHIP_POLICY".into(), POLICY.into()),
+            ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table),
+        ];
+        env.extend(channels.env());
+        (channels, env)
+    }
+
+    async fn started(env: &[(String, String)]) -> (LocalRuntime, tokio::process::Child) {
+        let runtime = LocalRuntime::start().await;
+        let process =
+            runtime.spawn_function(&function_binary("deploy-notify"), "deploy-notify", env);
+        runtime
+            .ready(Duration::from_secs(20))
+            .await
+            .expect("deploy-notify started");
+        (runtime, process)
+    }
+
+    #[tokio::test]
+    async fn with_a_webhook_that_never_answers_the_binary_answers_before_its_deadline() {
+        let (channels, env) = channels_and_env().await;
+        channels.slack.hang(4);
+        let (runtime, _process) = started(&env).await;
+        let deadline = Duration::from_secs(8);
+        let (answer, timing) = runtime
+            .invoke_timed(sample_event("codedeploy-deployment-start.json"), deadline)
+            .await;
+        let timing = timing.expect("the function answered");
+        let took = timing.answered - timing.handed;
+        assert!(
+            took < deadline,
+            "answered {took:?} after it was handed the event"
+        );
+        let Answer::Error {
+            error_type,
+            error_message,
+        } = answer
+        else {
+            panic!("a webhook that never answers is not a success: {answer:?}")
+        };
+        assert_eq!(error_type, "safeship.deploy-notify.ChannelsFailed");
+        assert!(
+            error_message.contains("Slack may have posted it"),
+            "{error_message}"
+        );
+        assert_eq!(channels.slack.received().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn killed_during_a_retry_after_wait_the_redelivery_posts_the_message_exactly_once() {
+        let (channels, env) = channels_and_env().await;
+        channels.slack.answer(429, Some(3), "rate_limited", 1);
+        let start = sample_event("codedeploy-deployment-start.json");
+        let deadline = Duration::from_secs(8);
+
+        let (runtime, mut process) = started(&env).await;
+        let handed = Instant::now();
+        let first = tokio::spawn({
+            let start = start.clone();
+            async move { runtime.invoke(start, deadline).await }
+        });
+        assert_eq!(
+            channels
+                .slack
+                .wait_for_received(1, Duration::from_secs(5))
+                .await,
+            1
+        );
+        // Lambda's sandbox dies in the middle of the Retry-After wait.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        process.kill().await.expect("kill the function process");
+        first.abort();
+        assert_eq!(channels.slack.accepted(), 0);
+
+        // A new sandbox. While the dead invocation's claim could still be live (its deadline
+        // has not passed), the delivery is an error Lambda retries, never a "duplicate".
+        let (runtime, _process) = started(&env).await;
+        if handed.elapsed() < deadline - Duration::from_secs(1) {
+            let early = runtime.invoke(start.clone(), deadline).await;
+            let Answer::Error { error_type, .. } = &early else {
+                panic!("a claim held until the dead invocation's deadline: {early:?}")
+            };
+            assert_eq!(error_type, "safeship.deploy-notify.InProgressElsewhere");
+        }
+        // Lambda's retry after the dead invocation's deadline takes the claim over and posts.
+        let wait = (deadline + Duration::from_millis(500)).saturating_sub(handed.elapsed());
+        tokio::time::sleep(wait).await;
+        let answer = runtime.invoke(start.clone(), deadline).await;
+        let Answer::Response(body) = &answer else {
+            panic!("the redelivery posts: {answer:?}")
+        };
+        assert_eq!(body["duplicate"], false, "{body}");
+        assert_eq!(channels.slack.accepted(), 1);
+        // And once more: a duplicate, nothing posted.
+        let again = runtime.invoke(start, deadline).await;
+        let Answer::Response(body) = &again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(body["duplicate"], true, "{body}");
+        assert_eq!(channels.slack.accepted(), 1);
+        assert_eq!(channels.slack.received().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_codedeploy_that_never_answers_does_not_hold_the_failure_notice_past_its_time() {
+    use wiremock::matchers::{body_json, header};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let w = world().await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
+        .and(body_json(json!({"deploymentId": "d-SLOW00001"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({}))
+                .set_delay(Duration::from_secs(120)),
+        )
+        .mount(&w.codedeploy)
+        .await;
+    let mut failure = sample_event("codedeploy-deployment-failure.json");
+    failure["detail"]["deploymentId"] = json!("d-SLOW00001");
+    let started = Instant::now();
+    let answer = w
+        .deliver_within(failure, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["sent"].as_array().unwrap().len(), 2, "{answer}");
+    let body = w.channels.emails().await[0]["Message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.contains("CodeDeploy's reason could not be read: codedeploy:GetDeployment on deployment d-SLOW00001 gave no answer within "), "{body}");
+}
+
+#[tokio::test]
+async fn the_notifier_publishes_no_guard_events_whether_it_sends_or_fails() {
+    use safeship_testkit::emulators::{moto_endpoint, sdk_config};
+    use safeship_testkit::guard_inbox::GuardInbox;
+
+    let mut w = world().await;
+    let inbox = GuardInbox::create(&sdk_config(&moto_endpoint()).await).await;
+    w.deps.common.guard = inbox.publisher();
+    w.deliver(sample_event("codedeploy-deployment-start.json"))
+        .await
+        .unwrap();
+    w.channels.slack.answer(404, None, "channel_not_found", 1);
+    w.deliver(sample_event("codedeploy-deployment-failure.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(w.channels.slack.received().len(), 2);
+    assert!(inbox.envelopes().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_gateway_timeout_is_treated_as_maybe_posted_and_not_repeated() {
+    let w = world().await;
+    w.channels.slack.answer(504, None, "", 1);
+    let err = w
+        .deliver_within(
+            sample_event("codedeploy-deployment-start.json"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a gateway timeout (504) after the message was sent (1 attempt): Slack may have posted it"),
+        "{err}"
+    );
+    assert_eq!(w.channels.slack.received().len(), 1);
+}

@@ -23,10 +23,8 @@ pub struct World {
 pub const FAILURE_REASON: &str =
     "HEALTH_CONSTRAINTS: The overall deployment failed because too many individual instances failed deployment";
 
-pub async fn world() -> World {
-    let sdk = sdk_config(&moto_endpoint()).await;
-    let channels = Channels::create(&sdk).await;
-    let policy = "version: 1
+/// The tests' policy: the checkout application, everything to Slack, failures by email.
+pub const POLICY: &str = "version: 1
 applications:
   checkout:
     deployment-groups:
@@ -37,6 +35,15 @@ notifications:
     - {channel: slack, min-severity: info}
     - {channel: email, min-severity: failure}
 ";
+
+pub async fn world() -> World {
+    world_with_policy(POLICY).await
+}
+
+/// The notifier with another policy (its routes, say).
+pub async fn world_with_policy(policy: &str) -> World {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let channels = Channels::create(&sdk).await;
     let codedeploy = MockServer::start().await;
     Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
         .and(body_json(json!({"deploymentId": "d-ABCDEF123"})))
@@ -72,6 +79,7 @@ notifications:
         )),
         sns: aws_sdk_sns::Client::new(&sdk),
         email_topic: Some(channels.topic_arn.clone()),
+        margin: deploy_notify::DEFAULT_MARGIN,
     };
     World {
         deps,
@@ -81,9 +89,28 @@ notifications:
 }
 
 impl World {
+    /// One delivery without a deadline (a direct call: Lambda's longest run).
     pub async fn deliver(&self, event: Value) -> Result<Value, String> {
         deploy_notify::handler(&self.deps, LambdaEvent::new(event, Context::default()))
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// One delivery as Lambda makes it: with a deadline `within` from now, its claims bounded
+    /// by it. The error is the function's (its kind and message).
+    pub async fn deliver_within(
+        &self,
+        event: Value,
+        within: std::time::Duration,
+    ) -> Result<Value, deploy_notify::Error> {
+        let deadline_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+            + u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        let mut context = Context::default();
+        context.deadline = deadline_ms;
+        safeship::idempotency::within_invocation(
+            deadline_ms,
+            deploy_notify::handler(&self.deps, LambdaEvent::new(event, context)),
+        )
+        .await
     }
 }

@@ -1,6 +1,6 @@
 //! A local Slack incoming webhook: it records every body it receives and answers from a script
-//! (200 `ok` once the script is used up), so a test can play Slack being rate-limited, down, or
-//! refusing a channel.
+//! (200 `ok` once the script is used up), so a test can play Slack being rate-limited, down,
+//! refusing a channel, or taking a request and never answering it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,10 +12,21 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::Value;
 
+/// One scripted answer.
+#[derive(Debug, Clone)]
+enum Reply {
+    /// Status, optional `Retry-After` seconds, body.
+    Answer(u16, Option<u64>, String),
+    /// Read the request, then never answer (the connection stays open until the client drops it).
+    Hang,
+}
+
 #[derive(Default)]
 struct Shared {
-    script: Mutex<VecDeque<(u16, Option<u64>, String)>>,
+    script: Mutex<VecDeque<Reply>>,
     received: Mutex<Vec<Value>>,
+    /// How many requests were answered 2xx: messages Slack would have posted.
+    accepted: Mutex<usize>,
 }
 
 pub struct SlackWebhook {
@@ -42,13 +53,38 @@ impl SlackWebhook {
     pub fn answer(&self, status: u16, retry_after: Option<u64>, body: &str, times: usize) {
         let mut script = self.shared.script.lock().unwrap();
         for _ in 0..times {
-            script.push_back((status, retry_after, body.to_owned()));
+            script.push_back(Reply::Answer(status, retry_after, body.to_owned()));
+        }
+    }
+
+    /// The next `times` requests are read and never answered.
+    pub fn hang(&self, times: usize) {
+        let mut script = self.shared.script.lock().unwrap();
+        for _ in 0..times {
+            script.push_back(Reply::Hang);
         }
     }
 
     /// Every body received, answered or not.
     pub fn received(&self) -> Vec<Value> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// How many messages were accepted (answered 2xx): what the channel shows.
+    pub fn accepted(&self) -> usize {
+        *self.shared.accepted.lock().unwrap()
+    }
+
+    /// Waits until `n` bodies have been received (or `timeout` passes); returns how many were.
+    pub async fn wait_for_received(&self, n: usize, timeout: std::time::Duration) -> usize {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.shared.received.lock().unwrap().len();
+            if got >= n || tokio::time::Instant::now() >= until {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -58,13 +94,19 @@ async fn hook(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, He
         .lock()
         .unwrap()
         .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-    let (status, retry_after, text) =
-        shared
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or((200, None, "ok".into()));
+    let reply = shared
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| Reply::Answer(200, None, "ok".into()));
+    let (status, retry_after, text) = match reply {
+        Reply::Answer(status, retry_after, text) => (status, retry_after, text),
+        Reply::Hang => std::future::pending().await,
+    };
+    if (200..300).contains(&status) {
+        *shared.accepted.lock().unwrap() += 1;
+    }
     let mut headers = HeaderMap::new();
     if let Some(s) = retry_after {
         headers.insert("retry-after", HeaderValue::from(s));
