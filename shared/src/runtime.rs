@@ -99,6 +99,46 @@ where
     E: Failure,
     R: Serialize,
 {
+    run_with(function, ColdStartFailure::Exit, from_env, handler)
+}
+
+/// As [`run`], for a function CodeDeploy invokes as a lifecycle hook (traffic-hook,
+/// predeploy-snapshot). A hook that never reports holds its deployment for an hour, so a failed
+/// cold start (an invalid or unreadable policy, a missing variable, an unreachable SSM) does not
+/// end the process: it logs the cause once and runs a degraded loop that reports `Failed` for
+/// every lifecycle hook event it receives (with a CodeDeploy client built from the standard AWS
+/// variables alone) and answers every event with an error naming the cause.
+pub fn run_hook_function<D, E, R>(
+    function: &'static str,
+    from_env: impl AsyncFnOnce(&Env) -> std::result::Result<D, E>,
+    handler: impl AsyncFn(&D, LambdaEvent<Value>) -> std::result::Result<R, E>,
+) -> std::result::Result<(), lambda_runtime::Error>
+where
+    E: Failure,
+    R: Serialize,
+{
+    run_with(function, ColdStartFailure::ReportHooks, from_env, handler)
+}
+
+/// What a failed cold start leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColdStartFailure {
+    /// The process ends with the cause (Lambda records an init error and starts again).
+    Exit,
+    /// The degraded loop of [`run_hook_function`].
+    ReportHooks,
+}
+
+fn run_with<D, E, R>(
+    function: &'static str,
+    on_failure: ColdStartFailure,
+    from_env: impl AsyncFnOnce(&Env) -> std::result::Result<D, E>,
+    handler: impl AsyncFn(&D, LambdaEvent<Value>) -> std::result::Result<R, E>,
+) -> std::result::Result<(), lambda_runtime::Error>
+where
+    E: Failure,
+    R: Serialize,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -106,10 +146,16 @@ where
         // The environment is read once, for the logs and the cold start alike.
         let env = Env::from_process();
         crate::telemetry::init(&env);
-        let deps = from_env(&env).await.map_err(|e| {
-            tracing::error!(error = %e, "cold start of {function} failed");
-            format!("cold start of {function}: {e}")
-        })?;
+        let deps = match from_env(&env).await {
+            Ok(deps) => deps,
+            Err(e) => {
+                tracing::error!(error = %e, kind = e.kind(), "cold start of {function} failed");
+                return match on_failure {
+                    ColdStartFailure::Exit => Err(format!("cold start of {function}: {e}").into()),
+                    ColdStartFailure::ReportHooks => degraded(function, &env, &e).await,
+                };
+            }
+        };
         let (deps, handler) = (&deps, &handler);
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: LambdaEvent<Value>| async move {
@@ -122,6 +168,133 @@ where
         ))
         .await
     })
+}
+
+/// The most a degraded hook function's report may take (less when the invocation has less).
+const DEGRADED_REPORT_BUDGET: Duration = Duration::from_secs(10);
+
+/// The runtime loop of a hook function whose cold start failed with `cause`: each lifecycle
+/// hook event is reported `Failed`, and every event is answered with an error naming the cause
+/// (`errorType` `safeship.<function>.<the cause's kind>`). The cause is logged once, by the
+/// caller; each event logs only what became of its report.
+async fn degraded(
+    function: &'static str,
+    env: &Env,
+    cause: &dyn Failure,
+) -> std::result::Result<(), lambda_runtime::Error> {
+    let cause = DegradedCause {
+        error_type: format!("safeship.{function}.{}", cause.kind()),
+        message: crate::telemetry::redact(&format!("cold start of {function} failed: {cause}"))
+            .into_owned(),
+    };
+    let codedeploy = degraded_codedeploy(function, env).await;
+    tracing::warn!(
+        "{function} runs degraded: every lifecycle hook event is reported Failed and every event answered with the cold start's error"
+    );
+    let (cause, codedeploy) = (&cause, &codedeploy);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<Value>| async move {
+            let message = answer_degraded(cause, codedeploy.as_ref(), &event).await;
+            Err::<Value, Diagnostic>(Diagnostic {
+                error_type: cause.error_type.clone(),
+                error_message: message,
+            })
+        },
+    ))
+    .await
+}
+
+/// The degraded loop's CodeDeploy client, from the standard AWS variables (region, credentials,
+/// endpoints). The one safeship variable the SDK configuration reads, `SAFESHIP_TLS_ROOTS`, may
+/// be the cold start's very problem: then the bundled roots serve. An error says why there is
+/// no client at all.
+async fn degraded_codedeploy(
+    function: &'static str,
+    env: &Env,
+) -> std::result::Result<aws_sdk_codedeploy::Client, String> {
+    let sdk = match crate::aws::load_sdk_config(env).await {
+        Ok(sdk) => Ok(sdk),
+        Err(first) => {
+            let plain = Env::from_pairs(
+                std::env::vars().filter(|(name, _)| name != crate::tls::TLS_ROOTS_VAR),
+            );
+            crate::aws::load_sdk_config(&plain)
+                .await
+                .map_err(|e| format!("{first}; with the bundled roots: {e}"))
+        }
+    };
+    match sdk {
+        Ok(sdk) => Ok(aws_sdk_codedeploy::Client::new(&sdk)),
+        Err(e) => {
+            tracing::error!(error = %e, "{function}: no CodeDeploy client either; hook events cannot be reported");
+            Err(e)
+        }
+    }
+}
+
+/// Why a degraded function cannot work: its error type and message (redacted).
+struct DegradedCause {
+    error_type: String,
+    message: String,
+}
+
+/// Reports `Failed` for a lifecycle hook event; the answer's message: the cause, and what became
+/// of the report.
+async fn answer_degraded(
+    cause: &DegradedCause,
+    codedeploy: std::result::Result<&aws_sdk_codedeploy::Client, &String>,
+    event: &LambdaEvent<Value>,
+) -> String {
+    let Some(hook) = lifecycle_hook(&event.payload) else {
+        tracing::warn!(
+            "an event that is not a lifecycle hook event, answered with the cold start's error"
+        );
+        return format!("{}; nothing was done", cause.message);
+    };
+    let (deployment, execution) = (&hook.deployment_id, &hook.lifecycle_event_hook_execution_id);
+    let client = match codedeploy {
+        Ok(client) => client,
+        Err(problem) => {
+            tracing::error!(deployment = %deployment, "a hook event could not be reported Failed: no CodeDeploy client");
+            return format!(
+                "{}; reporting Failed for deployment {deployment} was impossible too: no CodeDeploy client ({problem})",
+                cause.message
+            );
+        }
+    };
+    let budget = degraded_report_budget(event.context.deadline, SystemTime::now());
+    match crate::aws::codedeploy::report_hook_status_within(client, deployment, execution, false, budget).await {
+        Ok(crate::aws::codedeploy::Reported::Now) => {
+            tracing::warn!(deployment = %deployment, "hook reported Failed: the function could not start");
+            format!(
+                "{}; reported Failed to CodeDeploy for deployment {deployment} (hook execution {execution})",
+                cause.message
+            )
+        }
+        Ok(crate::aws::codedeploy::Reported::Before) => format!(
+            "{}; CodeDeploy already held a status for deployment {deployment} (hook execution {execution}), not reported again",
+            cause.message
+        ),
+        Err(e) => {
+            tracing::error!(deployment = %deployment, error = %e, "a hook event could not be reported Failed");
+            format!("{}; reporting Failed failed too: {e}", cause.message)
+        }
+    }
+}
+
+/// The hook the payload names, if it is a CodeDeploy lifecycle hook event.
+fn lifecycle_hook(payload: &Value) -> Option<crate::event::LifecycleHook> {
+    match normalise(payload).ok()?.event {
+        Inbound::LifecycleHook(hook) => Some(hook),
+        _ => None,
+    }
+}
+
+/// A degraded report's budget: the invocation's time less a tenth for the answer, at most
+/// [`DEGRADED_REPORT_BUDGET`].
+fn degraded_report_budget(deadline_ms: u64, now: SystemTime) -> Duration {
+    let left = time_left(deadline_ms, now);
+    (left - left / 10).min(DEGRADED_REPORT_BUDGET)
 }
 
 /// An event this function handles, with how it arrived.
@@ -217,6 +390,44 @@ mod tests {
         assert!(
             invocation_deadline(far - 29_000, Duration::from_secs(5))
                 <= tokio::time::Instant::now()
+        );
+    }
+
+    #[test]
+    fn a_degraded_report_fits_in_the_invocation_and_its_cap() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            degraded_report_budget(1_000_000 + 5_000, now),
+            Duration::from_millis(4_500)
+        );
+        assert_eq!(
+            degraded_report_budget(1_000_000 + 60_000, now),
+            DEGRADED_REPORT_BUDGET
+        );
+        assert_eq!(degraded_report_budget(0, now), DEGRADED_REPORT_BUDGET);
+        assert_eq!(degraded_report_budget(999_000, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_lifecycle_hook_events_are_reported_by_a_degraded_hook() {
+        let hook = lifecycle_hook(
+            &serde_json::json!({"DeploymentId": "d-1", "LifecycleEventHookExecutionId": "h-1"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                hook.deployment_id.as_str(),
+                hook.lifecycle_event_hook_execution_id.as_str()
+            ),
+            ("d-1", "h-1")
+        );
+        assert_eq!(
+            lifecycle_hook(&serde_json::json!({"DeploymentId": "d-1"})),
+            None
+        );
+        assert_eq!(
+            lifecycle_hook(&serde_json::json!({"database": "orders"})),
+            None
         );
     }
 

@@ -185,6 +185,91 @@ pub fn redact(line: &str) -> Cow<'_, str> {
     out
 }
 
+/// Text that leaves safeship for people (guard events, answers, Slack, email), which no log
+/// redaction covers: every `http://` / `https://` URL loses what may be a credential — the
+/// userinfo (`user:password@` → `***@`), every query *value* (`?token=abc&v=1` →
+/// `?token=***&v=***`) and the fragment (`#***`); all query values, not only those of
+/// secret-looking keys, because a token travels under any name (`sig`, `code`,
+/// `X-Amz-Signature`, `k`), while the keys stay so a reader still sees which URL it was. Then
+/// [`redact`] masks secret-looking keys' values, Slack webhook paths and URL passwords anywhere.
+#[must_use]
+pub fn scrub(text: &str) -> String {
+    let urls = redact_urls(text);
+    redact(&urls).into_owned()
+}
+
+/// Every `http://` / `https://` URL in `text`, redacted by [`redact_url`]. A URL ends at
+/// whitespace, a quote, `<`, `>`, `(`, `)` or `\`; trailing `.,;:` are not part of it.
+fn redact_urls(text: &str) -> String {
+    let lowered = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = next_url(&lowered, rest) {
+        let end = found
+            + text[found..]
+                .find(|c: char| c.is_whitespace() || "\"'<>()\\".contains(c))
+                .unwrap_or(text.len() - found);
+        let url = text[found..end].trim_end_matches(['.', ',', ';', ':']);
+        out.push_str(&text[rest..found]);
+        out.push_str(&redact_url(url));
+        rest = found + url.len();
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
+fn next_url(lowered: &str, from: usize) -> Option<usize> {
+    let tail = &lowered[from..];
+    [tail.find("http://"), tail.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|i| from + i)
+}
+
+/// One URL without its userinfo, query values and fragment (see the module).
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, after)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (rest, None),
+    };
+    let (path, query) = match before_fragment.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (before_fragment, None),
+    };
+    let mut out = format!("{scheme}://{host}{path}");
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, "")) => format!("{key}="),
+                Some((key, _)) => format!("{key}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        if !fragment.is_empty() {
+            out.push_str("***");
+        }
+    }
+    out
+}
+
 /// A `MakeWriter` whose writers pass every line through [`redact`]. The fmt layer writes each
 /// event in one `write` call, so a line is never split across two redactions.
 #[derive(Clone, Copy)]
@@ -320,5 +405,56 @@ mod tests {
             .unwrap();
         let out = String::from_utf8(w.0).unwrap();
         assert!(!out.contains("abcdef"), "{out}");
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_query_values_and_fragments_are_masked() {
+        assert_eq!(
+            redact_url("https://svc:pa55w0rd@api.internal:8443/health?token=s3cr3t&v=4#frag"),
+            "https://***@api.internal:8443/health?token=***&v=***#***"
+        );
+        assert_eq!(
+            redact_url("http://user@h/x?AKIAEXAMPLE&empty="),
+            "http://***@h/x?***&empty="
+        );
+    }
+
+    #[test]
+    fn a_url_without_secrets_is_unchanged() {
+        for url in [
+            "http://127.0.0.1:8080/health",
+            "https://api.example.com",
+            "https://api.example.com/a/b/",
+        ] {
+            assert_eq!(redact_url(url), url);
+        }
+    }
+
+    #[test]
+    fn urls_inside_messages_are_found_and_the_rest_is_kept() {
+        let text = "request 1 to https://u:p@h.internal/health?sig=abc failed: error sending request for url (https://u:p@h.internal/health?sig=abc).";
+        assert_eq!(
+            scrub(text),
+            "request 1 to https://***@h.internal/health?sig=*** failed: error sending request for url (https://***@h.internal/health?sig=***)."
+        );
+        assert_eq!(
+            scrub("GET HTTP://h/x?code=123 answered 500"),
+            "GET HTTP://h/x?code=*** answered 500"
+        );
+    }
+
+    #[test]
+    fn secret_looking_keys_in_snippets_are_masked_too() {
+        let out = scrub(r#"body is not JSON: "access_token=eyJhbGciOi.x.y; password: hunter2""#);
+        assert!(!out.contains("eyJhbGciOi"), "{out}");
+        assert!(!out.contains("hunter2"), "{out}");
+        let out =
+            scrub("GET https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX answered 404");
+        assert!(!out.contains("XXXXXXXXXXXXXXXX"), "{out}");
     }
 }

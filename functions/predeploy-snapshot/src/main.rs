@@ -1,5 +1,5 @@
 fn main() -> Result<(), lambda_runtime::Error> {
-    safeship::runtime::run(
+    safeship::runtime::run_hook_function(
         predeploy_snapshot::FUNCTION,
         predeploy_snapshot::Deps::from_env,
         predeploy_snapshot::handler,

@@ -78,6 +78,9 @@ fn bounded(
                 Ok(Err(failure)) => (false, failure),
                 Err(_) => (false, format!("timed out after {timeout_ms} ms")),
             };
+            // The detail goes to the answer, the guard event and from there to people: no URL
+            // credentials, query values or secret-looking values in it.
+            let detail = safeship::telemetry::scrub(&detail);
             CheckResult {
                 name: owned,
                 passed,
@@ -118,7 +121,8 @@ pub async fn run_until(planned: Vec<Planned>, deadline: tokio::time::Instant) ->
             Ok(Some(Err(join_error))) => {
                 let name = names.remove(&join_error.id()).unwrap_or_default();
                 let detail = if join_error.is_panic() {
-                    format!("panicked: {}", panic_message(join_error.into_panic()))
+                    let message = panic_message(join_error.into_panic());
+                    format!("panicked: {}", safeship::telemetry::scrub(&message))
                 } else {
                     "cancelled".to_owned()
                 };
@@ -209,6 +213,29 @@ mod tests {
         assert_eq!(
             run.results[0].detail.as_deref(),
             Some("panicked: index out of bounds")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checks_detail_is_redacted_where_it_is_built() {
+        let p = bounded("health", 1_000, async {
+            Err("GET https://svc:pa55@h/health?token=s3cr3t answered 500: {\"password\":\"hunter2\"}".to_owned())
+        });
+        let detail = p.work.await.detail.unwrap();
+        assert_eq!(
+            detail,
+            "GET https://***@h/health?token=[redacted] answered 500: {\"password\":\"[redacted]\"}"
+        );
+        let run = run_until(
+            vec![planned("boom", async {
+                panic!("bad url https://h/x?key=s3cr3t")
+            })],
+            tokio::time::Instant::now() + Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            run.results[0].detail.as_deref(),
+            Some("panicked: bad url https://h/x?key=***")
         );
     }
 

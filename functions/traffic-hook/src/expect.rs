@@ -55,10 +55,40 @@ pub fn check_json(
                 _ => false,
             };
         if !same {
+            // The answer and the guard event are read by people: a value under a secret-looking
+            // name is not shown (nor is the expected one, which would tell it by difference).
+            if secret_looking(pointer) {
+                return Err(format!(
+                    "{pointer} is not the expected value (values under this name are not shown)"
+                ));
+            }
             return Err(format!("{pointer} is {actual}, expected {expected}"));
         }
     }
     Ok(())
+}
+
+/// Whether a JSON pointer's last segment names something secret (`/auth/token`, `/apiKey`).
+fn secret_looking(pointer: &str) -> bool {
+    let last = pointer
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .replace(['-', '_'], "");
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "apikey",
+        "credential",
+        "session",
+        "cookie",
+    ]
+    .iter()
+    .any(|word| last.contains(word))
 }
 
 /// Parses a response body for JSON expectations; a body that is not JSON fails them all.
@@ -148,6 +178,21 @@ mod tests {
         // but a number expectation does not match a string
         let e = expect(&[("/n", json!(1))]);
         assert!(check_json(&json!({"n": "1"}), &e, &vars(None)).is_err());
+    }
+
+    #[test]
+    fn a_value_under_a_secret_looking_name_is_not_shown() {
+        let body = json!({"auth": {"access_token": "tok-123"}, "version": "3"});
+        let e = expect(&[("/auth/access_token", json!("expected-tok"))]);
+        assert_eq!(
+            check_json(&body, &e, &vars(None)),
+            Err("/auth/access_token is not the expected value (values under this name are not shown)".into())
+        );
+        let e = expect(&[("/version", json!("4"))]);
+        assert_eq!(
+            check_json(&body, &e, &vars(None)),
+            Err(r#"/version is "3", expected "4""#.into())
+        );
     }
 
     #[test]

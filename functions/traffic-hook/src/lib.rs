@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
+use safeship::aws::codedeploy::Reported;
 use safeship::env::Env;
 use safeship::event::{EventError, Inbound, LifecycleHook};
 use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
@@ -121,6 +122,14 @@ pub struct HookAnswer {
     /// This delivery repeated one already handled: nothing was reported again.
     #[serde(default)]
     pub duplicate: bool,
+    /// CodeDeploy already held a status for this hook execution (an earlier attempt reported,
+    /// then died before recording it): that status stands, not necessarily this `status`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported_before: bool,
+    /// The guard event (the notifications, the audit trail) could not be published: why. The
+    /// report reached CodeDeploy all the same; the hook's record is the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_event_error: Option<String>,
 }
 
 /// What the hook did about this delivery.
@@ -165,16 +174,56 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswe
         _ => None,
     })?
     .event;
-    // The checks must be done by the Lambda deadline less the report margin.
-    let deadline = invocation_deadline(event.context.deadline, deps.settings.report_margin);
-    run_hook(deps, &hook, deadline).await
+    let deadlines = Deadlines::for_invocation(event.context.deadline, deps.settings.report_margin);
+    run_hook(deps, &hook, deadlines).await
+}
+
+/// When each part of an invocation must be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// The checks: by the Lambda deadline less the report margin.
+    pub checks: tokio::time::Instant,
+    /// The report and the guard event: by the Lambda deadline less a fifth of the margin, the
+    /// time kept to record the outcome and answer.
+    pub report: tokio::time::Instant,
+    /// The report's whole budget, all its attempts included: the margin.
+    pub report_budget: Duration,
+}
+
+impl Deadlines {
+    /// The deadlines of an invocation whose Lambda deadline is `deadline_ms` (0: none given).
+    #[must_use]
+    pub fn for_invocation(deadline_ms: u64, margin: Duration) -> Self {
+        Deadlines {
+            checks: invocation_deadline(deadline_ms, margin),
+            report: invocation_deadline(deadline_ms, margin / 5),
+            report_budget: margin,
+        }
+    }
+
+    /// The checks by `checks`, then the margin for the rest (a direct call, a test).
+    #[must_use]
+    pub fn after_checks(checks: tokio::time::Instant, margin: Duration) -> Self {
+        Deadlines {
+            checks,
+            report: checks + (margin - margin / 5),
+            report_budget: margin,
+        }
+    }
+
+    /// The time a report starting at `now` may take: the margin, and never past `report`.
+    #[must_use]
+    pub fn report_budget(&self, now: tokio::time::Instant) -> Duration {
+        self.report_budget
+            .min(self.report.saturating_duration_since(now))
+    }
 }
 
 /// Handles one hook execution once: a redelivery returns the first answer without reporting.
 pub async fn run_hook(
     deps: &Deps,
     hook: &LifecycleHook,
-    deadline: tokio::time::Instant,
+    deadlines: Deadlines,
 ) -> Result<HookAnswer, Error> {
     let key = &hook.lifecycle_event_hook_execution_id;
     // Set once CodeDeploy has taken this delivery's status: from then on nothing may report again.
@@ -183,7 +232,7 @@ pub async fn run_hook(
         .common
         .idempotency
         .once(key, || async {
-            let answer = check_and_report(deps, hook, deadline).await?;
+            let answer = check_and_report(deps, hook, deadlines).await?;
             let _ = reported.set(answer.clone());
             Ok(answer)
         })
@@ -209,12 +258,14 @@ pub async fn run_hook(
         // is the one wrong answer: fail closed. (CodeDeploy itself refuses a second status for a
         // completed hook execution.)
         Err(Error::Safeship(store_error)) => {
-            let verdict = Verdict::failed(format!(
+            let verdict = Verdict::failed(safeship::telemetry::scrub(&format!(
                 "safeship could not record this hook execution, failing closed: {store_error}"
-            ));
-            report(&deps.codedeploy, hook, verdict.status).await?;
+            )));
+            let reported = report(&deps.codedeploy, hook, verdict.status, &deadlines).await?;
             tracing::error!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Failed");
-            Ok(answer(hook, &verdict, vec![]))
+            let mut answer = answer(hook, &verdict, vec![]);
+            answer.reported_before = reported == Reported::Before;
+            Ok(answer)
         }
         Err(other) => Err(other),
     }
@@ -223,8 +274,9 @@ pub async fn run_hook(
 async fn check_and_report(
     deps: &Deps,
     hook: &LifecycleHook,
-    deadline: tokio::time::Instant,
+    deadlines: Deadlines,
 ) -> Result<HookAnswer, Error> {
+    let deadline = deadlines.checks;
     let looked_up = tokio::time::timeout_at(
         deadline,
         deployment::look_up(&deps.codedeploy, &hook.deployment_id),
@@ -238,7 +290,9 @@ async fn check_and_report(
         ),
         Ok(Err(e)) => (
             None,
-            Verdict::failed(format!("could not look up the deployment: {e}")),
+            Verdict::failed(safeship::telemetry::scrub(&format!(
+                "could not look up the deployment: {e}"
+            ))),
             vec![],
         ),
         Ok(Ok(target)) => {
@@ -246,17 +300,37 @@ async fn check_and_report(
             (Some(target), verdict, results)
         }
     };
-    report(&deps.codedeploy, hook, verdict.status).await?;
-    match verdict.status {
-        HookStatus::Succeeded => {
+    let reported = report(&deps.codedeploy, hook, verdict.status, &deadlines).await?;
+    match (reported, verdict.status) {
+        (Reported::Before, status) => {
+            tracing::warn!(deployment = %hook.deployment_id, reason = %verdict.reason, decided = ?status,
+                "an earlier attempt had reported this hook execution; its status stands")
+        }
+        (Reported::Now, HookStatus::Succeeded) => {
             tracing::info!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Succeeded")
         }
-        HookStatus::Failed => {
+        (Reported::Now, HookStatus::Failed) => {
             tracing::warn!(deployment = %hook.deployment_id, reason = %verdict.reason, "hook reported Failed")
         }
     }
-    publish(deps, hook, target.as_ref(), &verdict, &results).await;
-    Ok(answer(hook, &verdict, results))
+    // The guard event is news, the report is the record: a guard event not published by the
+    // report deadline is said in the answer (and logged), not a second report.
+    let published = tokio::time::timeout_at(
+        deadlines.report,
+        publish(deps, hook, target.as_ref(), &verdict, &results),
+    )
+    .await
+    .unwrap_or_else(|_| Err("PutEvents did not answer by the hook's deadline".to_owned()));
+    let mut answer = answer(hook, &verdict, results);
+    answer.reported_before = reported == Reported::Before;
+    if let Err(e) = published {
+        tracing::error!(deployment = %hook.deployment_id, error = %e,
+            "could not publish the hook's guard event; the report reached CodeDeploy");
+        answer.guard_event_error = Some(format!(
+            "the guard event was not published (the report reached CodeDeploy): {e}"
+        ));
+    }
+    Ok(answer)
 }
 
 /// Finds the group's checks and runs them; an unchecked group is decided without running.
@@ -290,18 +364,20 @@ fn answer(hook: &LifecycleHook, verdict: &Verdict, checks: Vec<CheckResult>) -> 
         reason: verdict.reason.clone(),
         checks,
         duplicate: false,
+        reported_before: false,
+        guard_event_error: None,
     }
 }
 
 /// The guard event is news for people, not part of the hook's contract: a failure to publish is
-/// logged, never turned into a second report.
+/// said in the answer and logged, never turned into a second report.
 async fn publish(
     deps: &Deps,
     hook: &LifecycleHook,
     target: Option<&Target>,
     verdict: &Verdict,
     results: &[CheckResult],
-) {
+) -> Result<(), String> {
     let lifecycle_event = deps.settings.lifecycle_event.clone();
     let checks = results.to_vec();
     let outcome = match verdict.status {
@@ -326,22 +402,29 @@ async fn publish(
         dry_run: false,
         outcome,
     };
-    if let Err(e) = deps.common.guard.publish(&event).await {
-        tracing::error!(error = %e, "could not publish the hook's guard event");
-    }
+    deps.common
+        .guard
+        .publish(&event)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-/// Reports the hook's status; a failure to deliver it is the one error the hook returns.
+/// Reports the hook's status within the report's budget (all attempts inside it); a failure to
+/// deliver it is the one error the hook returns. `Reported::Before`: CodeDeploy already held a
+/// status from an earlier attempt, which stands.
 pub async fn report(
     codedeploy: &aws_sdk_codedeploy::Client,
     hook: &LifecycleHook,
     status: HookStatus,
-) -> Result<(), Error> {
-    safeship::aws::codedeploy::report_hook_status(
+    deadlines: &Deadlines,
+) -> Result<Reported, Error> {
+    let budget = deadlines.report_budget(tokio::time::Instant::now());
+    safeship::aws::codedeploy::report_hook_status_within(
         codedeploy,
         &hook.deployment_id,
         &hook.lifecycle_event_hook_execution_id,
         status == HookStatus::Succeeded,
+        budget,
     )
     .await
     .map_err(|source| {
@@ -357,6 +440,29 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_gets_the_margin_and_never_runs_past_its_deadline() {
+        let now = tokio::time::Instant::now();
+        let margin = Duration::from_secs(2);
+        let d = Deadlines::after_checks(now + Duration::from_secs(6), margin);
+        assert_eq!(d.report - d.checks, Duration::from_millis(1_600));
+        // Checks done early: the whole margin, no more.
+        assert_eq!(d.report_budget(now), margin);
+        // Checks ended at their deadline: what is left to the report deadline.
+        assert_eq!(d.report_budget(d.checks), Duration::from_millis(1_600));
+        assert_eq!(d.report_budget(d.report + margin), Duration::ZERO);
+        // A Lambda deadline 8 s away with a 2 s margin: checks by 6 s, report by 7.6 s.
+        let far = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 8_000;
+        let d = Deadlines::for_invocation(far, margin);
+        assert!(d.report - d.checks > Duration::from_millis(1_500));
+        assert!(d.report - d.checks < Duration::from_millis(1_610));
+        assert_eq!(d.report_budget, margin);
+    }
 
     #[test]
     fn settings_name_a_bad_margin() {

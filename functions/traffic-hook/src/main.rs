@@ -1,5 +1,5 @@
 fn main() -> Result<(), lambda_runtime::Error> {
-    safeship::runtime::run(
+    safeship::runtime::run_hook_function(
         traffic_hook::FUNCTION,
         traffic_hook::Deps::from_env,
         traffic_hook::handler,

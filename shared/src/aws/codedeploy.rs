@@ -2,6 +2,8 @@
 //! hook, the pre-deploy snapshot), the deployment a hook belongs to, and a group's deployments
 //! (alarm-to-rollback, the integrity check).
 
+use std::time::Duration;
+
 use aws_sdk_codedeploy::types::{DeploymentInfo, DeploymentStatus, LifecycleEventStatus};
 use chrono::{DateTime, Utc};
 
@@ -28,43 +30,105 @@ pub async fn get_deployment(
     })
 }
 
+/// What became of a hook status report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// CodeDeploy took this status now.
+    Now,
+    /// CodeDeploy already held a status for this hook execution (an earlier attempt's report
+    /// arrived, `LifecycleEventAlreadyCompletedException`): that status stands, provably reported
+    /// before; nothing was reported again.
+    Before,
+}
+
 /// `PutLifecycleEventHookExecutionStatus`; throttling and 5xx are retried by the SDK's standard
-/// retry (see [`crate::aws`]). A hook execution CodeDeploy already counts as completed (an
-/// earlier delivery's status arrived) is not an error: that status stands.
+/// retry (see [`crate::aws`]), every attempt within the client's own timeouts. A hook execution
+/// CodeDeploy already counts as completed (an earlier delivery's status arrived) is not an error:
+/// that status stands ([`Reported::Before`]). See [`report_hook_status_within`] for a report with
+/// a time budget of its own.
 pub async fn report_hook_status(
     client: &aws_sdk_codedeploy::Client,
     deployment_id: &str,
     hook_execution_id: &str,
     succeeded: bool,
-) -> Result<()> {
+) -> Result<Reported> {
+    report_hook_status_within(
+        client,
+        deployment_id,
+        hook_execution_id,
+        succeeded,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// As [`report_hook_status`], with `budget` the whole time the report may take: every attempt
+/// (the SDK's retries) and its timeout fit inside it (operation timeout `budget`, attempt
+/// timeout a third of it), and the whole call is cut off at `budget` besides. A report out of
+/// time is an error naming the operation and the deployment.
+pub async fn report_hook_status_within(
+    client: &aws_sdk_codedeploy::Client,
+    deployment_id: &str,
+    hook_execution_id: &str,
+    succeeded: bool,
+    budget: Duration,
+) -> Result<Reported> {
+    const ACTION: &str = "codedeploy:PutLifecycleEventHookExecutionStatus";
+    let resource = || format!("deployment {deployment_id} (hook execution {hook_execution_id})");
     let status = if succeeded {
         LifecycleEventStatus::Succeeded
     } else {
         LifecycleEventStatus::Failed
     };
-    let sent = client
-        .put_lifecycle_event_hook_execution_status()
-        .deployment_id(deployment_id)
-        .lifecycle_event_hook_execution_id(hook_execution_id)
-        .status(status)
-        .send()
-        .await;
+    let timeouts = report_timeouts(budget);
+    let sent = tokio::time::timeout(
+        budget,
+        client
+            .put_lifecycle_event_hook_execution_status()
+            .deployment_id(deployment_id)
+            .lifecycle_event_hook_execution_id(hook_execution_id)
+            .status(status)
+            .customize()
+            .config_override(
+                aws_sdk_codedeploy::config::Builder::default().timeout_config(timeouts),
+            )
+            .send(),
+    )
+    .await;
     match sent {
-        Ok(_) => Ok(()),
-        Err(e)
+        Err(_elapsed) => Err(Error::Aws {
+            action: ACTION,
+            resource: resource(),
+            code: None,
+            message: format!(
+                "no answer within the report's budget of {} ms",
+                budget.as_millis()
+            ),
+        }),
+        Ok(Ok(_)) => Ok(Reported::Now),
+        Ok(Err(e))
             if e.as_service_error()
                 .is_some_and(|s| s.is_lifecycle_event_already_completed_exception()) =>
         {
             tracing::warn!(deployment = %deployment_id,
                 "CodeDeploy already holds a status for this hook execution; not reporting again");
-            Ok(())
+            Ok(Reported::Before)
         }
-        Err(e) => Err(Error::aws(
-            "codedeploy:PutLifecycleEventHookExecutionStatus",
-            format!("deployment {deployment_id}"),
-            e,
-        )),
+        Ok(Err(e)) => Err(Error::aws(ACTION, resource(), e)),
     }
+}
+
+/// The SDK timeouts that fit a report into `budget`: the whole operation (every attempt and the
+/// backoff between them) in `budget`, each attempt in a third of it (at most 10 s), the connect
+/// in at most 3 s of that.
+#[must_use]
+pub fn report_timeouts(budget: Duration) -> aws_smithy_types::timeout::TimeoutConfig {
+    let attempt = (budget / 3).min(Duration::from_secs(10));
+    aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(3)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(budget)
+        .build()
 }
 
 /// One deployment of a group, as `BatchGetDeployments` describes it.

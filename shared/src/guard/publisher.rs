@@ -1,6 +1,6 @@
 //! Publishing guard events to EventBridge.
 //!
-//! Every string of an event is redacted before it leaves (guard events reach Slack and email,
+//! Every string of an event is scrubbed (`telemetry::scrub`) before it leaves (guard events reach Slack and email,
 //! which the log redaction does not cover), and every event that could not be published is
 //! counted in the `GuardEventsUnpublished` metric, which the stack alarms on: the audit trail and
 //! the notifications depend on these events.
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::metrics::{document_with_total, MetricsSink};
-use crate::telemetry::redact;
+use crate::telemetry::scrub;
 
 use super::{GuardEvent, GUARD_DETAIL_TYPE, GUARD_SOURCE};
 
@@ -105,11 +105,7 @@ impl GuardPublisher {
 /// Redacts every string in `value` (keys are the format's own names, never secret).
 fn redact_strings(value: &mut Value) {
     match value {
-        Value::String(s) => {
-            if let std::borrow::Cow::Owned(redacted) = redact(s) {
-                *s = redacted;
-            }
-        }
+        Value::String(s) => *s = scrub(s),
         Value::Array(items) => items.iter_mut().for_each(redact_strings),
         Value::Object(fields) => fields.values_mut().for_each(redact_strings),
         _ => {}

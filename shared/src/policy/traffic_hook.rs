@@ -93,8 +93,17 @@ fn default_check_timeout_ms() -> u64 {
     10_000
 }
 
+/// The most requests one HTTP check sends (one after another, within the hook's deadline).
+pub const MAX_REQUESTS: u32 = 1_000;
+/// The largest p95 budget: a Lambda run (a budget beyond what a check can wait for is a typo).
+pub const MAX_P95_BUDGET_MS: u64 = 900_000;
+/// The most checks of one kind, and alarms, a group's hook may list.
+pub const MAX_CHECKS: usize = 100;
+
 impl TrafficHookPolicy {
-    /// The section's problems; `at` names the deployment group.
+    /// The section's problems; `at` names the deployment group. Every number has an upper bound
+    /// a real policy never reaches, so a typo (`requests: 4294967295`) is refused here rather
+    /// than crashing the hook (a 64 GB allocation) when a deployment needs it.
     pub(super) fn problems(&self, at: &str, problems: &mut Vec<String>) {
         for (i, c) in self.http_checks.iter().enumerate() {
             let at = format!("{at}.traffic-hook.http-checks[{i}]");
@@ -104,8 +113,18 @@ impl TrafficHookPolicy {
                     c.url
                 ));
             }
-            if c.requests == 0 {
-                problems.push(format!("{at}.requests: must be at least 1"));
+            if !(1..=MAX_REQUESTS).contains(&c.requests) {
+                problems.push(format!(
+                    "{at}.requests: must be 1..={MAX_REQUESTS}, found {}",
+                    c.requests
+                ));
+            }
+            if let Some(budget) = c.p95_budget_ms {
+                if !(1..=MAX_P95_BUDGET_MS).contains(&budget) {
+                    problems.push(format!(
+                        "{at}.p95-budget-ms: must be 1..={MAX_P95_BUDGET_MS}, found {budget}"
+                    ));
+                }
             }
             if !(100..=599).contains(&c.expect_status) {
                 problems.push(format!(
@@ -130,5 +149,94 @@ impl TrafficHookPolicy {
                 "{at}.traffic-hook.alarm-checks.alarms: list at least one alarm"
             ));
         }
+        let counts = [
+            ("http-checks", self.http_checks.len()),
+            ("lambda-checks", self.lambda_checks.len()),
+            (
+                "alarm-checks.alarms",
+                self.alarm_checks.as_ref().map_or(0, |a| a.alarms.len()),
+            ),
+        ];
+        for (field, count) in counts {
+            if count > MAX_CHECKS {
+                problems.push(format!(
+                    "{at}.traffic-hook.{field}: at most {MAX_CHECKS} entries, found {count}"
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Policy;
+
+    fn problems(section: &str) -> String {
+        let doc = format!(
+            "version: 1\napplications:\n  checkout:\n    deployment-groups:\n      prod:\n        environment: prod\n        traffic-hook:\n{section}"
+        );
+        match Policy::parse(&doc, "inline") {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn http_check(extra: &str) -> String {
+        format!("          http-checks:\n            - name: health\n              url: https://h/health\n{extra}")
+    }
+
+    #[test]
+    fn requests_beyond_the_bound_are_refused_naming_the_field_and_the_bound() {
+        let err = problems(&http_check("              requests: 4294967295\n"));
+        assert!(
+            err.contains("applications.checkout.deployment-groups.prod.traffic-hook.http-checks[0].requests: must be 1..=1000, found 4294967295"),
+            "{err}"
+        );
+        let err = problems(&http_check("              requests: 0\n"));
+        assert!(err.contains("requests: must be 1..=1000, found 0"), "{err}");
+        assert_eq!(problems(&http_check("              requests: 1000\n")), "");
+    }
+
+    #[test]
+    fn every_other_number_has_its_bound() {
+        let err = problems(&http_check(
+            "              p95-budget-ms: 18446744073709551615\n",
+        ));
+        assert!(
+            err.contains(
+                "http-checks[0].p95-budget-ms: must be 1..=900000, found 18446744073709551615"
+            ),
+            "{err}"
+        );
+        let err = problems(&http_check("              timeout-ms: 3600000\n"));
+        assert!(
+            err.contains("http-checks[0].timeout-ms: must be 1..=900000, found 3600000"),
+            "{err}"
+        );
+        let err = problems(&http_check("              expect-status: 65535\n"));
+        assert!(
+            err.contains("http-checks[0].expect-status: 65535 is not an HTTP status"),
+            "{err}"
+        );
+        let err = problems("          lambda-checks:\n            - name: ping\n              function: f\n              timeout-ms: 0\n");
+        assert!(
+            err.contains("lambda-checks[0].timeout-ms: must be 1..=900000, found 0"),
+            "{err}"
+        );
+        let alarms: Vec<String> = (0..101).map(|i| format!("a{i}")).collect();
+        let err = problems(&format!(
+            "          alarm-checks:\n            alarms: [{}]\n",
+            alarms.join(", ")
+        ));
+        assert!(
+            err.contains("traffic-hook.alarm-checks.alarms: at most 100 entries, found 101"),
+            "{err}"
+        );
+        assert_eq!(
+            problems(&http_check(
+                "              p95-budget-ms: 900000\n              timeout-ms: 900000\n"
+            )),
+            ""
+        );
     }
 }

@@ -513,13 +513,13 @@ async fn a_token_in_a_guard_event_reaches_neither_slack_nor_email() {
     for text in [&slack, &email, &answer.to_string()] {
         assert!(!text.contains("SEKRIT"), "{text}");
     }
-    // What is not secret still says what happened.
+    // What is not secret still says what happened: which URL, which query keys.
     assert!(
-        slack.contains("https://api.example.com/health?version=4&amp;token=[redacted]"),
+        slack.contains("https://api.example.com/health?version=***&amp;token=[redacted]"),
         "{slack}"
     );
     assert!(
-        email.contains("https://[redacted]@internal.example.com/v?X-Amz-Signature=[redacted]"),
+        email.contains("https://***@internal.example.com/v?X-Amz-Signature=***"),
         "{email}"
     );
 }

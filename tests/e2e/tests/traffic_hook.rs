@@ -24,7 +24,7 @@ use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use traffic_hook::checks::CheckClients;
 use traffic_hook::AnswerStatus;
-use traffic_hook::{Deps, HookSettings};
+use traffic_hook::{Deadlines, Deps, HookSettings};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -52,7 +52,11 @@ async fn target_service() -> String {
             "/error",
             get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
-        .route("/hang", get(std::future::pending::<&'static str>));
+        .route("/hang", get(std::future::pending::<&'static str>))
+        .route(
+            "/leak",
+            get(|| async { "<html>session expired; token=tok-SECRET-5</html>" }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -173,10 +177,17 @@ impl World {
     }
 
     async fn run(&self, hook: &LifecycleHook) -> traffic_hook::HookAnswer {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        traffic_hook::run_hook(&self.deps, hook, deadline)
+        traffic_hook::run_hook(&self.deps, hook, self.deadlines(Duration::from_secs(20)))
             .await
             .expect("the hook answers")
+    }
+
+    /// The checks within `checks`, then the report margin.
+    fn deadlines(&self, checks: Duration) -> Deadlines {
+        Deadlines::after_checks(
+            tokio::time::Instant::now() + checks,
+            self.deps.settings.report_margin,
+        )
     }
 }
 
@@ -495,8 +506,7 @@ async fn a_report_that_cannot_be_delivered_is_an_error_and_a_retry_reports() {
         .expect(4)
         .mount(&w.codedeploy_mock)
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let err = traffic_hook::run_hook(&w.deps, &hook, deadline)
+    let err = traffic_hook::run_hook(&w.deps, &hook, w.deadlines(Duration::from_secs(30)))
         .await
         .unwrap_err()
         .to_string();
@@ -649,4 +659,120 @@ async fn a_malformed_event_makes_no_call_and_names_the_field() {
         .await
         .unwrap_or_default()
         .is_empty());
+}
+
+#[tokio::test]
+async fn a_status_codedeploy_already_holds_is_provably_reported_before() {
+    // An earlier attempt reported, then died before recording it: CodeDeploy refuses the retry's
+    // status with LifecycleEventAlreadyCompletedException. That status stands; the retry says so
+    // and succeeds, so Lambda stops retrying.
+    let w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
+    let hook = w.hook();
+    Mock::given(method("POST"))
+        .and(header("x-amz-target", PUT_STATUS))
+        .and(body_json(json!({
+            "deploymentId": hook.deployment_id,
+            "lifecycleEventHookExecutionId": hook.lifecycle_event_hook_execution_id,
+            "status": "Succeeded",
+        })))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_json(json!({
+                    "__type": "LifecycleEventAlreadyCompletedException",
+                    "message": "The lifecycle event is already completed",
+                })),
+        )
+        .expect(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    let answer = w.run(&hook).await;
+    assert!(answer.reported_before, "{answer:?}");
+    assert!(!answer.duplicate);
+    assert_eq!(
+        w.reports().await.len(),
+        1,
+        "one attempt, no retry of a refused status"
+    );
+}
+
+#[tokio::test]
+async fn tokens_in_check_urls_snippets_and_function_errors_never_reach_the_guard_event() {
+    let service = target_service().await;
+    let host = service.trim_start_matches("http://");
+    let mut w = world(&format!(
+        "        traffic-hook:\n          http-checks:\n            - name: errors\n              url: http://deployer:pa55w0rd-XYZ@{host}/error?token=tok-SECRET-1&v=4\n            - name: not-json\n              url: {service}/leak?api_key=key-SECRET-2\n              expect-json: {{/version: \"{{{{target-version}}}}\"}}\n          lambda-checks:\n            - name: ping\n              function: checkout-api\n"
+    ))
+    .await;
+    let inbox = GuardInbox::create(&sdk_config(&moto_endpoint()).await).await;
+    w.deps.common.guard = inbox.publisher();
+    Mock::given(method("POST"))
+        .and(path("/2015-03-31/functions/checkout-api/invocations"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-amz-function-error", "Unhandled")
+                .set_body_json(json!({
+                    "errorType": "Error",
+                    "errorMessage": "cannot reach postgres://app:pw-SECRET-3@db.internal/app",
+                    "stackTrace": ["at connect (DB_PASSWORD=pw-SECRET-4)"],
+                })),
+        )
+        .expect(1)
+        .mount(&w.lambda_mock)
+        .await;
+    let hook = w.hook();
+    w.expect_report(&hook, "Failed", 1).await;
+    let answer = w.run(&hook).await;
+    assert_eq!(answer.status, AnswerStatus::Failed, "{answer:?}");
+    let envelopes = inbox.envelopes().await;
+    assert_eq!(envelopes.len(), 1, "{envelopes:?}");
+    let published = envelopes[0].to_string();
+    let answered = serde_json::to_string(&answer).unwrap();
+    for secret in [
+        "pa55w0rd-XYZ",
+        "tok-SECRET-1",
+        "key-SECRET-2",
+        "tok-SECRET-5",
+        "pw-SECRET-3",
+        "pw-SECRET-4",
+    ] {
+        assert!(
+            !published.contains(secret),
+            "{secret} in the guard event: {published}"
+        );
+        assert!(
+            !answered.contains(secret),
+            "{secret} in the answer: {answered}"
+        );
+    }
+    // What was checked is still said.
+    let errors = answer.checks.iter().find(|c| c.name == "errors").unwrap();
+    assert_eq!(
+        errors.detail.as_deref(),
+        Some(format!("GET http://***@{host}/error?token=[redacted]&v=*** answered 500, expected 200 (request 1)").as_str())
+    );
+    assert!(answer.reason.contains("ping: checkout-api:4 returned a function error (Unhandled): Error: cannot reach postgres://"), "{}", answer.reason);
+}
+
+#[tokio::test]
+async fn a_guard_event_that_cannot_be_published_is_said_in_the_answer() {
+    let mut w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
+    // EventBridge refuses the event (a bus that does not exist).
+    w.deps.common.guard = safeship::guard::GuardPublisher::new(
+        aws_sdk_eventbridge::Client::new(&sdk_config(&moto_endpoint()).await),
+        unique("no-such-bus"),
+    );
+    let hook = w.hook();
+    w.expect_report(&hook, "Succeeded", 1).await;
+    let answer = w.run(&hook).await;
+    assert_eq!(
+        answer.status,
+        AnswerStatus::Succeeded,
+        "the report is the record"
+    );
+    let said = answer.guard_event_error.as_deref().unwrap_or_default();
+    assert!(
+        said.starts_with("the guard event was not published (the report reached CodeDeploy): "),
+        "{answer:?}"
+    );
 }

@@ -51,6 +51,8 @@ struct Shared {
     init_error: Mutex<Option<Answer>>,
     init_failed: Notify,
     first_poll: Mutex<Option<Instant>>,
+    /// Every `/next` call so far, by when it came (several processes may poll one runtime).
+    polls: Mutex<Vec<Instant>>,
     polled: Notify,
     /// When each request was handed to the function and when its answer came back.
     handed: Mutex<HashMap<String, Instant>>,
@@ -213,6 +215,29 @@ impl LocalRuntime {
             })
     }
 
+    /// Waits until `count` polls of `/next` have come at or after `since`: a process started (or
+    /// restarted) after `since` is ready, or `count` processes are. `false` after `timeout`.
+    pub async fn polled_since(&self, since: Instant, count: usize, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let polled = self.shared.polled.notified();
+                let n = self
+                    .shared
+                    .polls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|at| **at >= since)
+                    .count();
+                if n >= count {
+                    return;
+                }
+                polled.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
     /// Delivers one event and waits for the answer. `deadline` is what the function is told it
     /// has (the `Lambda-Runtime-Deadline-Ms` header); we wait a little longer than that.
     pub async fn invoke(&self, payload: Value, deadline: Duration) -> Answer {
@@ -264,6 +289,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .lock()
         .unwrap()
         .get_or_insert_with(Instant::now);
+    shared.polls.lock().unwrap().push(Instant::now());
     shared.polled.notify_waiters();
     let pending = loop {
         let queued = shared.queued.notified();

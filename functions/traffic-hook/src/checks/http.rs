@@ -22,7 +22,9 @@ pub async fn run(
     }
     let body = check.body.as_deref().map(|b| vars.fill(b)).transpose()?;
 
-    let mut samples = Vec::with_capacity(check.requests as usize);
+    // The policy bounds `requests` (at most 1000, at validation); never trust it for an
+    // allocation all the same.
+    let mut samples = Vec::with_capacity(check.requests.min(1_000) as usize);
     for attempt in 1..=check.requests {
         let mut request = client.request(method.clone(), &url);
         for (name, value) in &headers {
@@ -86,7 +88,7 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     // The URL is the policy's own, but never print credentials someone put in it.
-    safeship::telemetry::redact(&text).into_owned()
+    safeship::telemetry::scrub(&text)
 }
 
 #[cfg(test)]

@@ -57,9 +57,9 @@ pub async fn run(
         })?;
     let body = out.payload.map(Blob::into_inner).unwrap_or_default();
     if let Some(kind) = out.function_error {
-        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         return Err(format!(
-            "{shown} returned a function error ({kind}): {start}"
+            "{shown} returned a function error ({kind}): {}",
+            function_error_summary(&body)
         ));
     }
     if !check.expect_json.is_empty() {
@@ -70,6 +70,27 @@ pub async fn run(
         "invoked {shown} (executed version {})",
         out.executed_version.as_deref().unwrap_or("unknown")
     ))
+}
+
+/// What a function error says, for people: its `errorType` and `errorMessage` (at most 200
+/// characters, redacted), never the rest of the payload (a stack trace, the event, values of the
+/// function's environment).
+pub fn function_error_summary(body: &[u8]) -> String {
+    let Ok(serde_json::Value::Object(payload)) = serde_json::from_slice(body) else {
+        return format!(
+            "a {}-byte payload that is not a JSON object (not shown)",
+            body.len()
+        );
+    };
+    let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let text = match (field("errorType"), field("errorMessage")) {
+        ("", "") => "no errorType or errorMessage in the payload (not shown)".to_owned(),
+        (kind, "") => kind.to_owned(),
+        ("", message) => message.to_owned(),
+        (kind, message) => format!("{kind}: {message}"),
+    };
+    let shown: String = text.chars().take(200).collect();
+    safeship::telemetry::scrub(&shown)
 }
 
 #[cfg(test)]
@@ -106,6 +127,19 @@ mod tests {
         );
         let arn = "arn:aws:lambda:eu-west-1:111122223333:function:checkout-api";
         assert_eq!(qualifier(&check(arn, None), &target()), Some("4".into()));
+    }
+
+    #[test]
+    fn a_function_error_shows_its_type_and_message_only() {
+        let body = br#"{"errorType":"TypeError","errorMessage":"db is undefined (token=abc123)","stackTrace":["at handler (DB_PASSWORD=hunter2)"]}"#;
+        assert_eq!(
+            function_error_summary(body),
+            "TypeError: db is undefined (token=[redacted]"
+        );
+        assert_eq!(
+            function_error_summary(b"Task timed out; DB_PASSWORD=hunter2"),
+            "a 35-byte payload that is not a JSON object (not shown)"
+        );
     }
 
     #[test]
