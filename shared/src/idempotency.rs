@@ -32,6 +32,9 @@ const COMPLETED: &str = "COMPLETED";
 /// died, well inside Lambda's first retry (about a minute).
 pub const LEASE: Duration = Duration::from_secs(30);
 
+/// What a store call leaves of the invocation's time, to answer.
+const STORE_SLACK: Duration = Duration::from_millis(250);
+
 tokio::task_local! {
     /// The running invocation's deadline; claims made inside it never outlast it.
     static INVOCATION_DEADLINE: SystemTime;
@@ -258,7 +261,10 @@ impl IdempotencyStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let owner = match self.claim(key).await? {
+        let owner = match self
+            .in_time("dynamodb:PutItem (claim)", key, self.claim(key))
+            .await?
+        {
             Claim::Completed(recorded) => {
                 let value = serde_json::from_value(recorded).map_err(|e| {
                     Error::unexpected(
@@ -286,7 +292,12 @@ impl IdempotencyStore {
         let failure = match outcome {
             Ok(Ok(value)) => {
                 let recorded = serde_json::to_value(&value).expect("outcomes serialise to JSON");
-                self.complete(key, &recorded).await?;
+                self.in_time(
+                    "dynamodb:PutItem (complete)",
+                    key,
+                    self.complete(key, &recorded),
+                )
+                .await?;
                 return Ok(Once::Ran(value));
             }
             Ok(Err(e)) => e,
@@ -300,10 +311,40 @@ impl IdempotencyStore {
                 .into()
             }
         };
-        if let Err(release) = self.release(key, &owner).await {
+        let released = self.in_time(
+            "dynamodb:DeleteItem (release)",
+            key,
+            self.release(key, &owner),
+        );
+        if let Err(release) = released.await {
             tracing::error!(error = %release, key, "could not release the idempotency claim");
         }
         Err(failure)
+    }
+
+    /// `call` cut off shortly before the invocation's deadline: a hanging table must not keep
+    /// the invocation from answering (its claim then lapses and the retry takes over).
+    async fn in_time<T>(
+        &self,
+        action: &'static str,
+        key: &str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Ok(deadline) = INVOCATION_DEADLINE.try_with(|d| *d) else {
+            return call.await;
+        };
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(STORE_SLACK);
+        tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+            Err(Error::Aws {
+                action,
+                resource: self.resource(key),
+                code: None,
+                message: "no answer before the invocation's deadline".into(),
+            })
+        })
     }
 
     /// Drives `work` to its end while renewing `owner`'s lease every third of it. A renewal

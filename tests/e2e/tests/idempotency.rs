@@ -256,3 +256,32 @@ async fn a_missing_table_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_table_that_never_answers_fails_the_claim_before_the_invocations_deadline() {
+    // A DynamoDB endpoint that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let sdk = sdk_config(&endpoint).await;
+    let store = IdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "t", "test");
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u64 + 1_500;
+    let started = std::time::Instant::now();
+    let outcome: Result<Once<()>, safeship::Error> =
+        within_invocation(deadline_ms, store.once("k", || async { Ok(()) })).await;
+    let err = outcome.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "answered after the deadline: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string().contains("dynamodb:PutItem (claim) on table t key test#k failed: no answer before the invocation's deadline"),
+        "{err}"
+    );
+}
