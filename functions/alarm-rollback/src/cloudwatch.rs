@@ -6,16 +6,17 @@ use aws_sdk_cloudwatch::Client;
 use safeship::event::AlarmStateChange;
 use safeship::policy::Policy;
 
-use crate::decide::matches_by_tag;
+use crate::decide::needs_tags;
 use crate::Error;
 
-/// The alarm's tags, looked up only when the policy maps some alarm by tag.
+/// The alarm's tags, looked up only when they could change the decision (see [`needs_tags`]):
+/// an `OK` transition, or an alarm already mapped by name, makes no AWS call.
 pub(crate) async fn alarm_tags(
     client: &Client,
     policy: &Policy,
     alarm: &AlarmStateChange,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let (true, Some(arn)) = (matches_by_tag(policy), alarm.alarm_arn.as_deref()) else {
+    let (true, Some(arn)) = (needs_tags(policy, alarm), alarm.alarm_arn.as_deref()) else {
         return Ok(BTreeMap::new());
     };
     let out = match client

@@ -1,26 +1,31 @@
 //! The CodeDeploy side of a rollback: reading a group's deployments, stopping, redeploying.
 
+use aws_sdk_codedeploy::types::{AppSpecContent, RevisionLocation, RevisionLocationType};
 use aws_sdk_codedeploy::Client;
+use chrono::{DateTime, Utc};
+use safeship::event::AlarmStateChange;
 
-use crate::plan::{Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
+use crate::plan::{InFlight, Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
+use crate::revert::{revert_revision, RevertRevision};
 use crate::Error;
 
-/// Deployments of the group still in flight.
+/// Deployments of the group still in flight, with what says whether each is itself a rollback.
 pub(crate) async fn in_flight(
     client: &Client,
     application: &str,
     group: &str,
-) -> Result<Vec<String>, Error> {
-    Ok(
-        safeship::aws::codedeploy::list_deployment_ids(
-            client,
-            application,
-            group,
-            &IN_FLIGHT,
-            None,
-        )
-        .await?,
-    )
+) -> Result<Vec<InFlight>, Error> {
+    let found =
+        safeship::aws::codedeploy::deployments(client, application, group, &IN_FLIGHT, None)
+            .await?;
+    Ok(found
+        .into_iter()
+        .map(|d| InFlight {
+            codedeploy_rollback: d.is_codedeploy_rollback().then(|| d.rolls_back.clone()),
+            id: d.id,
+            description: d.description,
+        })
+        .collect())
 }
 
 /// The group's succeeded deployments with their times.
@@ -76,45 +81,97 @@ pub(crate) async fn stop(client: &Client, deployment_id: &str) -> Result<String,
     }
 }
 
-/// A new deployment of the revision `revision_of` deployed, reverting `reverted`.
+/// How safeship describes the revert of `reverted` (the plan and the resume recognise it).
+pub(crate) fn revert_description(alarm_name: &str, reverted: &str, revision_of: &str) -> String {
+    format!(
+        "{REVERT_DESCRIPTION_PREFIX}{alarm_name} reverts {reverted} to the revision of {revision_of}"
+    )
+}
+
+/// A deployment the revert created in an earlier, interrupted attempt (same description, created
+/// since the alarm's transition): resuming, it is the revert, and none is created again.
+async fn earlier_revert(
+    client: &Client,
+    application: &str,
+    group: &str,
+    description: &str,
+    since: DateTime<Utc>,
+) -> Result<Option<String>, Error> {
+    let found = safeship::aws::codedeploy::deployments(
+        client,
+        application,
+        group,
+        &[],
+        Some(since - chrono::Duration::minutes(1)),
+    )
+    .await?;
+    Ok(found
+        .into_iter()
+        .find(|d| d.description.as_deref() == Some(description))
+        .map(|d| d.id))
+}
+
+/// The revert of `reverted` (a deployment inside the bake window) to what was live before it, the
+/// state of `revision_of` (see [`crate::revert`] for what that is per platform). Safe to resume:
+/// a revert an interrupted attempt already created is found, not created twice.
 pub(crate) async fn redeploy(
     client: &Client,
     application: &str,
     group: &str,
     reverted: &str,
     revision_of: &str,
-    alarm_name: &str,
+    alarm: &AlarmStateChange,
 ) -> Result<String, Error> {
-    let earlier = client
-        .get_deployment()
-        .deployment_id(revision_of)
-        .send()
-        .await
-        .map_err(|e| {
-            Error::from(safeship::Error::aws(
-                "codedeploy:GetDeployment",
-                format!("deployment {revision_of}"),
-                e,
-            ))
-        })?;
-    let revision = earlier
-        .deployment_info
-        .and_then(|d| d.revision)
-        .ok_or_else(|| {
-            Error::Safeship(safeship::Error::unexpected(
-                "codedeploy:GetDeployment",
-                format!("deployment {revision_of}"),
-                "names no revision to redeploy",
-            ))
-        })?;
+    let description = revert_description(&alarm.alarm_name, reverted, revision_of);
+    if let Some(id) = earlier_revert(
+        client,
+        application,
+        group,
+        &description,
+        alarm.state_changed_at,
+    )
+    .await?
+    {
+        tracing::info!(deployment = %id, "the revert was created by an earlier attempt");
+        return Ok(id);
+    }
+    let reverted_info = safeship::aws::codedeploy::get_deployment(client, reverted).await?;
+    let reverted_revision = reverted_info.revision.as_ref();
+    let inline = reverted_revision.and_then(|r| {
+        r.app_spec_content()
+            .and_then(|c| c.content())
+            .or_else(|| r.string().and_then(|c| c.content()))
+    });
+    let platform = reverted_info.compute_platform.as_ref().map(|p| p.as_str());
+    let choice = revert_revision(platform, inline).map_err(|problem| {
+        Error::Safeship(safeship::Error::unexpected(
+            "codedeploy:GetDeployment",
+            format!("deployment {reverted}"),
+            problem,
+        ))
+    })?;
+    let revision = match choice {
+        RevertRevision::SwappedLambdaAppSpec(content) => RevisionLocation::builder()
+            .revision_type(RevisionLocationType::AppSpecContent)
+            .app_spec_content(AppSpecContent::builder().content(content).build())
+            .build(),
+        RevertRevision::Earlier => safeship::aws::codedeploy::get_deployment(client, revision_of)
+            .await?
+            .revision
+            .ok_or_else(|| {
+                Error::Safeship(safeship::Error::unexpected(
+                    "codedeploy:GetDeployment",
+                    format!("deployment {revision_of}"),
+                    "names no revision to redeploy",
+                ))
+            })?,
+    };
     let out = client
         .create_deployment()
         .application_name(application)
         .deployment_group_name(group)
         .revision(revision)
-        .description(format!(
-            "{REVERT_DESCRIPTION_PREFIX}{alarm_name} reverts {reverted} to the revision of {revision_of}"
-        ))
+        .description(description)
         .send()
         .await
         .map_err(|e| {

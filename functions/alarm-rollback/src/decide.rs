@@ -15,6 +15,10 @@ pub enum Decision {
     Ignore { reason: String },
     /// Roll back these `application/deployment-group`s.
     RollBack { groups: Vec<String> },
+    /// These groups would be rolled back, but CloudWatch held the transition's actions back (an
+    /// alarm mute rule, or a composite alarm's actions suppressor): nothing is done, and the
+    /// guard events say why (`reason`, "ignored: muted by …").
+    HeldBack { groups: Vec<String>, reason: String },
 }
 
 /// A group as decisions, reports and idempotency keys name it: `application/deployment-group`.
@@ -22,15 +26,32 @@ pub(crate) fn group_name(group: &GroupRef<'_>) -> String {
     format!("{}/{}", group.application, group.deployment_group)
 }
 
-/// Whether some group of the policy maps alarms by tag: only then are the alarm's tags looked up.
-pub(crate) fn matches_by_tag(policy: &Policy) -> bool {
-    policy.groups().any(|g| {
-        g.policy.rollback.as_ref().is_some_and(|r| {
-            r.alarms
-                .iter()
-                .any(|m| matches!(m, AlarmMatcher::Tag { .. }))
-        })
+/// Whether some group of the policy maps alarms by tag.
+#[cfg(test)]
+fn matches_by_tag(policy: &Policy) -> bool {
+    policy.groups().any(|g| maps_by_tag(&g))
+}
+
+fn maps_by_tag(group: &GroupRef<'_>) -> bool {
+    group.policy.rollback.as_ref().is_some_and(|r| {
+        r.alarms
+            .iter()
+            .any(|m| matches!(m, AlarmMatcher::Tag { .. }))
     })
+}
+
+/// Whether the alarm's tags could change the decision, so they must be looked up first: only
+/// when a group that acts on the alarm's new state maps alarms by tag and does not already map
+/// this one by name or prefix. An `OK` transition, or one no tag-mapping group acts on, is
+/// decided without any AWS call.
+pub(crate) fn needs_tags(policy: &Policy, alarm: &AlarmStateChange) -> bool {
+    let by_name: Vec<String> = policy
+        .groups_for_alarm(&alarm.alarm_name, &BTreeMap::new())
+        .map(|g| group_name(&g))
+        .collect();
+    policy
+        .groups()
+        .any(|g| maps_by_tag(&g) && acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g)))
 }
 
 /// Whether an alarm in `state` rolls `group` back: `ALARM` always, `INSUFFICIENT_DATA` where the
@@ -70,14 +91,21 @@ pub(crate) fn decide(
         .map(group_name)
         .collect();
     if acting.is_empty() {
-        Decision::Ignore {
+        return Decision::Ignore {
             reason: format!(
                 "alarm {} went to {:?}, which rolls nothing back",
                 alarm.alarm_name, alarm.state
             ),
-        }
-    } else {
-        Decision::RollBack { groups: acting }
+        };
+    }
+    // CloudWatch performs none of a muted or suppressed transition's actions; EventBridge still
+    // delivers it, and safeship honours the mute as the alarm's own actions do.
+    match alarm.actions_held_back() {
+        Some(reason) => Decision::HeldBack {
+            groups: acting,
+            reason,
+        },
+        None => Decision::RollBack { groups: acting },
     }
 }
 
@@ -99,6 +127,8 @@ mod tests {
             previous_state: None,
             reason: String::new(),
             state_changed_at: chrono_now(),
+            muted: None,
+            suppressed: None,
         }
     }
 
@@ -173,6 +203,63 @@ mod tests {
         assert_ne!(by_name, POLICY);
         assert!(!matches_by_tag(
             &Policy::parse(&by_name, "example").unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_muted_or_suppressed_transition_is_held_back_for_the_groups_it_would_roll_back() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        let none = BTreeMap::new();
+        let mut muted = alarm("checkout-prod-5xx-rate", AlarmState::Alarm);
+        muted.muted = Some(safeship::event::Mute {
+            rule_arn: "arn:aws:cloudwatch:eu-west-1:1:alarm-mute-rule:window".into(),
+            window_start: None,
+            window_end: None,
+        });
+        assert_eq!(
+            decide(&p, &muted, &none),
+            Decision::HeldBack {
+                groups: vec!["checkout/checkout-prod".into()],
+                reason: "ignored: muted by window (arn:aws:cloudwatch:eu-west-1:1:alarm-mute-rule:window)".into()
+            }
+        );
+        let mut suppressed = alarm("checkout-prod-5xx-rate", AlarmState::Alarm);
+        suppressed.suppressed = Some(safeship::event::Suppression {
+            by: "Alarm".into(),
+            reason: "Actions suppressed by checkout-prod-maintenance".into(),
+            suppressor: Some("checkout-prod-maintenance".into()),
+        });
+        let Decision::HeldBack { reason, .. } = decide(&p, &suppressed, &none) else {
+            panic!("a suppressed transition acted")
+        };
+        assert_eq!(
+            reason,
+            "ignored: actions suppressed by checkout-prod-maintenance: Actions suppressed by checkout-prod-maintenance"
+        );
+        // A muted OK transition is just an OK transition.
+        let mut ok = muted.clone();
+        ok.state = AlarmState::Ok;
+        assert!(matches!(decide(&p, &ok, &none), Decision::Ignore { .. }));
+    }
+
+    #[test]
+    fn tags_are_needed_only_where_they_could_change_the_decision() {
+        let p = Policy::parse(POLICY, "example").unwrap();
+        // Mapped by name already: the tag matcher cannot add the group again.
+        assert!(!needs_tags(
+            &p,
+            &alarm("checkout-prod-5xx-rate", AlarmState::Alarm)
+        ));
+        // OK rolls nothing back whatever the tags; INSUFFICIENT_DATA neither, here.
+        assert!(!needs_tags(&p, &alarm("some-other-alarm", AlarmState::Ok)));
+        assert!(!needs_tags(
+            &p,
+            &alarm("some-other-alarm", AlarmState::InsufficientData)
+        ));
+        // ALARM for an alarm no name maps: only its tags can say.
+        assert!(needs_tags(
+            &p,
+            &alarm("some-other-alarm", AlarmState::Alarm)
         ));
     }
 

@@ -18,6 +18,7 @@ mod decide;
 mod events;
 mod flags;
 mod plan;
+mod revert;
 mod rollback;
 mod steps;
 
@@ -40,6 +41,14 @@ pub enum Error {
         total: usize,
         failed: Vec<String>,
     },
+    /// Another live invocation holds some of the transition's work: this delivery did the rest
+    /// and fails, so Lambda delivers it again (never a success that did nothing).
+    #[error("alarm {alarm}: another live invocation holds {}; failing this delivery so it is retried", held.join("; "))]
+    HeldElsewhere { alarm: String, held: Vec<String> },
+    /// What was done was done, but its only record, a guard event, could not be published: the
+    /// retry (whose steps are already done) publishes it again, with the same id.
+    #[error("alarm {alarm}: could not publish {} guard event(s) that are the only record of what was done: {}", failed.len(), failed.join("; "))]
+    Unannounced { alarm: String, failed: Vec<String> },
 }
 
 impl Failure for Error {
@@ -48,6 +57,8 @@ impl Failure for Error {
             Error::Safeship(e) => e.kind(),
             Error::Flags { .. } => "Flags",
             Error::ActionsFailed { .. } => "ActionsFailed",
+            Error::HeldElsewhere { .. } => "InProgressElsewhere",
+            Error::Unannounced { .. } => "Unannounced",
         }
     }
 }
@@ -108,14 +119,19 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
         actions: vec![],
         duplicate: false,
     };
-    let Decision::RollBack { groups } = &decision else {
-        return Ok(report);
+    let (groups, held_back) = match &decision {
+        Decision::Ignore { .. } => return Ok(report),
+        Decision::RollBack { groups } => (groups, None),
+        Decision::HeldBack { groups, reason } => (groups, Some(reason.as_str())),
     };
     let mut ran_any = false;
     let mut steps = 0;
     let mut failed = Vec::new();
+    let mut held = Vec::new();
+    let mut unannounced = Vec::new();
     for group in policy.groups_for_alarm(&alarm.alarm_name, &tags) {
-        if !groups.contains(&group_name(&group)) {
+        let name = group_name(&group);
+        if !groups.contains(&name) {
             continue;
         }
         let settings = group
@@ -125,11 +141,19 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
             .expect("mapped groups have a rollback section");
         let dry_run = deps.common.config.dry_run || settings.dry_run;
         report.dry_run |= dry_run;
+        if let Some(reason) = held_back {
+            // Muted or suppressed: nothing is done, and people hear why.
+            let events = events::GroupEvents::new(alarm, &transition, &name, &group, None, dry_run);
+            events::announce(deps, events.nothing(reason), dry_run).await?;
+            continue;
+        }
         let done = rollback::roll_back_group(deps, alarm, &transition, &group, dry_run).await;
         ran_any |= done.ran;
         for step in done.steps {
             steps += 1;
-            if !step.result.succeeded {
+            if step.held_elsewhere {
+                held.push(step.result.action.clone());
+            } else if !step.result.succeeded {
                 failed.push(format!(
                     "{}: {}",
                     step.result.action,
@@ -138,21 +162,47 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
             }
             report.actions.push(step.result);
         }
-        for event in done.events {
-            events::publish(deps, event).await;
+        for announcement in done.events {
+            let id = announcement.event.id.clone();
+            match events::announce(deps, announcement, dry_run).await {
+                Ok(now) => ran_any |= now,
+                Err(e) => unannounced.push(format!("{id}: {e}")),
+            }
         }
     }
-    report.duplicate = steps > 0 && !ran_any && !report.dry_run && failed.is_empty();
+    report.duplicate = steps > 0
+        && !ran_any
+        && !report.dry_run
+        && failed.is_empty()
+        && held.is_empty()
+        && unannounced.is_empty();
     if report.duplicate {
         tracing::info!(%transition, "duplicate delivery: every step was done by an earlier delivery");
     }
-    if failed.is_empty() {
-        Ok(report)
-    } else {
-        Err(Error::ActionsFailed {
-            alarm: alarm.alarm_name.clone(),
-            total: report.actions.len(),
+    let alarm_name = alarm.alarm_name.clone();
+    if !failed.is_empty() {
+        let total = report.actions.len();
+        failed.extend(
+            held.iter()
+                .map(|h| format!("{h}: held by another live invocation")),
+        );
+        return Err(Error::ActionsFailed {
+            alarm: alarm_name,
+            total,
             failed,
-        })
+        });
     }
+    if !held.is_empty() {
+        return Err(Error::HeldElsewhere {
+            alarm: alarm_name,
+            held,
+        });
+    }
+    if !unannounced.is_empty() {
+        return Err(Error::Unannounced {
+            alarm: alarm_name,
+            failed: unannounced,
+        });
+    }
+    Ok(report)
 }

@@ -19,6 +19,39 @@ pub(crate) struct Succeeded {
     pub(crate) description: Option<String>,
 }
 
+/// What is known of a deployment in flight (from `BatchGetDeployments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    pub(crate) id: String,
+    /// CodeDeploy's own rollback of another deployment (`creator` `autoRollback` or
+    /// `codeDeployRollback`, or `rollbackInfo.rollbackTriggeringDeploymentId`): the one it rolls
+    /// back, when known.
+    pub(crate) codedeploy_rollback: Option<Option<String>>,
+    pub(crate) description: Option<String>,
+}
+
+impl InFlight {
+    /// Why this deployment must never be stopped: it is itself a rollback or a revert, and
+    /// stopping it would keep the change the alarm blames.
+    fn undoes(&self) -> Option<String> {
+        if let Some(of) = &self.codedeploy_rollback {
+            return Some(match of {
+                Some(of) => format!("{} is CodeDeploy's rollback of {of}", self.id),
+                None => format!("{} is a CodeDeploy rollback", self.id),
+            });
+        }
+        self.description
+            .as_deref()
+            .filter(|d| is_revert(d))
+            .map(|d| format!("{} is safeship's revert (\"{d}\")", self.id))
+    }
+}
+
+/// Whether a deployment's description is the one safeship gives its reverts.
+pub(crate) fn is_revert(description: &str) -> bool {
+    description.starts_with(REVERT_DESCRIPTION_PREFIX) && description.contains(" reverts ")
+}
+
 impl Succeeded {
     fn finished(&self) -> Option<DateTime<Utc>> {
         self.complete_time.or(self.create_time)
@@ -51,17 +84,33 @@ pub(crate) enum CodePlan {
 /// Only succeeded deployments count. A newer deployment that `Failed` or was `Stopped` does not
 /// change what is live: CodeDeploy leaves (or rolls back to) the last successful revision, so the
 /// last success is still the change the alarm may blame, and reverting it is still right.
+///
+/// A rollback or a revert in flight is never stopped — not CodeDeploy's own rollback deployment
+/// (an earlier transition's stop asked for it), nor safeship's revert: a second or flapping alarm
+/// would otherwise undo the rollback. With only such deployments in flight there is nothing more
+/// to do: the rollback is under way.
 pub(crate) fn plan_code(
-    in_flight: &[String],
+    in_flight: &[InFlight],
     succeeded: &[Succeeded],
     alarm_at: DateTime<Utc>,
     bake_window: Duration,
 ) -> CodePlan {
-    if !in_flight.is_empty() {
-        let mut deployments = in_flight.to_vec();
+    let (undoing, to_stop): (Vec<&InFlight>, Vec<&InFlight>) =
+        in_flight.iter().partition(|d| d.undoes().is_some());
+    if !to_stop.is_empty() {
+        let mut deployments: Vec<String> = to_stop.iter().map(|d| d.id.clone()).collect();
         deployments.sort();
         deployments.dedup();
         return CodePlan::Stop { deployments };
+    }
+    if !undoing.is_empty() {
+        let why: Vec<String> = undoing.iter().filter_map(|d| d.undoes()).collect();
+        return CodePlan::Nothing {
+            reason: format!(
+                "only a rollback is in flight ({}): a rollback is never stopped",
+                why.join("; ")
+            ),
+        };
     }
     let mut by_finish: Vec<&Succeeded> = succeeded.iter().collect();
     by_finish.sort_by_key(|d| std::cmp::Reverse(d.finished()));
@@ -80,11 +129,7 @@ pub(crate) fn plan_code(
     };
     // safeship's own revert is the last success when an earlier transition (of this alarm or
     // another) already rolled back: reverting it would redeploy the revision just taken away.
-    if let Some(description) = last
-        .description
-        .as_deref()
-        .filter(|d| d.starts_with(REVERT_DESCRIPTION_PREFIX))
-    {
+    if let Some(description) = last.description.as_deref().filter(|d| is_revert(d)) {
         return CodePlan::Nothing {
             reason: format!(
                 "no deployment in flight; the last success {} is already safeship's revert (\"{description}\"): reverting it would bring back the revision it removed",
@@ -145,10 +190,18 @@ mod tests {
         }
     }
 
+    fn flying(id: &str) -> InFlight {
+        InFlight {
+            id: id.into(),
+            codedeploy_rollback: None,
+            description: None,
+        }
+    }
+
     #[test]
     fn in_flight_deployments_are_stopped() {
         let plan = plan_code(
-            &["d-2".into(), "d-1".into()],
+            &[flying("d-2"), flying("d-1")],
             &[ok("d-0", 0)],
             at(10),
             Duration::minutes(60),
@@ -157,6 +210,58 @@ mod tests {
             plan,
             CodePlan::Stop {
                 deployments: vec!["d-1".into(), "d-2".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn a_rollback_or_a_revert_in_flight_is_never_stopped() {
+        // CodeDeploy's rollback of d-1 (an earlier transition stopped d-1), and safeship's
+        // revert of d-3: a second alarm stops neither, and reverts nothing either.
+        let rollback = InFlight {
+            codedeploy_rollback: Some(Some("d-1".into())),
+            ..flying("d-2")
+        };
+        let revert = InFlight {
+            description: Some(
+                "safeship: alarm checkout-prod-5xx-rate reverts d-3 to the revision of d-0".into(),
+            ),
+            ..flying("d-4")
+        };
+        let history = [ok("d-0", -300), ok("d-3", -10)];
+        assert_eq!(
+            plan_code(
+                &[rollback.clone(), revert.clone()],
+                &history,
+                at(0),
+                Duration::minutes(60)
+            ),
+            CodePlan::Nothing {
+                reason: "only a rollback is in flight (d-2 is CodeDeploy's rollback of d-1; \
+                         d-4 is safeship's revert (\"safeship: alarm checkout-prod-5xx-rate \
+                         reverts d-3 to the revision of d-0\")): a rollback is never stopped"
+                    .into()
+            }
+        );
+        // A rollback without rollbackInfo, by its creator alone.
+        let by_creator = InFlight {
+            codedeploy_rollback: Some(None),
+            ..flying("d-5")
+        };
+        assert!(matches!(
+            plan_code(&[by_creator], &[], at(0), Duration::minutes(60)),
+            CodePlan::Nothing { .. }
+        ));
+        // A new deployment beside a rollback is still stopped, and only it.
+        assert_eq!(
+            plan_code(
+                &[rollback, revert, flying("d-9")],
+                &history,
+                at(0),
+                Duration::minutes(60)
+            ),
+            CodePlan::Stop {
+                deployments: vec!["d-9".into()]
             }
         );
     }

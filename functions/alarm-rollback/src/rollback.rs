@@ -3,12 +3,11 @@
 //! mapped feature flags off — each step once however often the transition is delivered.
 
 use safeship::event::AlarmStateChange;
-use safeship::guard::GuardEvent;
 use safeship::idempotency::Once;
 use safeship::policy::{FeatureFlagTarget, GroupRef, RollbackPolicy};
 
 use crate::decide::group_name;
-use crate::events::GroupEvents;
+use crate::events::{Announcement, GroupEvents};
 use crate::plan::{self, CodePlan};
 use crate::steps::{once, run_step, Step};
 use crate::{appconfig, codedeploy, Deps, Error};
@@ -18,7 +17,7 @@ use crate::{appconfig, codedeploy, Deps, Error};
 pub(crate) struct GroupOutcome {
     pub(crate) steps: Vec<Step>,
     pub(crate) ran: bool,
-    pub(crate) events: Vec<GuardEvent>,
+    pub(crate) events: Vec<Announcement>,
 }
 
 /// One group's rollback in one transition: what each of its steps needs.
@@ -83,25 +82,38 @@ pub(crate) async fn roll_back_group(
     conclude(&cx, code, flag_steps, flag_events, &events)
 }
 
-/// The group's steps (code, then flags) and the guard events that tell them.
+/// The group's steps (code, then flags) and the guard events that tell them. Each event is
+/// published once per id (see [`crate::events::announce`]), so a repeated delivery computes the
+/// same events and publishes none again, and a retry after a failed publication publishes it.
 fn conclude(
     cx: &Ctx<'_>,
     code: CodeOutcome,
     flag_steps: Vec<Step>,
-    flag_events: Vec<GuardEvent>,
+    flag_events: Vec<Announcement>,
     events: &GroupEvents<'_>,
 ) -> GroupOutcome {
     let acted = code.steps.iter().chain(&flag_steps).any(|s| s.ran);
-    let tell = acted || code.planned_now || cx.dry_run;
+    let held_elsewhere = code
+        .steps
+        .iter()
+        .chain(&flag_steps)
+        .any(|s| s.held_elsewhere);
     let flag_failed = flag_steps.iter().any(|s| !s.result.succeeded);
     let code_acted = !code.steps.is_empty();
     let mut steps = code.steps;
     steps.extend(flag_steps);
+    let mut announcements = Vec::new();
+    // The code's outcome always reaches people: why it was left alone, or what was done.
+    if let Some(reason) = code.nothing.as_deref() {
+        announcements.push(events.nothing(reason));
+    }
+    announcements.extend(flag_events);
     // `rollback-performed` when code was stopped or reverted (every action, flags included), or
-    // when a flag switch failed: a failure is never left out of the guard events.
-    let performed =
-        (code_acted || flag_failed).then(|| steps.iter().map(|s| s.result.clone()).collect());
-    let events = events.for_outcome(tell, code.nothing.as_deref(), flag_events, performed);
+    // when a flag switch failed: a failure is never left out of the guard events. Not while
+    // another live invocation holds a step: that one tells what it did.
+    if (code_acted || flag_failed) && !held_elsewhere {
+        announcements.push(events.performed(steps.iter().map(|s| s.result.clone()).collect()));
+    }
     // Not an action, but the report says why the code was left alone.
     if let Some(reason) = code.nothing {
         steps.insert(
@@ -115,7 +127,7 @@ fn conclude(
     GroupOutcome {
         steps,
         ran: acted || code.planned_now,
-        events,
+        events: announcements,
     }
 }
 
@@ -220,7 +232,7 @@ async fn redeploy(cx: &Ctx<'_>, reverted: &str, revision_of: &str) -> Step {
             cx.group.deployment_group,
             reverted,
             revision_of,
-            &cx.alarm.alarm_name,
+            cx.alarm,
         )
         .await?;
         Ok(format!("created deployment {id}"))
@@ -236,12 +248,13 @@ fn profile_path(target: &FeatureFlagTarget) -> String {
     )
 }
 
-/// Each flag target's step, and a guard event for each switched off now.
+/// Each flag target's step, and a guard event for each that switched flags off (now, or in an
+/// earlier delivery whose event may not have gone out: the event's record says).
 async fn switch_all_flags(
     cx: &Ctx<'_>,
     rollback: &RollbackPolicy,
     events: &GroupEvents<'_>,
-) -> (Vec<Step>, Vec<GuardEvent>) {
+) -> (Vec<Step>, Vec<Announcement>) {
     let mut steps = Vec::new();
     let mut switched_events = Vec::new();
     for target in &rollback.feature_flags {
@@ -254,8 +267,8 @@ async fn switch_all_flags(
     (steps, switched_events)
 }
 
-/// Switches a target's flags off, once: the step, and the flags switched off now (none when an
-/// earlier delivery did it, or they were all off already).
+/// Switches a target's flags off, once: the step, and the flags it switched off (none when they
+/// were all off already).
 async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option<SwitchedOff>) {
     let where_ = profile_path(target);
     let action = format!("flags off {where_}: {}", target.flags.join(", "));
@@ -264,52 +277,80 @@ async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option
     }
     let description = format!("safeship: alarm {} switched flags off", cx.alarm.alarm_name);
     let work = || switch_and_deploy(cx.deps, target, &description);
+    let switched =
+        |flags: Vec<String>, version| (!flags.is_empty()).then_some(SwitchedOff { flags, version });
     match once(cx.deps, format!("{}:flags:{where_}", cx.transition), work).await {
         Ok(Once::Ran((flags, version, detail))) => {
-            let switched = (!flags.is_empty()).then_some(SwitchedOff { flags, version });
-            (Step::done(&action, detail), switched)
+            (Step::done(&action, detail), switched(flags, version))
         }
-        Ok(Once::AlreadyDone((_, _, detail))) => (Step::done_earlier(&action, &detail), None),
+        Ok(Once::AlreadyDone((flags, version, detail))) => (
+            Step::done_earlier(&action, &detail),
+            switched(flags, version),
+        ),
         Err(e) => (Step::failed(&action, &e), None),
     }
 }
 
-/// A dry run's flag step: what would be switched off, read from the latest version.
+/// A dry run's flag step: what would be switched off, judged on the deployed version.
 async fn dry_switch(deps: &Deps, target: &FeatureFlagTarget, action: &str) -> Step {
     match appconfig::read_switch(&deps.appconfig, target).await {
-        Ok((version, switch)) => Step::not_run(
+        Ok(plan) => Step::not_run(
             action,
             format!(
-                "dry run: would switch off [{}] from version {version}; already off [{}]",
-                switch.switched_off.join(", "),
-                switch.already_off.join(", ")
+                "dry run: would switch off [{}] from version {}; already off [{}]",
+                plan.switch.switched_off.join(", "),
+                plan.judged,
+                plan.switch.already_off.join(", ")
             ),
         ),
         Err(e) => Step::failed(action, &e),
     }
 }
 
-/// Writes and deploys a new version with the flags off, unless they are all off already: the
-/// flags switched off, the new version, and the step's detail (stored as the step's outcome).
+/// Deploys a version with the flags off, unless the version the environment serves has them all
+/// off already: the flags switched off, the version deployed, and the step's detail (stored as
+/// the step's outcome). Safe to resume: a version an interrupted attempt wrote but did not deploy
+/// is deployed, not written again.
 async fn switch_and_deploy(
     deps: &Deps,
     target: &FeatureFlagTarget,
     description: &str,
 ) -> Result<(Vec<String>, Option<i32>, String), Error> {
-    let (version, switch) = appconfig::read_switch(&deps.appconfig, target).await?;
-    let Some(document) = &switch.document else {
+    let plan = appconfig::read_switch(&deps.appconfig, target).await?;
+    let judged = plan.judged;
+    let Some(document) = &plan.switch.document else {
+        let which = if plan.deployed {
+            format!(", the version deployed to {}", target.environment)
+        } else {
+            String::new()
+        };
         return Ok((
-            switch.switched_off,
+            plan.switch.switched_off,
             None,
-            format!("already off in version {version}: nothing deployed"),
+            format!("already off in version {judged}{which}: nothing deployed"),
         ));
     };
-    let (new_version, deployment) =
-        appconfig::write_and_deploy(&deps.appconfig, target, version, document, description)
-            .await?;
-    Ok((
-        switch.switched_off,
-        Some(new_version),
-        format!("version {new_version} (from {version}) deployed as deployment {deployment}"),
-    ))
+    let (version, detail) = if plan.deploy_latest_as_is {
+        let deployment =
+            appconfig::deploy(&deps.appconfig, target, plan.latest, description).await?;
+        (
+            plan.latest,
+            format!(
+                "version {} (already written with the flags off; {judged} deployed) deployed as deployment {deployment}",
+                plan.latest
+            ),
+        )
+    } else {
+        let version =
+            appconfig::write(&deps.appconfig, target, plan.latest, document, description).await?;
+        let deployment = appconfig::deploy(&deps.appconfig, target, version, description).await?;
+        (
+            version,
+            format!(
+                "version {version} (from {}) deployed as deployment {deployment}",
+                plan.latest
+            ),
+        )
+    };
+    Ok((plan.switch.switched_off, Some(version), detail))
 }

@@ -6,12 +6,16 @@ use std::future::Future;
 use safeship::guard::ActionResult;
 use safeship::idempotency::Once;
 
+use safeship::runtime::Failure;
+
 use crate::{Deps, Error};
 
 /// One step's result, and whether it ran in this invocation (not an earlier delivery's).
 pub(crate) struct Step {
     pub(crate) result: ActionResult,
     pub(crate) ran: bool,
+    /// Not done because another live invocation holds it (it will do it, or its retry will).
+    pub(crate) held_elsewhere: bool,
 }
 
 impl Step {
@@ -23,6 +27,7 @@ impl Step {
                 detail: Some(detail),
             },
             ran,
+            held_elsewhere: false,
         }
     }
 
@@ -51,11 +56,19 @@ impl Step {
         Step::not_run(action, "dry run: not performed".into())
     }
 
-    /// Another delivery of the transition holds the step.
-    /// The step failed (and is logged): a retry of the transition tries it again.
+    /// The step failed (and is logged), or another live delivery of the transition holds it: a
+    /// retry of the transition tries it again.
     pub(crate) fn failed(action: &str, error: &Error) -> Step {
-        tracing::error!(action, error = %error, "rollback action failed");
-        Step::new(action, false, error.to_string(), false)
+        let held_elsewhere = error.kind() == "InProgressElsewhere";
+        if held_elsewhere {
+            tracing::warn!(action, error = %error, "another live invocation holds this action");
+        } else {
+            tracing::error!(action, error = %error, "rollback action failed");
+        }
+        Step {
+            held_elsewhere,
+            ..Step::new(action, false, error.to_string(), false)
+        }
     }
 }
 

@@ -141,6 +141,22 @@ pub struct DeploymentSummary {
     pub complete_time: Option<DateTime<Utc>>,
     /// The deployment's description (safeship's own reverts say so in theirs).
     pub description: Option<String>,
+    /// Who created it: `user`, `autoscaling`, `codeDeployRollback`, `autoRollback`, ...
+    pub creator: Option<String>,
+    /// For a rollback deployment, the deployment whose failure or stop it rolls back
+    /// (`rollbackInfo.rollbackTriggeringDeploymentId`).
+    pub rolls_back: Option<String>,
+}
+
+impl DeploymentSummary {
+    /// CodeDeploy's own rollback of another deployment (automatic, or asked for with a stop).
+    #[must_use]
+    pub fn is_codedeploy_rollback(&self) -> bool {
+        matches!(
+            self.creator.as_deref(),
+            Some("autoRollback" | "codeDeployRollback")
+        ) || self.rolls_back.is_some()
+    }
 }
 
 /// `ListDeployments` of a group (every page), only those in `statuses` (all when empty) and, when
@@ -214,6 +230,11 @@ pub async fn deployments(
                     status: d.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     create_time: d.create_time.as_ref().and_then(super::to_chrono),
                     complete_time: d.complete_time.as_ref().and_then(super::to_chrono),
+                    creator: d.creator.map(|c| c.as_str().to_owned()),
+                    rolls_back: d
+                        .rollback_info
+                        .and_then(|r| r.rollback_triggering_deployment_id)
+                        .filter(|id| !id.is_empty()),
                     description: d.description,
                 });
             }

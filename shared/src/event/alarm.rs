@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::fields::{malformed, optional_str, parse_time, region_of_arn, string_at};
 use super::{
-    AlarmKind, AlarmState, AlarmStateChange, EventError, SHAPE_ALARM_ACTION, SHAPE_EB_ALARM,
+    AlarmKind, AlarmState, AlarmStateChange, EventError, Mute, Suppression, SHAPE_ALARM_ACTION,
+    SHAPE_EB_ALARM,
 };
 
 /// A state as CloudWatch names it, or an error naming the field.
@@ -110,6 +111,20 @@ fn alarm_from_camel_case(
         AlarmKind::Metric
     };
     let region = region.or_else(|| alarm_arn.as_deref().and_then(region_of_arn));
+    // An alarm mute rule: `muteDetail.mutedByArn` names it when it muted this transition.
+    let muted = data.get("muteDetail").and_then(|m| {
+        Some(Mute {
+            rule_arn: optional_str(m, "mutedByArn")?,
+            window_start: optional_str(m, "muteWindowStart"),
+            window_end: optional_str(m, "muteWindowEnd"),
+        })
+    });
+    // A composite alarm's actions suppressor: on the new `state` when it held this one back.
+    let suppressed = optional_str(state, "actionsSuppressedBy").map(|by| Suppression {
+        reason: optional_str(state, "actionsSuppressedReason").unwrap_or_else(|| by.clone()),
+        suppressor: configuration.and_then(|c| optional_str(c, "actionsSuppressor")),
+        by,
+    });
     Ok(AlarmStateChange {
         alarm_name,
         state: parse_alarm_state(s, &field("state.value"), value)?,
@@ -124,5 +139,7 @@ fn alarm_from_camel_case(
         alarm_arn,
         account,
         region,
+        muted,
+        suppressed,
     })
 }

@@ -25,6 +25,70 @@ pub(super) fn region_of_arn(arn: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The region code and partition of a region's long name, as CloudWatch's SNS notifications
+/// write it (`"EU (Ireland)"`; newer names say `Europe`): the notification may lack `AlarmArn`,
+/// and the alarm's ARN is then built from the account, the region and the name.
+pub(super) fn region_of_long_name(long: &str) -> Option<(&'static str, &'static str)> {
+    const REGIONS: &[(&str, &str)] = &[
+        ("US East (N. Virginia)", "us-east-1"),
+        ("US East (Ohio)", "us-east-2"),
+        ("US West (N. California)", "us-west-1"),
+        ("US West (Oregon)", "us-west-2"),
+        ("Africa (Cape Town)", "af-south-1"),
+        ("Asia Pacific (Hong Kong)", "ap-east-1"),
+        ("Asia Pacific (Hyderabad)", "ap-south-2"),
+        ("Asia Pacific (Jakarta)", "ap-southeast-3"),
+        ("Asia Pacific (Malaysia)", "ap-southeast-5"),
+        ("Asia Pacific (Melbourne)", "ap-southeast-4"),
+        ("Asia Pacific (Mumbai)", "ap-south-1"),
+        ("Asia Pacific (Osaka)", "ap-northeast-3"),
+        ("Asia Pacific (Seoul)", "ap-northeast-2"),
+        ("Asia Pacific (Singapore)", "ap-southeast-1"),
+        ("Asia Pacific (Sydney)", "ap-southeast-2"),
+        ("Asia Pacific (Thailand)", "ap-southeast-7"),
+        ("Asia Pacific (Tokyo)", "ap-northeast-1"),
+        ("Canada (Central)", "ca-central-1"),
+        ("Canada West (Calgary)", "ca-west-1"),
+        ("EU (Frankfurt)", "eu-central-1"),
+        ("EU (Ireland)", "eu-west-1"),
+        ("EU (London)", "eu-west-2"),
+        ("EU (Milan)", "eu-south-1"),
+        ("EU (Paris)", "eu-west-3"),
+        ("EU (Spain)", "eu-south-2"),
+        ("EU (Stockholm)", "eu-north-1"),
+        ("EU (Zurich)", "eu-central-2"),
+        ("Israel (Tel Aviv)", "il-central-1"),
+        ("Mexico (Central)", "mx-central-1"),
+        ("Middle East (Bahrain)", "me-south-1"),
+        ("Middle East (UAE)", "me-central-1"),
+        ("South America (Sao Paulo)", "sa-east-1"),
+        ("South America (São Paulo)", "sa-east-1"),
+    ];
+    const OTHER_PARTITIONS: &[(&str, &str, &str)] = &[
+        ("China (Beijing)", "cn-north-1", "aws-cn"),
+        ("China (Ningxia)", "cn-northwest-1", "aws-cn"),
+        ("AWS GovCloud (US-East)", "us-gov-east-1", "aws-us-gov"),
+        ("AWS GovCloud (US-West)", "us-gov-west-1", "aws-us-gov"),
+        ("AWS GovCloud (US)", "us-gov-west-1", "aws-us-gov"),
+    ];
+    let long = long.trim();
+    // "Europe (Ireland)" is the newer wording of "EU (Ireland)".
+    let eu = long
+        .strip_prefix("Europe (")
+        .map(|rest| format!("EU ({rest}"));
+    let long = eu.as_deref().unwrap_or(long);
+    REGIONS
+        .iter()
+        .find(|(name, _)| *name == long)
+        .map(|(_, code)| (*code, "aws"))
+        .or_else(|| {
+            OTHER_PARTITIONS
+                .iter()
+                .find(|(name, _, _)| *name == long)
+                .map(|(_, code, partition)| (*code, *partition))
+        })
+}
+
 pub(super) fn malformed(
     shape: &'static str,
     field: impl Into<String>,

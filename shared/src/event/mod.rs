@@ -91,9 +91,72 @@ pub struct AlarmStateChange {
     pub previous_state: Option<AlarmState>,
     pub reason: String,
     pub state_changed_at: DateTime<Utc>,
+    /// An alarm mute rule muted this transition's actions (EventBridge `detail.muteDetail`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted: Option<Mute>,
+    /// A composite alarm's actions suppressor held this transition's actions back
+    /// (`state.actionsSuppressedBy` / `actionsSuppressedReason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
+}
+
+/// The alarm mute rule that muted a transition's actions (EventBridge `detail.muteDetail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Mute {
+    /// `mutedByArn`: the mute rule's ARN.
+    pub rule_arn: String,
+    /// `muteWindowStart` / `muteWindowEnd`, as CloudWatch wrote them.
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
+}
+
+impl Mute {
+    /// The mute rule's name: the last part of its ARN (`…:alarm-mute-rule:<name>`).
+    #[must_use]
+    pub fn rule(&self) -> &str {
+        self.rule_arn.rsplit(':').next().unwrap_or(&self.rule_arn)
+    }
+}
+
+/// Why a composite alarm's actions were suppressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Suppression {
+    /// `actionsSuppressedBy`: `Alarm`, `WaitPeriod` or `ExtensionPeriod`.
+    pub by: String,
+    /// `actionsSuppressedReason`.
+    pub reason: String,
+    /// The suppressor alarm (`configuration.actionsSuppressor`), when the event names it.
+    pub suppressor: Option<String>,
 }
 
 impl AlarmStateChange {
+    /// Why CloudWatch itself held this transition's actions back (a mute rule, or a composite
+    /// alarm's actions suppressor), in the words the guard event uses; `None` when it did not.
+    #[must_use]
+    pub fn actions_held_back(&self) -> Option<String> {
+        if let Some(mute) = &self.muted {
+            let window = match (&mute.window_start, &mute.window_end) {
+                (Some(start), Some(end)) => format!(" (mute window {start} to {end})"),
+                (None, Some(end)) => format!(" (mute window until {end})"),
+                _ => String::new(),
+            };
+            return Some(format!(
+                "ignored: muted by {} ({}){window}",
+                mute.rule(),
+                mute.rule_arn
+            ));
+        }
+        self.suppressed.as_ref().map(|s| {
+            format!(
+                "ignored: actions suppressed by {}: {}",
+                s.suppressor.as_deref().unwrap_or(s.by.as_str()),
+                s.reason
+            )
+        })
+    }
+
     /// One transition's identity, the same however often and by whichever route it is delivered.
     pub fn transition_key(&self) -> String {
         format!(
@@ -275,6 +338,8 @@ mod tests {
             previous_state: None,
             reason: String::new(),
             state_changed_at: parse_time("x", "y", "2026-11-20T10:00:00.000+0000").unwrap(),
+            muted: None,
+            suppressed: None,
         };
         assert_eq!(
             base.transition_key(),

@@ -4,7 +4,9 @@ use serde_json::Value;
 
 use super::alarm::parse_alarm_state;
 use super::eventbridge::normalise_eventbridge;
-use super::fields::{malformed, optional_str, parse_time, region_of_arn, string_at};
+use super::fields::{
+    malformed, optional_str, parse_time, region_of_arn, region_of_long_name, string_at,
+};
 use super::{
     AlarmKind, AlarmStateChange, Delivery, EventError, Inbound, Normalised, SHAPE_SNS,
     SHAPE_SNS_ALARM,
@@ -68,7 +70,17 @@ pub(super) fn normalise_sns(payload: &Value) -> Result<Normalised, EventError> {
 
 fn alarm_from_sns(message: &Value) -> Result<AlarmStateChange, EventError> {
     let s = SHAPE_SNS_ALARM;
-    let alarm_arn = optional_str(message, "AlarmArn");
+    let alarm_name = string_at(message, s, "AlarmName")?;
+    let account = optional_str(message, "AWSAccountId");
+    // Without `AlarmArn` the ARN is built from the account, the region and the name, so the
+    // transition has the key it has on EventBridge (whose `resources` always hold the ARN).
+    let alarm_arn = optional_str(message, "AlarmArn").or_else(|| {
+        let (region, partition) = region_of_long_name(&optional_str(message, "Region")?)?;
+        Some(format!(
+            "arn:{partition}:cloudwatch:{region}:{}:alarm:{alarm_name}",
+            account.as_deref()?
+        ))
+    });
     let kind = if message.get("AlarmRule").is_some() {
         AlarmKind::Composite
     } else if message
@@ -86,7 +98,7 @@ fn alarm_from_sns(message: &Value) -> Result<AlarmStateChange, EventError> {
         None => None,
     };
     Ok(AlarmStateChange {
-        alarm_name: string_at(message, s, "AlarmName")?,
+        alarm_name,
         state: parse_alarm_state(s, "NewStateValue", &string_at(message, s, "NewStateValue")?)?,
         previous_state,
         reason: optional_str(message, "NewStateReason").unwrap_or_default(),
@@ -98,7 +110,10 @@ fn alarm_from_sns(message: &Value) -> Result<AlarmStateChange, EventError> {
         kind,
         // SNS gives the region's long name ("EU (Ireland)"); the ARN has the code.
         region: alarm_arn.as_deref().and_then(region_of_arn),
-        account: optional_str(message, "AWSAccountId"),
+        account,
         alarm_arn,
+        // CloudWatch does not send a muted or suppressed transition's actions at all.
+        muted: None,
+        suppressed: None,
     })
 }

@@ -18,9 +18,11 @@ use safeship::guard::Outcome;
 use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
 use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
-    common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
+    common_with_policy, create_idempotency_table, function_binary, moto_endpoint, sample_event,
+    sdk_config, unique, REGION,
 };
 use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::runtime::{Answer, LocalRuntime};
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_partial_json, header, method, path};
@@ -39,6 +41,9 @@ struct World {
     appconfig_mock: MockServer,
     codedeploy_moto: aws_sdk_codedeploy::Client,
     _splits: (SplitEndpoint, SplitEndpoint),
+    /// The endpoints a function binary of this world uses (CodeDeploy, AppConfig).
+    endpoints: (String, String),
+    policy: String,
     deps: alarm_rollback::Deps,
 }
 
@@ -130,7 +135,9 @@ applications:
         codedeploy_mock,
         appconfig_mock,
         codedeploy_moto,
+        endpoints: (codedeploy_split.uri(), appconfig_split.uri()),
         _splits: (codedeploy_split, appconfig_split),
+        policy,
         deps,
     }
 }
@@ -480,6 +487,19 @@ async fn history(
     .respond_with(json_11(json!({"deployments": []})))
     .mount(&w.codedeploy_mock)
     .await;
+    // Before creating a revert: did an interrupted attempt create it already? (No statuses, the
+    // deployments created since the alarm.) None, unless a test mounts one first.
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group, "createTimeRange": {}}),
+    ))
+    .respond_with(json_11(json!({"deployments": []})))
+    .with_priority(10)
+    .mount(&w.codedeploy_mock)
+    .await;
     Mock::given(header(
         "x-amz-target",
         "CodeDeploy_20141006.ListDeployments",
@@ -511,12 +531,42 @@ async fn history(
     .await;
 }
 
-fn old_revision() -> Value {
-    json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties: {Name: checkout-api, Alias: live, CurrentVersion: \"4\", TargetVersion: \"3\"}\n"}})
+/// A Lambda AppSpec as CodeDeploy holds it for a release that moved `live` from `from` to `to`.
+fn lambda_release(from: &str, to: &str) -> Value {
+    json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": format!(
+        "version: 0.0\nResources:\n  - api:\n      Type: AWS::Lambda::Function\n      Properties: {{Name: checkout-api, Alias: live, CurrentVersion: \"{from}\", TargetVersion: \"{to}\"}}\nHooks:\n  - BeforeAllowTraffic: safeship-traffic-hook\n"
+    )}})
+}
+
+/// `GetDeployment` of `id` answers `revision` on `platform`, `times` times.
+async fn get_deployment(w: &World, id: &str, platform: &str, revision: Value, times: u64) {
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
+        .and(body_json(json!({"deploymentId": id})))
+        .respond_with(json_11(json!({"deploymentInfo": {
+            "deploymentId": id, "applicationName": w.app, "deploymentGroupName": w.group,
+            "status": "Succeeded", "computePlatform": platform, "revision": revision}})))
+        .expect(times)
+        .mount(&w.codedeploy_mock)
+        .await;
+}
+
+/// The `CreateDeployment` requests received, parsed.
+async fn create_deployments(w: &World) -> Vec<Value> {
+    w.codedeploy_mock
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.headers.get("x-amz-target").and_then(|v| v.to_str().ok())
+                == Some("CodeDeploy_20141006.CreateDeployment")
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
 }
 
 #[tokio::test]
-async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
+async fn a_lambda_deployment_inside_the_bake_window_is_reverted_by_moving_the_alias_back() {
     let mut w = world(Setup {
         codedeploy_all_mocked: true,
         ..DEFAULT
@@ -524,25 +574,19 @@ async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
     .await;
     let inbox = w.guard_inbox().await;
     history(&w, 10, Some("release 4 (checkout-api)")).await;
-    Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
-        .and(body_json(json!({"deploymentId": "d-OLD0000001"})))
-        .respond_with(json_11(json!({"deploymentInfo": {
-            "deploymentId": "d-OLD0000001", "applicationName": w.app,
-            "deploymentGroupName": w.group, "status": "Succeeded", "revision": old_revision()}})))
-        .expect(1)
-        .mount(&w.codedeploy_mock)
-        .await;
-    Mock::given(header("x-amz-target", "CodeDeploy_20141006.CreateDeployment"))
-        .and(body_json(json!({
-            "applicationName": w.app,
-            "deploymentGroupName": w.group,
-            "revision": old_revision(),
-            "description": format!("safeship: alarm {ALARM} reverts d-NEW0000001 to the revision of d-OLD0000001"),
-        })))
-        .respond_with(json_11(json!({"deploymentId": "d-REVERT0001"})))
-        .expect(1)
-        .mount(&w.codedeploy_mock)
-        .await;
+    // The history real CodeDeploy has: d-OLD moved `live` from 2 to 3, d-NEW from 3 to 4. The
+    // alias is on 4 now; replaying d-OLD's AppSpec (2 → 3) would name a current version the
+    // alias is not on. The revert moves it from 4 back to 3.
+    get_deployment(&w, "d-NEW0000001", "Lambda", lambda_release("3", "4"), 1).await;
+    get_deployment(&w, "d-OLD0000001", "Lambda", lambda_release("2", "3"), 0).await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.CreateDeployment",
+    ))
+    .respond_with(json_11(json!({"deploymentId": "d-REVERT0001"})))
+    .expect(1)
+    .mount(&w.codedeploy_mock)
+    .await;
     w.expect_flag_deployment("2", 1).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
     let redeploy = report
@@ -558,6 +602,30 @@ async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
         redeploy.detail.as_deref(),
         Some("created deployment d-REVERT0001")
     );
+    let [create] = create_deployments(&w).await.try_into().unwrap();
+    assert_eq!(create["applicationName"], json!(w.app));
+    assert_eq!(create["deploymentGroupName"], json!(w.group));
+    assert_eq!(
+        create["description"],
+        json!(format!(
+            "safeship: alarm {ALARM} reverts d-NEW0000001 to the revision of d-OLD0000001"
+        ))
+    );
+    assert_eq!(create["revision"]["revisionType"], "AppSpecContent");
+    // safeship writes the new AppSpec as JSON (CodeDeploy takes JSON or YAML).
+    let content: Value = serde_json::from_str(
+        create["revision"]["appSpecContent"]["content"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        content,
+        json!({"version": 0.0, "Resources": [{"api": {"Type": "AWS::Lambda::Function",
+            "Properties": {"Name": "checkout-api", "Alias": "live",
+                           "CurrentVersion": "4", "TargetVersion": "3"}}}],
+            "Hooks": [{"BeforeAllowTraffic": "safeship-traffic-hook"}]})
+    );
     // The events link to the reverted deployment.
     let events = inbox.events().await;
     let mut kinds: Vec<_> = events.iter().map(|e| e.outcome.kind()).collect();
@@ -572,6 +640,95 @@ async fn a_deployment_that_succeeded_inside_the_bake_window_is_reverted() {
     }
     // A duplicate does not redeploy again (CreateDeployment expected once).
     assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
+}
+
+#[tokio::test]
+async fn an_ecs_deployment_inside_the_bake_window_is_reverted_to_the_earlier_task_definition() {
+    let w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    history(&w, 10, None).await;
+    let ecs = |revision: u32| {
+        json!({"revisionType": "AppSpecContent", "appSpecContent": {"content": format!(
+            "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:{revision}\n        LoadBalancerInfo: {{ContainerName: app, ContainerPort: 8080}}\n"
+        )}})
+    };
+    // An ECS AppSpec names the task definition it deploys: d-OLD's is the one live before d-NEW.
+    get_deployment(&w, "d-NEW0000001", "ECS", ecs(13), 1).await;
+    get_deployment(&w, "d-OLD0000001", "ECS", ecs(12), 1).await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.CreateDeployment",
+    ))
+    .and(body_partial_json(json!({"revision": ecs(12)})))
+    .respond_with(json_11(json!({"deploymentId": "d-REVERT0002"})))
+    .expect(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|a| a.detail.as_deref() == Some("created deployment d-REVERT0002")),
+        "{:?}",
+        report.actions
+    );
+}
+
+#[tokio::test]
+async fn a_revert_an_interrupted_attempt_created_is_not_created_again() {
+    let w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    // The attempt that created d-REVERT0003 died before recording it: the retry finds it by its
+    // description among the group's deployments since the alarm, and creates none.
+    let description =
+        format!("safeship: alarm {ALARM} reverts d-NEW0000001 to the revision of d-OLD0000001");
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(json!({"createTimeRange": {}})))
+    .respond_with(json_11(json!({"deployments": ["d-REVERT0003"]})))
+    .with_priority(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.BatchGetDeployments",
+    ))
+    .and(body_json(json!({"deploymentIds": ["d-REVERT0003"]})))
+    .respond_with(json_11(json!({"deploymentsInfo": [
+        {"deploymentId": "d-REVERT0003", "status": "InProgress", "creator": "user",
+         "description": description}]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    history(&w, 10, None).await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.CreateDeployment",
+    ))
+    .respond_with(json_11(json!({"deploymentId": "d-TWICE"})))
+    .expect(0)
+    .mount(&w.codedeploy_mock)
+    .await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let redeploy = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("redeploy"))
+        .unwrap();
+    assert_eq!(
+        redeploy.detail.as_deref(),
+        Some("created deployment d-REVERT0003")
+    );
 }
 
 #[tokio::test]
@@ -903,4 +1060,590 @@ async fn several_deployments_in_flight_are_stopped_and_the_events_link_the_first
             .collect::<Vec<_>>()
     );
     assert_eq!(actions, &report.actions);
+}
+
+/// The `nothing-to-roll-back` reasons among `events`.
+fn nothing_reasons(events: &[safeship::guard::GuardEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::NothingToRollBack { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_muted_alarm_rolls_nothing_back_and_says_it_was_muted() {
+    let mut w = world(DEFAULT).await;
+    let inbox = w.guard_inbox().await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 0).await;
+    w.expect_flag_deployment("2", 0).await;
+    // The documented EventBridge event of a transition an alarm mute rule muted.
+    let report = w.deliver("alarm-eventbridge-muted.json").await.unwrap();
+    let alarm_rollback::Decision::HeldBack { groups, reason } = &report.outcome else {
+        panic!("a muted alarm acted: {report:?}")
+    };
+    assert_eq!(groups, &[format!("{}/{}", w.app, w.group)]);
+    assert!(
+        reason.starts_with("ignored: muted by checkout-prod-maintenance-window "),
+        "{reason}"
+    );
+    assert!(report.actions.is_empty(), "{report:?}");
+    assert_eq!(w.hosted_version(2).await, None, "no flag switched off");
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 0);
+    let events = inbox.events().await;
+    assert_eq!(nothing_reasons(&events), [reason.as_str()], "{events:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[tokio::test]
+async fn a_composite_alarm_whose_actions_are_suppressed_rolls_nothing_back() {
+    let mut w = world(DEFAULT).await;
+    let inbox = w.guard_inbox().await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 0).await;
+    w.expect_flag_deployment("2", 0).await;
+    // The documented composite sample (actions suppressed by its suppressor's wait period),
+    // mapped to the group by name.
+    let mut event = sample_event("alarm-eventbridge-composite.json");
+    event["detail"]["alarmName"] = json!(ALARM);
+    event["resources"][0] = json!(format!(
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{ALARM}"
+    ));
+    let Inbound::AlarmStateChange(alarm) = normalise(&event).unwrap().event else {
+        panic!()
+    };
+    let report = alarm_rollback::handle_alarm(&w.deps, &alarm).await.unwrap();
+    let alarm_rollback::Decision::HeldBack { reason, .. } = &report.outcome else {
+        panic!("a suppressed alarm acted: {report:?}")
+    };
+    assert_eq!(
+        reason,
+        "ignored: actions suppressed by checkout-prod-maintenance: Actions suppressed by WaitPeriod"
+    );
+    assert_eq!(w.hosted_version(2).await, None);
+    assert_eq!(nothing_reasons(&inbox.events().await), [reason.as_str()]);
+}
+
+#[tokio::test]
+async fn a_second_alarm_never_stops_codedeploys_rollback_deployment() {
+    // The flags are off already: this is about the code.
+    let mut w = world(Setup {
+        codedeploy_all_mocked: true,
+        flags_on: false,
+        ..DEFAULT
+    })
+    .await;
+    let inbox = w.guard_inbox().await;
+    // The first transition stopped d-BAD0000001 with rollback; CodeDeploy's rollback
+    // deployment d-RB00000001 is in flight (BatchGetDeployments as CodeDeploy describes it).
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
+    ))
+    .respond_with(json_11(json!({"deployments": ["d-RB00000001"]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.BatchGetDeployments",
+    ))
+    .and(body_json(json!({"deploymentIds": ["d-RB00000001"]})))
+    .respond_with(json_11(json!({"deploymentsInfo": [
+        {"deploymentId": "d-RB00000001", "status": "InProgress", "creator": "codeDeployRollback",
+         "rollbackInfo": {"rollbackTriggeringDeploymentId": "d-BAD0000001",
+                          "rollbackMessage": "Rollback for deployment d-BAD0000001"}}]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(json_11(json!({"status": "Pending"})))
+        .expect(0)
+        .mount(&w.codedeploy_mock)
+        .await;
+    w.expect_flag_deployment("2", 0).await;
+    // A second alarm (the metric-math one), and the first one flapping back into ALARM later.
+    let mut flapping = sample_event("alarm-eventbridge-metric.json");
+    flapping["detail"]["state"]["timestamp"] = json!("2026-11-20T10:15:40.123+0000");
+    let second = sample_event("alarm-eventbridge-metric-math.json");
+    let mut second_policy_alarm = second.clone();
+    second_policy_alarm["detail"]["alarmName"] = json!(ALARM);
+    for event in [flapping, second_policy_alarm] {
+        let Inbound::AlarmStateChange(alarm) = normalise(&event).unwrap().event else {
+            panic!()
+        };
+        let report = alarm_rollback::handle_alarm(&w.deps, &alarm).await.unwrap();
+        let code = report
+            .actions
+            .iter()
+            .find(|a| a.action.starts_with("roll back"))
+            .unwrap_or_else(|| panic!("{report:?}"));
+        assert_eq!(
+            code.detail.as_deref(),
+            Some(
+                "nothing to roll back: only a rollback is in flight (d-RB00000001 is \
+                 CodeDeploy's rollback of d-BAD0000001): a rollback is never stopped"
+            )
+        );
+    }
+    assert_eq!(nothing_reasons(&inbox.events().await).len(), 2);
+}
+
+#[tokio::test]
+async fn a_second_alarm_never_stops_safeships_revert_in_flight() {
+    let w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    let revert =
+        format!("safeship: alarm {ALARM} reverts d-NEW0000001 to the revision of d-OLD0000001");
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
+    ))
+    .respond_with(json_11(json!({"deployments": ["d-REVERT0001"]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.BatchGetDeployments",
+    ))
+    .respond_with(json_11(json!({"deploymentsInfo": [
+        {"deploymentId": "d-REVERT0001", "status": "InProgress", "creator": "user",
+         "description": revert}]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(json_11(json!({"status": "Pending"})))
+        .expect(0)
+        .mount(&w.codedeploy_mock)
+        .await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    assert!(
+        report.actions.iter().all(|a| !a.action.starts_with("stop")),
+        "{:?}",
+        report.actions
+    );
+}
+
+/// AppConfig's deployments of `flags` to `prod-env`: version `version`, deployment 1, complete.
+/// `ListDeployments` does not name the profile here (older answers do not): `GetDeployment` does.
+async fn deployed_flags(w: &World, version: &str) {
+    let flags = &w.flags;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/applications/{}/environments/prod-env/deployments",
+            flags.application
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
+            {"DeploymentNumber": 1, "ConfigurationName": "release-flags",
+             "ConfigurationVersion": version, "DeploymentDurationInMinutes": 0,
+             "GrowthType": "LINEAR", "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
+             "State": "COMPLETE", "PercentageComplete": 100.0}
+        ]})))
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/applications/{}/environments/prod-env/deployments/1",
+            flags.application
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ApplicationId": flags.application, "EnvironmentId": "prod-env",
+            "DeploymentStrategyId": "AppConfig.AllAtOnce",
+            "ConfigurationProfileId": flags.profile, "DeploymentNumber": 1,
+            "ConfigurationName": "release-flags", "ConfigurationVersion": version,
+            "State": "COMPLETE"})))
+        .mount(&w.appconfig_mock)
+        .await;
+}
+
+#[tokio::test]
+async fn flags_written_but_not_deployed_are_deployed_by_the_retry() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    deployed_flags(&w, "1").await;
+    // AppConfig runs one deployment per environment at a time: the first StartDeployment is
+    // refused (409 ConflictException), after version 2 (flags off) was written.
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/applications/{}/environments/prod-env/deployments",
+            w.flags.application
+        )))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .insert_header("x-amzn-ErrorType", "ConflictException")
+                .set_body_json(json!({"Message": "Deployment number 6 is already in progress for environment prod-env", "__type": "ConflictException"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    let err = w
+        .deliver("alarm-eventbridge-metric.json")
+        .await
+        .unwrap_err();
+    assert!(err.contains("appconfig:StartDeployment"), "{err}");
+    assert!(err.contains("ConflictException"), "{err}");
+    let mut off = flags_document(true);
+    off["values"]["new-checkout-flow"]["enabled"] = json!(false);
+    assert_eq!(
+        w.hosted_version(2).await,
+        Some(off),
+        "version 2 was written"
+    );
+    // AppConfig now lists both versions; the environment still serves version 1 (flags on).
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+            w.flags.application, w.flags.profile
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
+            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
+             "VersionNumber": 2, "ContentType": "application/json"},
+            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
+             "VersionNumber": 1, "ContentType": "application/json"}]})))
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    // The retry deploys version 2, the flags-off version, and writes no third one.
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let flags = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("flags off"))
+        .unwrap();
+    assert!(flags.succeeded, "{flags:?}");
+    assert!(
+        flags
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("version 2 (already written with the flags off; 1 deployed) deployed"),
+        "{flags:?}"
+    );
+    assert_eq!(w.hosted_version(3).await, None);
+}
+
+#[tokio::test]
+async fn flags_already_off_in_the_deployed_version_are_not_deployed_again() {
+    let w = world(Setup {
+        flags_on: false,
+        ..DEFAULT
+    })
+    .await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    deployed_flags(&w, "1").await;
+    w.expect_flag_deployment("2", 0).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let flags = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("flags off"))
+        .unwrap();
+    assert_eq!(
+        flags.detail.as_deref(),
+        Some("already off in version 1, the version deployed to prod-env: nothing deployed")
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_that_succeeds_on_retry_is_announced_with_an_id_of_its_own() {
+    let mut w = world(DEFAULT).await;
+    let inbox = w.guard_inbox().await;
+    let deployment = w.in_flight_deployment().await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_json(
+                    json!({"__type": "AccessDeniedException", "message": "not authorized"}),
+                ),
+        )
+        .up_to_n_times(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    w.expect_flag_deployment("2", 1).await;
+    w.deliver("alarm-eventbridge-metric.json")
+        .await
+        .unwrap_err();
+    let failed = inbox.events().await;
+    w.expect_stop(&deployment, 1).await;
+    w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let succeeded = inbox.events().await;
+    let performed = |events: &[safeship::guard::GuardEvent]| {
+        events
+            .iter()
+            .filter_map(|e| match &e.outcome {
+                Outcome::RollbackPerformed { actions, .. } => Some((e.id.clone(), actions.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let [(failed_id, failed_actions)] = performed(&failed).try_into().unwrap();
+    let [(ok_id, ok_actions)] = performed(&succeeded).try_into().unwrap();
+    assert!(failed_actions.iter().any(|a| !a.succeeded));
+    assert!(ok_actions.iter().all(|a| a.succeeded), "{ok_actions:?}");
+    // The notifier deduplicates by id: the success must not share the failure's.
+    assert_ne!(failed_id, ok_id);
+    let group = format!("{}/{}", w.app, w.group);
+    let transition = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:checkout-prod-5xx-rate@2026-11-20T10:12:40.123Z";
+    assert_eq!(
+        ok_id,
+        format!("alarm-rollback:{transition}:{group}:rollback-performed")
+    );
+    assert!(
+        failed_id.starts_with(&format!("{ok_id}:failed-")),
+        "{failed_id}"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_whose_guard_event_could_not_be_published_fails_and_the_retry_publishes_it() {
+    let mut w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    // A bus that does not exist: PutEvents fails.
+    w.deps.common.guard = safeship::guard::GuardPublisher::new(
+        aws_sdk_eventbridge::Client::new(&w.sdk),
+        unique("no-such-bus"),
+    );
+    let err = w
+        .deliver("alarm-eventbridge-metric.json")
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with(&format!(
+            "alarm {ALARM}: could not publish 2 guard event(s) that are the only record of what was done"
+        )),
+        "{err}"
+    );
+    // Lambda retries: nothing is done again (StopDeployment and StartDeployment once), and both
+    // events go out, with the ids the first attempt gave them.
+    let inbox = w.guard_inbox().await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    assert!(!report.duplicate, "the retry announced: {report:?}");
+    let events = inbox.events().await;
+    let group = format!("{}/{}", w.app, w.group);
+    let transition = &report.transition;
+    let mut ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            format!(
+                "alarm-rollback:{transition}:{group}:flags-switched-off:{}/prod-env/{}",
+                w.flags.application, w.flags.profile
+            ),
+            format!("alarm-rollback:{transition}:{group}:rollback-performed"),
+        ]
+    );
+    // And a third delivery tells no one again.
+    assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
+    assert!(inbox.events().await.is_empty());
+    assert_eq!(w.hosted_version(3).await, None);
+}
+
+#[tokio::test]
+async fn an_ok_or_name_mapped_alarm_is_decided_without_reading_its_tags() {
+    let mut w = world(DEFAULT).await;
+    // Every CloudWatch call of the function through a recording pass-through to moto.
+    let cloudwatch = SplitEndpoint::recording(&moto_endpoint()).await;
+    w.deps.cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&cloudwatch.uri()).await);
+    let report = w.deliver("alarm-eventbridge-ok.json").await.unwrap();
+    assert!(matches!(
+        report.outcome,
+        alarm_rollback::Decision::Ignore { .. }
+    ));
+    let mut insufficient = sample_event("alarm-eventbridge-metric.json");
+    insufficient["detail"]["state"]["value"] = json!("INSUFFICIENT_DATA");
+    insufficient["detail"]["alarmName"] = json!("billing-errors");
+    let Inbound::AlarmStateChange(alarm) = normalise(&insufficient).unwrap().event else {
+        panic!()
+    };
+    alarm_rollback::handle_alarm(&w.deps, &alarm).await.unwrap();
+    assert_eq!(
+        cloudwatch
+            .waits()
+            .iter()
+            .map(|w| w.operation.clone())
+            .collect::<Vec<_>>(),
+        Vec::<String>::new(),
+        "no ListTagsForResource for a transition the tags cannot change"
+    );
+    // The policy maps by tag too: an ALARM of an alarm no name maps does need its tags.
+    let mut unmapped = sample_event("alarm-eventbridge-metric.json");
+    unmapped["detail"]["alarmName"] = json!("billing-errors");
+    unmapped["resources"][0] =
+        json!("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:billing-errors");
+    let Inbound::AlarmStateChange(alarm) = normalise(&unmapped).unwrap().event else {
+        panic!()
+    };
+    alarm_rollback::handle_alarm(&w.deps, &alarm).await.unwrap();
+    assert_eq!(cloudwatch.waits().len(), 1);
+}
+
+#[tokio::test]
+async fn an_sns_alarm_without_its_arn_is_the_same_transition_as_on_eventbridge() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    assert!(
+        !w.deliver("alarm-eventbridge-metric.json")
+            .await
+            .unwrap()
+            .duplicate
+    );
+    let mut sns = sample_event("alarm-sns-metric.json");
+    let mut message: Value =
+        serde_json::from_str(sns["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    message.as_object_mut().unwrap().remove("AlarmArn");
+    sns["Records"][0]["Sns"]["Message"] = json!(message.to_string());
+    let report = alarm_rollback::handler(
+        &w.deps,
+        lambda_runtime::LambdaEvent::new(sns, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap();
+    assert!(report.duplicate, "{report:?}");
+}
+
+/// The environment a real alarm-rollback binary of `w` runs with: the world's policy and
+/// endpoints, `table` for idempotency and `bus` for guard events.
+fn binary_env(w: &World, table: &str, bus: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_ENDPOINT_URL_CODEDEPLOY", w.endpoints.0.clone()),
+        ("AWS_ENDPOINT_URL_APPCONFIG", w.endpoints.1.clone()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("SAFESHIP_POLICY", w.policy.clone()),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", table.to_owned()),
+        ("SAFESHIP_EVENT_BUS", bus.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+async fn started(runtime: &LocalRuntime, env: &[(String, String)]) -> tokio::process::Child {
+    let process = runtime.spawn_function(&function_binary("alarm-rollback"), "alarm-rollback", env);
+    runtime
+        .ready(std::time::Duration::from_secs(20))
+        .await
+        .expect("alarm-rollback started");
+    process
+}
+
+#[tokio::test]
+async fn a_rollback_killed_mid_stop_is_finished_once_by_the_retry_and_never_answered_duplicate() {
+    use std::time::{Duration, Instant};
+    let w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let env = binary_env(&w, &table, &inbox.bus);
+    let deployment = w.in_flight_deployment().await;
+    // The first StopDeployment hangs (CodeDeploy slow, or the process about to be killed) ...
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(json_11(json!({"status": "Pending"})).set_delay(Duration::from_secs(300)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    // ... and exactly one more, the retry's, succeeds.
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    let event = sample_event("alarm-eventbridge-metric.json");
+
+    let first_runtime = std::sync::Arc::new(LocalRuntime::start().await);
+    let mut first = started(&first_runtime, &env).await;
+    let deadline = Duration::from_secs(8);
+    let invoked = Instant::now();
+    let first_answer = tokio::spawn({
+        let (runtime, event) = (first_runtime.clone(), event.clone());
+        async move { runtime.invoke(event, deadline).await }
+    });
+    // Wait until the first invocation is inside StopDeployment.
+    while w.requests_to(&w.codedeploy_mock, "StopDeployment").await == 0 {
+        assert!(
+            invoked.elapsed() < deadline,
+            "the first invocation never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A delivery while the first is live: an error Lambda retries, never a `duplicate` success.
+    let second_runtime = LocalRuntime::start().await;
+    let _second = started(&second_runtime, &env).await;
+    let answer = second_runtime
+        .invoke(event.clone(), Duration::from_secs(30))
+        .await;
+    let Answer::Error {
+        error_type,
+        error_message,
+    } = &answer
+    else {
+        panic!("a delivery while the first is live succeeded: {answer:?}")
+    };
+    assert_eq!(error_type, "safeship.alarm-rollback.InProgressElsewhere");
+    assert!(
+        error_message.contains(&format!("stop-deployment {deployment} (with rollback)")),
+        "{error_message}"
+    );
+
+    // Lambda ends the first invocation at its deadline: the process dies mid-call.
+    first.kill().await.expect("kill the first invocation");
+    drop(first_answer);
+    // Its claim ended with its deadline; the retry after it takes the work over and finishes it.
+    tokio::time::sleep((deadline + Duration::from_millis(500)).saturating_sub(invoked.elapsed()))
+        .await;
+    let answer = second_runtime
+        .invoke(event.clone(), Duration::from_secs(30))
+        .await;
+    let Answer::Response(report) = &answer else {
+        panic!("the retry did not finish the rollback: {answer:?}")
+    };
+    assert_eq!(report["duplicate"], json!(false), "{report}");
+    let actions = report["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().all(|a| a["succeeded"] == json!(true)),
+        "{report}"
+    );
+    // Done exactly once: one successful stop (wiremock verifies the counts on drop), one flag
+    // version, and one `rollback-performed` that tells it.
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 2);
+    assert_eq!(w.hosted_version(3).await, None);
+    let events = inbox.events().await;
+    let mut kinds: Vec<_> = events.iter().map(|e| e.outcome.kind()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["flags-switched-off", "rollback-performed"],
+        "{events:?}"
+    );
+    // And the next delivery is a duplicate, answered from the record.
+    let Answer::Response(again) = second_runtime.invoke(event, Duration::from_secs(30)).await
+    else {
+        panic!("no answer to the duplicate")
+    };
+    assert_eq!(again["duplicate"], json!(true), "{again}");
 }

@@ -51,6 +51,15 @@ const CASES: &[(&str, Expect, &str)] = &[
         "eventbridge",
     ),
     (
+        "alarm-eventbridge-muted.json",
+        Expect::Alarm(
+            AlarmKind::Metric,
+            AlarmState::Alarm,
+            "checkout-prod-5xx-rate",
+        ),
+        "eventbridge",
+    ),
+    (
         "alarm-eventbridge-ok.json",
         Expect::Alarm(AlarmKind::Metric, AlarmState::Ok, "checkout-prod-5xx-rate"),
         "eventbridge",
@@ -173,6 +182,65 @@ fn the_same_transition_has_one_key_whichever_route_delivers_it() {
     assert_eq!(
         key("alarm-eventbridge-metric.json"),
         key("alarm-sns-metric.json")
+    );
+}
+
+fn alarm(event: &serde_json::Value) -> safeship::event::AlarmStateChange {
+    match normalise(event).unwrap().event {
+        Inbound::AlarmStateChange(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_sns_alarm_without_its_arn_has_the_key_of_the_same_transition_on_eventbridge() {
+    let mut sns = sample_event("alarm-sns-metric.json");
+    let mut message: serde_json::Value =
+        serde_json::from_str(sns["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    message.as_object_mut().unwrap().remove("AlarmArn");
+    sns["Records"][0]["Sns"]["Message"] = serde_json::json!(message.to_string());
+    let without_arn = alarm(&sns);
+    let eventbridge = alarm(&sample_event("alarm-eventbridge-metric.json"));
+    assert_eq!(without_arn.transition_key(), eventbridge.transition_key());
+    assert_eq!(without_arn.alarm_arn, eventbridge.alarm_arn);
+    assert_eq!(without_arn.region.as_deref(), Some("eu-west-1"));
+}
+
+#[test]
+fn a_muted_transition_names_its_mute_rule() {
+    let muted = alarm(&sample_event("alarm-eventbridge-muted.json"));
+    let mute = muted.muted.as_ref().expect("muteDetail read");
+    assert_eq!(mute.rule(), "checkout-prod-maintenance-window");
+    assert_eq!(
+        muted.actions_held_back().as_deref(),
+        Some(
+            "ignored: muted by checkout-prod-maintenance-window \
+             (arn:aws:cloudwatch:eu-west-1:123456789012:alarm-mute-rule:checkout-prod-maintenance-window) \
+             (mute window 2026-11-20T10:00:00.000+0000 to 2026-11-20T11:00:00.000+0000)"
+        )
+    );
+    // The same transition muted or not: one key.
+    assert_eq!(
+        muted.transition_key(),
+        alarm(&sample_event("alarm-eventbridge-metric.json")).transition_key()
+    );
+    assert_eq!(
+        alarm(&sample_event("alarm-eventbridge-metric.json")).actions_held_back(),
+        None
+    );
+}
+
+#[test]
+fn a_composite_alarm_with_suppressed_actions_names_its_suppressor() {
+    let composite = alarm(&sample_event("alarm-eventbridge-composite.json"));
+    assert_eq!(
+        composite.actions_held_back().as_deref(),
+        Some("ignored: actions suppressed by checkout-prod-maintenance: Actions suppressed by WaitPeriod")
+    );
+    // By SNS the actions ran: CloudWatch sends nothing while they are suppressed.
+    assert_eq!(
+        alarm(&sample_event("alarm-sns-composite.json")).actions_held_back(),
+        None
     );
 }
 

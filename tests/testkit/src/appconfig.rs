@@ -1,6 +1,7 @@
 //! AppConfig as the tests and the demo need it: moto holds the application, the feature-flag
 //! profile and its hosted versions; wiremock serves what moto lacks —
-//! `ListHostedConfigurationVersions` (not in moto) and `StartDeployment` (moto: 404).
+//! `ListHostedConfigurationVersions`, `ListDeployments`, `GetDeployment` (not in moto) and
+//! `StartDeployment` (moto: 404).
 
 use aws_config::SdkConfig;
 use aws_sdk_appconfig::primitives::Blob;
@@ -97,6 +98,17 @@ impl FlagProfile {
             })))
             .mount(mock)
             .await;
+        // AppConfig `ListDeployments` of an environment (not in moto): none, unless a test
+        // mounts a history of its own (at a higher priority).
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::path_regex(format!(
+                "^/applications/{}/environments/[^/]+/deployments$",
+                self.application
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": []})))
+            .with_priority(10)
+            .mount(mock)
+            .await;
     }
 
     /// AppConfig's side for a rollback that is not under test itself (the demo, the benchmark):
@@ -129,9 +141,8 @@ pub async fn split_endpoint(moto: &str, mock: &MockServer) -> SplitEndpoint {
     SplitEndpoint::start(moto, &mock.uri(), |parts| {
         let p = parts.uri.path();
         (parts.method == "GET" && p.ends_with("/hostedconfigurationversions"))
-            || (parts.method == "POST"
-                && p.contains("/environments/")
-                && p.ends_with("/deployments"))
+            // StartDeployment, ListDeployments, GetDeployment (none in moto)
+            || (p.contains("/environments/") && p.contains("/deployments"))
     })
     .await
 }
