@@ -42,6 +42,11 @@ pub enum Error {
     #[error("{resource}: this invocation's claim lapsed and another invocation took the work over; stopped here")]
     ClaimLost { resource: String },
 
+    /// Once-only work was still running at the invocation's deadline and was stopped; its claim
+    /// was released so a retry can finish it.
+    #[error("{resource}: the work did not finish before the invocation's deadline; stopped, and its claim released for the retry")]
+    Unfinished { resource: String },
+
     /// Once-only work panicked; its claim was released so a retry can do it.
     #[error("{resource}: the work panicked ({message}); its claim was released for the retry")]
     Panicked { resource: String, message: String },
@@ -108,6 +113,7 @@ impl Error {
             Error::InProgressElsewhere { .. } => "InProgressElsewhere",
             Error::ClaimLost { .. } => "ClaimLost",
             Error::Panicked { .. } => "Panicked",
+            Error::Unfinished { .. } => "Unfinished",
         }
     }
 

@@ -290,7 +290,11 @@ impl IdempotencyStore {
             .holding(key, &owner, AssertUnwindSafe(work()).catch_unwind())
             .await?;
         let failure = match outcome {
-            Ok(Ok(value)) => {
+            None => Error::Unfinished {
+                resource: self.resource(key),
+            }
+            .into(),
+            Some(Ok(Ok(value))) => {
                 let recorded = serde_json::to_value(&value).expect("outcomes serialise to JSON");
                 self.in_time(
                     "dynamodb:PutItem (complete)",
@@ -300,8 +304,8 @@ impl IdempotencyStore {
                 .await?;
                 return Ok(Once::Ran(value));
             }
-            Ok(Err(e)) => e,
-            Err(panic) => {
+            Some(Ok(Err(e))) => e,
+            Some(Err(panic)) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!(key = %self.item_key(key), %message, "once-only work panicked");
                 Error::Panicked {
@@ -349,14 +353,37 @@ impl IdempotencyStore {
 
     /// Drives `work` to its end while renewing `owner`'s lease every third of it. A renewal
     /// that fails is tried again at the next one (the lease still runs); a claim found taken
-    /// over stops the work.
-    async fn holding<W: Future>(&self, key: &str, owner: &str, work: W) -> Result<W::Output> {
+    /// over stops the work. Work still running shortly before the invocation's deadline is
+    /// stopped (`None`), so the invocation can still answer.
+    async fn holding<W: Future>(
+        &self,
+        key: &str,
+        owner: &str,
+        work: W,
+    ) -> Result<Option<W::Output>> {
         let every = (self.lease / 3).max(Duration::from_millis(10));
         let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let cut_off = INVOCATION_DEADLINE.try_with(|deadline| {
+            tokio::time::Instant::now()
+                + deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .saturating_sub(STORE_SLACK * 2)
+        });
+        let mut cut_off = std::pin::pin!(async move {
+            match cut_off {
+                Ok(at) => tokio::time::sleep_until(at).await,
+                Err(_) => std::future::pending().await,
+            }
+        });
         let mut work = std::pin::pin!(work);
         loop {
             tokio::select! {
-                done = &mut work => return Ok(done),
+                done = &mut work => return Ok(Some(done)),
+                () = &mut cut_off => {
+                    tracing::error!(key = %self.item_key(key), "once-only work still running at the invocation's deadline: stopped");
+                    return Ok(None);
+                }
                 _ = renewals.tick() => {
                     match tokio::time::timeout(every, self.renew(key, owner)).await {
                         Ok(Ok(true)) => {}

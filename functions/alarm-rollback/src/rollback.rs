@@ -68,8 +68,13 @@ pub(crate) async fn roll_back_group(
         name: group_name(group),
         dry_run,
     };
-    // The code's steps and the flags' steps are kept apart: the guard events tell each.
-    let code = roll_back_code(&cx, rollback).await;
+    // The code's steps and the flags' steps are kept apart: the guard events tell each. They
+    // run side by side, so a slow or hanging CodeDeploy never keeps the flags on (nor a slow
+    // AppConfig the code).
+    let (code, (flag_steps, switched)) = tokio::join!(
+        roll_back_code(&cx, rollback),
+        switch_all_flags(&cx, rollback)
+    );
     let events = GroupEvents::new(
         alarm,
         transition,
@@ -78,7 +83,12 @@ pub(crate) async fn roll_back_group(
         code.deployment_id.clone(),
         dry_run,
     );
-    let (flag_steps, flag_events) = switch_all_flags(&cx, rollback, &events).await;
+    let flag_events = switched
+        .into_iter()
+        .map(|(profile, SwitchedOff { flags, version })| {
+            events.flags_switched_off(profile, flags, version)
+        })
+        .collect();
     conclude(&cx, code, flag_steps, flag_events, &events)
 }
 
@@ -248,23 +258,23 @@ fn profile_path(target: &FeatureFlagTarget) -> String {
     )
 }
 
-/// Each flag target's step, and a guard event for each that switched flags off (now, or in an
-/// earlier delivery whose event may not have gone out: the event's record says).
+/// Each flag target's step, and (profile, what was switched off) for each that switched flags
+/// off (now, or in an earlier delivery whose event may not have gone out: the event's record
+/// says); the caller turns those into guard events.
 async fn switch_all_flags(
     cx: &Ctx<'_>,
     rollback: &RollbackPolicy,
-    events: &GroupEvents<'_>,
-) -> (Vec<Step>, Vec<Announcement>) {
+) -> (Vec<Step>, Vec<(String, SwitchedOff)>) {
     let mut steps = Vec::new();
-    let mut switched_events = Vec::new();
+    let mut switched_off = Vec::new();
     for target in &rollback.feature_flags {
         let (step, switched) = switch_flags(cx, target).await;
-        if let Some(SwitchedOff { flags, version }) = switched {
-            switched_events.push(events.flags_switched_off(profile_path(target), flags, version));
+        if let Some(switched) = switched {
+            switched_off.push((profile_path(target), switched));
         }
         steps.push(step);
     }
-    (steps, switched_events)
+    (steps, switched_off)
 }
 
 /// Switches a target's flags off, once: the step, and the flags it switched off (none when they

@@ -1647,3 +1647,46 @@ async fn a_rollback_killed_mid_stop_is_finished_once_by_the_retry_and_never_answ
     };
     assert_eq!(again["duplicate"], json!(true), "{again}");
 }
+
+#[tokio::test]
+async fn a_codedeploy_that_never_answers_still_gets_an_answer_before_the_deadline() {
+    use std::time::{Duration, Instant};
+    let w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let env = binary_env(&w, &table, &inbox.bus);
+    let deployment = w.in_flight_deployment().await;
+    // StopDeployment never answers within the invocation (the SDK's own attempt timeout, 10 s,
+    // is longer than the whole invocation).
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(json_11(json!({"status": "Pending"})).set_delay(Duration::from_secs(300)))
+        .mount(&w.codedeploy_mock)
+        .await;
+    w.expect_flag_deployment("2", 1).await;
+    let runtime = LocalRuntime::start().await;
+    let _process = started(&runtime, &env).await;
+    let deadline = Duration::from_secs(6);
+    let invoked = Instant::now();
+    let answer = runtime
+        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
+        .await;
+    assert!(
+        invoked.elapsed() < deadline,
+        "answered after its deadline: {:?}",
+        invoked.elapsed()
+    );
+    let Answer::Error {
+        error_type,
+        error_message,
+    } = &answer
+    else {
+        panic!("a rollback whose stop never finished succeeded: {answer:?}")
+    };
+    assert_eq!(error_type, "safeship.alarm-rollback.ActionsFailed");
+    assert!(
+        error_message.contains(&format!("stop-deployment {deployment} (with rollback)"))
+            && error_message.contains("did not finish before the invocation's deadline"),
+        "{error_message}"
+    );
+}

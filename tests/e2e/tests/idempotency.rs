@@ -285,3 +285,34 @@ async fn a_table_that_never_answers_fails_the_claim_before_the_invocations_deadl
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn work_still_running_at_the_deadline_is_stopped_and_its_claim_released() {
+    // A dependency that never answers must not keep the invocation from answering: the work is
+    // stopped shortly before the deadline, and the retry finds the claim free.
+    let store = store().await;
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u64 + 1_200;
+    let started = std::time::Instant::now();
+    let outcome: Result<Once<()>, safeship::Error> = within_invocation(
+        deadline_ms,
+        store.once("k", || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }),
+    )
+    .await;
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), "Unfinished", "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        store
+            .once("k", || async { Ok::<_, safeship::Error>(()) })
+            .await
+            .unwrap(),
+        Once::Ran(())
+    );
+}
