@@ -123,7 +123,12 @@ impl HistoryStore {
     /// Stores this run: every counted table's item and the report. Writing the same run again
     /// overwrites the same items.
     pub async fn record(&self, report: &Report) -> Result<(), Error> {
-        let expires = AttributeValue::N((report.run_at + self.retention).timestamp().to_string());
+        // Checked: a run time at the end of chrono's calendar keeps its history to that end.
+        let expires_at = report
+            .run_at
+            .checked_add_signed(self.retention)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires = AttributeValue::N(expires_at.timestamp().to_string());
         let sk = AttributeValue::S(sort_key(report.run_at));
         let mut requests: Vec<WriteRequest> = report
             .tables

@@ -78,6 +78,9 @@ impl Failure for Error {
     }
 }
 
+/// The longest history kept: ten years.
+pub const MAX_HISTORY_DAYS: u32 = 3_650;
+
 /// The integrity check's own settings.
 #[derive(Debug, Clone)]
 pub struct IntegrityConfig {
@@ -95,10 +98,10 @@ pub struct IntegrityConfig {
 impl IntegrityConfig {
     pub fn from_env(env: &Env) -> Result<Self, Error> {
         let history_days = env.parse_or("SAFESHIP_INTEGRITY_HISTORY_DAYS", 400u32)?;
-        if history_days == 0 {
+        if !(1..=MAX_HISTORY_DAYS).contains(&history_days) {
             return Err(safeship::Error::config(
                 "SAFESHIP_INTEGRITY_HISTORY_DAYS",
-                "must be at least 1",
+                format!("must be 1..={MAX_HISTORY_DAYS} (10 years), found {history_days}"),
             )
             .into());
         }
@@ -160,7 +163,14 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     run(deps, &key, run_at, deadline).await
 }
 
-/// Checks every database the policy gives an `integrity` section, each once per `key`.
+/// Databases checked at once: they are independent (one slow database must not starve the
+/// rest of the run's time), and each holds up to its policy's `concurrency` connections.
+pub const DATABASES_AT_ONCE: usize = 4;
+
+/// Checks every database the policy gives an `integrity` section, each once per `key`, up to
+/// [`DATABASES_AT_ONCE`] at a time, every one under the same deadline. A database whose run
+/// failed to be recorded or announced fails the invocation (so Lambda retries it) after the
+/// others have finished; their runs are recorded and a retry answers them as done.
 pub async fn run(
     deps: &Deps,
     key: &str,
@@ -168,40 +178,117 @@ pub async fn run(
     deadline: Instant,
 ) -> Result<Value, Error> {
     let policy = deps.common.policy.clone();
-    let mut runs = Vec::new();
-    for (name, db) in &policy.databases {
-        let Some(integrity) = &db.integrity else {
-            continue;
-        };
-        let once_key = format!("{name}#{key}");
-        // The idempotency record keeps the summary; this delivery answers the whole report.
-        let mut full = None;
-        let outcome = deps
-            .common
-            .idempotency
-            .once(&once_key, || async {
-                let report = check_database(deps, name, integrity, run_at, deadline).await?;
-                let summary = report.summary();
-                full = Some(report);
-                Ok::<_, Error>(summary)
-            })
-            .await?;
-        runs.push(match (outcome, full) {
-            (Once::Ran(_), Some(report)) => {
-                serde_json::to_value(&report).expect("reports serialise")
-            }
-            (Once::AlreadyDone(summary), _) => json!({"duplicate": true, "report": summary}),
-            (Once::Ran(summary), None) => summary,
-        });
-    }
-    if runs.is_empty() {
+    let databases: Vec<(&String, &IntegrityPolicy)> = policy
+        .databases
+        .iter()
+        .filter_map(|(name, db)| db.integrity.as_ref().map(|i| (name, i)))
+        .collect();
+    if databases.is_empty() {
         tracing::warn!("no database in the policy has an integrity section: nothing to check");
     }
-    Ok(json!({"runs": runs}))
+    let outcomes: Vec<(&String, Result<Value, Error>)> = stream::iter(databases)
+        .map(|(name, integrity)| async move {
+            (
+                name,
+                one_database(deps, name, integrity, key, run_at, deadline).await,
+            )
+        })
+        .buffered(DATABASES_AT_ONCE)
+        .collect()
+        .await;
+    let mut runs = Vec::new();
+    let mut first_error = None;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                tracing::error!(database = %name, error = %e, kind = e.kind(),
+                    "the integrity run of this database is not finished: the invocation fails so it is retried");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(json!({"runs": runs})),
+    }
 }
 
-/// One database's run, start to finish. Database failures end up in the report (and as a guard
-/// event); only failures to store or publish are errors, so the invocation is retried.
+/// What one database's once-only run records: the summary a repeated delivery answers, and the
+/// guard events the run must publish. The events are published in a once-only step of their
+/// own, so when EventBridge cannot take them the invocation fails and the retry publishes the
+/// same events (same ids) without counting again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Recorded {
+    Run {
+        summary: Value,
+        events: Vec<GuardEvent>,
+    },
+    /// What a release before the events were recorded kept: the summary alone.
+    Summary(Value),
+}
+
+async fn one_database(
+    deps: &Deps,
+    name: &str,
+    integrity: &IntegrityPolicy,
+    key: &str,
+    run_at: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<Value, Error> {
+    let once_key = format!("{name}#{key}");
+    // The idempotency record keeps the summary; this delivery answers the whole report.
+    let mut full = None;
+    let outcome = deps
+        .common
+        .idempotency
+        .once(&once_key, || async {
+            let report = check_database(deps, name, integrity, run_at, deadline).await?;
+            let recorded = Recorded::Run {
+                summary: report.summary(),
+                events: guard_events(&report),
+            };
+            full = Some(report);
+            Ok::<_, Error>(recorded)
+        })
+        .await?;
+    let (recorded, repeated) = match outcome {
+        Once::Ran(r) => (r, false),
+        Once::AlreadyDone(r) => (r, true),
+    };
+    let (summary, events) = match recorded {
+        Recorded::Run { summary, events } => (summary, events),
+        Recorded::Summary(summary) => (summary, Vec::new()),
+    };
+    // The findings and the failed run are announced only by these events: each one is
+    // published, or the invocation fails and is retried.
+    let published = deps
+        .common
+        .idempotency
+        .once(&format!("{once_key}:events"), || async {
+            for event in &events {
+                deps.common.guard.publish(event).await?;
+            }
+            Ok::<_, Error>(events.len())
+        })
+        .await?;
+    if let (true, Once::Ran(n)) = (repeated, &published) {
+        tracing::info!(
+            database = name,
+            events = n,
+            "published the guard events an earlier delivery could not"
+        );
+    }
+    Ok(match (repeated, full) {
+        (false, Some(report)) => serde_json::to_value(&report).expect("reports serialise"),
+        (_, _) => json!({"duplicate": true, "report": summary}),
+    })
+}
+
+/// One database's run, start to finish, every database step ended by `deadline`. Database
+/// failures end up in the report (the caller publishes its guard events); only failures to
+/// store the history are errors, so the invocation is retried.
 pub async fn check_database(
     deps: &Deps,
     database: &str,
@@ -211,17 +298,39 @@ pub async fn check_database(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let statement_timeout = Duration::from_millis(policy.statement_timeout_ms);
+    // Every step that waits on the database (or for its credentials) ends by the deadline: a
+    // server that accepts and never answers is a failed run named by its step, not a hang.
     let connected = async {
-        let target = connect::target(
+        let target = by_deadline(
+            deadline,
             database,
-            &policy.connection,
-            deps.config.ca_file.as_deref(),
-            &deps.secrets,
-            &deps.common.sdk,
+            "reading the credentials",
+            String::new(),
+            connect::target(
+                database,
+                &policy.connection,
+                deps.config.ca_file.as_deref(),
+                &deps.secrets,
+                &deps.common.sdk,
+            ),
         )
         .await?;
-        let client = target.connect(database, statement_timeout).await?;
-        let catalog = catalog(&client, database, policy).await?;
+        let client = by_deadline(
+            deadline,
+            database,
+            "connecting",
+            format!("{}: ", target.describe()),
+            target.connect(database, statement_timeout),
+        )
+        .await?;
+        let catalog = by_deadline(
+            deadline,
+            database,
+            "reading the catalog",
+            format!("{}: ", target.describe()),
+            catalog(&client, database, policy),
+        )
+        .await?;
         Ok::<_, Error>((target, client, catalog))
     }
     .await;
@@ -231,7 +340,6 @@ pub async fn check_database(
             tracing::error!(database, error = %e, "integrity run failed");
             let report = Report::failed(database, run_at, millis(started), e.to_string());
             deps.metrics.emit(&metrics::documents(&report));
-            publish_problems(deps, &report).await?;
             return Ok(report);
         }
     };
@@ -253,7 +361,17 @@ pub async fn check_database(
     let tables: Vec<String> = scans.iter().map(|s| s.qualified()).collect();
     let (counted, past) = tokio::join!(
         scan::run(&target, database, client, checks, &settings),
-        past(deps, database, &tables, run_at),
+        async {
+            tokio::time::timeout_at(deadline, past(deps, database, &tables, run_at))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Safeship(safeship::Error::unexpected(
+                        "dynamodb:Query (history) and codedeploy:ListDeployments",
+                        format!("database {database}"),
+                        "no answer before the run's deadline",
+                    )))
+                })
+        },
     );
     let (previous_run_at, histories, deployments_since) = past?;
 
@@ -310,8 +428,6 @@ pub async fn check_database(
         deps.history.record(&report).await?;
     }
     deps.metrics.emit(&metrics::documents(&report));
-    publish_findings(deps, &report).await?;
-    publish_problems(deps, &report).await?;
     tracing::info!(
         database,
         status = ?report.status,
@@ -439,48 +555,115 @@ fn guard_event(report: &Report, id: String, outcome: Outcome) -> GuardEvent {
     }
 }
 
-async fn publish_findings(deps: &Deps, report: &Report) -> Result<(), Error> {
+/// `step` of `database`'s run, ended by `deadline`: its own error, or one naming the step that
+/// had no answer in time (`at` says where, e.g. `host:port/dbname: `).
+async fn by_deadline<T>(
+    deadline: Instant,
+    database: &str,
+    step: &'static str,
+    at: String,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let started = Instant::now();
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(done) => done,
+        Err(_) => Err(Error::database(
+            step,
+            database,
+            format!(
+                "{at}no answer before the run's deadline ({} ms); the database accepted the connection but did not answer in time",
+                millis(started)
+            ),
+        )),
+    }
+}
+
+/// The run's guard events: one `integrity-anomaly` per finding and one `integrity-run-failed`
+/// when the run could not check everything. Their ids are stable per run and finding, so a
+/// re-publish is recognised.
+fn guard_events(report: &Report) -> Vec<GuardEvent> {
     let run = report.run_at.to_rfc3339_opts(SecondsFormat::Secs, true);
     let since: Vec<String> = report
         .deployments_since
         .iter()
         .map(|d| d.id.clone())
         .collect();
-    for (i, f) in report.findings.iter().enumerate() {
-        let id = format!("integrity:{}:{run}:{}:{i}", report.database, f.table);
-        let outcome = Outcome::IntegrityAnomaly {
+    let mut events: Vec<GuardEvent> = report
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let id = format!("integrity:{}:{run}:{}:{i}", report.database, f.table);
+            let outcome = Outcome::IntegrityAnomaly {
+                database: report.database.clone(),
+                table: f.table.clone(),
+                column: f.column.clone(),
+                description: f.description.clone(),
+                since_deployments: since.clone(),
+                severity: f.severity,
+            };
+            guard_event(report, id, outcome)
+        })
+        .collect();
+    if let Some(problems) = report.problems() {
+        let outcome = Outcome::IntegrityRunFailed {
             database: report.database.clone(),
-            table: f.table.clone(),
-            column: f.column.clone(),
-            description: f.description.clone(),
-            since_deployments: since.clone(),
-            severity: f.severity,
+            error: problems,
         };
-        deps.common
-            .guard
-            .publish(&guard_event(report, id, outcome))
-            .await?;
+        let id = format!("integrity:{}:{run}:run", report.database);
+        events.push(guard_event(report, id, outcome));
     }
-    Ok(())
-}
-
-async fn publish_problems(deps: &Deps, report: &Report) -> Result<(), Error> {
-    let Some(problems) = report.problems() else {
-        return Ok(());
-    };
-    let run = report.run_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let outcome = Outcome::IntegrityRunFailed {
-        database: report.database.clone(),
-        error: problems,
-    };
-    let id = format!("integrity:{}:{run}:run", report.database);
-    deps.common
-        .guard
-        .publish(&guard_event(report, id, outcome))
-        .await?;
-    Ok(())
+    events
 }
 
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Finding;
+    use safeship::policy::Severity;
+
+    #[test]
+    fn a_runs_guard_events_are_its_findings_and_its_problems_under_ids_stable_per_run() {
+        let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().unwrap();
+        let mut report = Report::failed("checkout-db", at, 5, String::new());
+        report.error = None;
+        report.findings.push(Finding {
+            table: "public.orders".into(),
+            column: Some("customer_id".into()),
+            description: "customer_id holds 3 NULL(s)".into(),
+            severity: Severity::Failure,
+        });
+        report.unfinished.push("public.events".into());
+        let events = guard_events(&report);
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "integrity:checkout-db:2026-11-20T03:00:00Z:public.orders:0",
+                "integrity:checkout-db:2026-11-20T03:00:00Z:run",
+            ]
+        );
+        assert_eq!(
+            guard_events(&report),
+            events,
+            "the same run, the same events"
+        );
+        assert!(matches!(&events[1].outcome,
+            Outcome::IntegrityRunFailed { error, .. } if error == "not finished before the deadline: public.events"));
+        // What the idempotency record keeps reads back, and an older record (the summary
+        // alone) still reads.
+        let recorded = Recorded::Run {
+            summary: report.summary(),
+            events: events.clone(),
+        };
+        let back: Recorded =
+            serde_json::from_value(serde_json::to_value(&recorded).unwrap()).unwrap();
+        assert!(matches!(back, Recorded::Run { events: e, .. } if e == events));
+        let old: Recorded = serde_json::from_value(report.summary()).unwrap();
+        assert!(matches!(old, Recorded::Summary(_)));
+    }
 }

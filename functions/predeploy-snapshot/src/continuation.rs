@@ -1,5 +1,15 @@
 //! The self-invocation continuation: a hook's wait that outlives one invocation goes on in an
 //! asynchronous invocation of this same function, carrying its state.
+//!
+//! A continuation is never lost silently. The hand-over happens within the invocation's margin
+//! (bounded, see `hook_step`): when Lambda refuses it or does not answer in time, the hook
+//! reports `Failed` (or `Succeeded` with a warning under `on-failure: warn`) at once. Once
+//! accepted, the continuation is an asynchronous invocation that Lambda delivers again after a
+//! crash, a timeout or an error; each delivery re-runs the step from the start under the key
+//! `hook:<execution id>:continuation:<attempt>` (a dead delivery's claim ends with its deadline),
+//! finds the snapshot by its identifier and waits on, so the hook reports at the latest when the
+//! hook's budget ends. What Lambda gives up on after its retries goes to the function's
+//! on-failure destination (the stack's to configure and alarm on).
 
 use chrono::{DateTime, Utc};
 use safeship::runtime::answer_once;
@@ -38,7 +48,7 @@ pub(crate) async fn continue_hook(
     let once = deps
         .common
         .idempotency
-        .once(&key, || hook_step(deps, state.clone(), deadline))
+        .once(&key, || Box::pin(hook_step(deps, state.clone(), deadline)))
         .await?;
     Ok(answer_once(once))
 }

@@ -8,9 +8,18 @@ use crate::{rds, retention, Deps, Error, SnapshotAnswer, SnapshotStatus};
 pub(crate) async fn freshness(
     deps: &Deps,
     request: &FreshnessRequest,
+    deadline: tokio::time::Instant,
 ) -> Result<SnapshotAnswer, Error> {
     let db = resolve_database(&deps.common.policy, &request.database)?;
-    let owned = rds::owned(&deps.rds, db).await?;
+    let owned = tokio::time::timeout_at(deadline, rds::owned(&deps.rds, db))
+        .await
+        .map_err(|_| {
+            safeship::Error::unexpected(
+                "rds:DescribeDB(Cluster)Snapshots",
+                format!("{} (freshness)", db.identifier),
+                "no answer before the invocation's deadline",
+            )
+        })??;
     let max_age = chrono::Duration::minutes(i64::from(request.max_age_minutes));
     let found = retention::fresh(&owned, (deps.clock)(), max_age);
     Ok(SnapshotAnswer {

@@ -8,32 +8,47 @@ use safeship::event::LifecycleHook;
 use safeship::policy::SnapshotFailureMode;
 use safeship::runtime::answer_once;
 
+use tokio::time::Instant;
+
 use crate::continuation::{hand_over, Continuation};
-use crate::events::publish_failed;
-use crate::job::{take_and_wait, Job};
+use crate::events::Announcements;
+use crate::job::{take, Job};
 use crate::{Deps, Error, HookStatus, SnapshotAnswer, SnapshotStatus};
 
 /// A lifecycle hook: snapshot the group's database, then report; once per hook execution.
+///
+/// A crash (or Lambda's timeout) at any point is resumed by the next delivery (Lambda retries
+/// the asynchronous invocation; the dead invocation's claim ends with its deadline): the retry
+/// runs the step again from the start, finds the snapshot the dead attempt created by its
+/// identifier (derived from the deployment) and goes on waiting for it; a report CodeDeploy
+/// already holds is not sent twice.
 pub(crate) async fn start_hook(
     deps: &Deps,
     hook: &LifecycleHook,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
 ) -> Result<SnapshotAnswer, Error> {
     let key = format!("hook:{}", hook.lifecycle_event_hook_execution_id);
     let once = deps
         .common
         .idempotency
         .once(&key, || async {
-            let info = match safeship::aws::codedeploy::get_deployment(
-                &deps.codedeploy,
-                &hook.deployment_id,
+            let looked_up = tokio::time::timeout_at(
+                deadline,
+                safeship::aws::codedeploy::get_deployment(&deps.codedeploy, &hook.deployment_id),
             )
             .await
-            {
+            .unwrap_or_else(|_| {
+                Err(safeship::Error::unexpected(
+                    "codedeploy:GetDeployment",
+                    format!("deployment {}", hook.deployment_id),
+                    "no answer before the invocation's deadline",
+                ))
+            });
+            let info = match looked_up {
                 Ok(info) => info,
                 Err(e) => {
                     // The hook must report: without its group there is no snapshot, so Failed.
-                    report(deps, hook, false).await?;
+                    report(deps, hook, false, deadline).await?;
                     return Ok(SnapshotAnswer {
                         database: String::new(),
                         snapshot_id: None,
@@ -63,18 +78,28 @@ pub(crate) async fn start_hook(
                 attempt: 0,
                 git_sha,
             };
-            hook_step(deps, state, deadline).await
+            // Boxed: the step's future is large, and a test's thread stack is small.
+            Box::pin(hook_step(deps, state, deadline)).await
         })
         .await?;
     Ok(answer_once(once))
 }
 
 /// One invocation's share of a hook: take or find the snapshot, wait, then report — or hand the
-/// wait to a continuation when this invocation's time is up.
+/// wait to a continuation when this invocation's time is up. Every call ends by the
+/// invocation's deadline: the wait and its RDS calls by `deadline` (the deadline less the
+/// margin), the hand-over in the first half of the margin, the report and the guard events in
+/// the rest.
+///
+/// The hook is never left silent: a continuation that cannot be sent (refused, or no answer in
+/// time) reports `Failed` now; an invocation that dies is delivered again and resumes (see
+/// [`start_hook`]); the guard events are published after the report, and one that is the only
+/// record and cannot be published fails the invocation (after the report) so that the retry
+/// publishes it.
 pub(crate) async fn hook_step(
     deps: &Deps,
     mut state: Continuation,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
 ) -> Result<SnapshotAnswer, Error> {
     let hook = LifecycleHook {
         deployment_id: state.deployment_id.clone(),
@@ -88,7 +113,7 @@ pub(crate) async fn hook_step(
         .and_then(|g| g.policy.snapshot.clone())
     else {
         // A hook wired to a group the policy does not cover: fail closed, and say why.
-        report(deps, &hook, false).await?;
+        report(deps, &hook, false, deadline).await?;
         let e = Error::NoSnapshotPolicy { group: group_name };
         return Ok(SnapshotAnswer {
             database: String::new(),
@@ -108,6 +133,7 @@ pub(crate) async fn hook_step(
             group_name, state.deployment_id
         ),
         deployment_id: Some(state.deployment_id.clone()),
+        request_id: None,
         application: Some(state.application.clone()),
         git_sha: state.git_sha.clone(),
     };
@@ -119,7 +145,8 @@ pub(crate) async fn hook_step(
         Utc::now(),
         deps.settings.hook_budget,
     );
-    let mut answer = match take_and_wait(deps, &job, wait_until).await {
+    let mut events = Announcements::default();
+    let mut answer = match Box::pin(take(deps, &job, wait_until, &mut events)).await {
         Ok(answer) => answer,
         Err(e) => SnapshotAnswer {
             database: job.database.clone(),
@@ -133,23 +160,45 @@ pub(crate) async fn hook_step(
     };
     let succeeded = match answer.status {
         SnapshotStatus::Available => true,
+        SnapshotStatus::DryRun => {
+            tracing::warn!(group = %group_name, "dry run: no snapshot taken; the hook reports Succeeded so the deployment is not held");
+            true
+        }
         SnapshotStatus::Creating if !budget_binds => {
             state.snapshot_id = answer.snapshot_id.clone().unwrap_or_default();
             state.attempt += 1;
-            match hand_over(deps, &state).await {
+            let hand_over_by = deadline + deps.settings.margin / 2;
+            let handed = match tokio::time::timeout_at(hand_over_by, hand_over(deps, &state)).await
+            {
+                Ok(handed) => handed,
+                Err(_) => Err(Error::Continue {
+                    snapshot_id: state.snapshot_id.clone(),
+                    function: deps
+                        .settings
+                        .function_name
+                        .clone()
+                        .unwrap_or_else(|| crate::FUNCTION.to_owned()),
+                    problem: "no answer before the invocation's deadline".into(),
+                }),
+            };
+            match handed {
                 Ok(()) => {
                     answer.status = SnapshotStatus::Continued;
                     answer.detail = Some(format!(
                         "still creating; continuation {} waits on",
                         state.attempt
                     ));
+                    // The continuation reports; the events so far are published now.
+                    events
+                        .publish(deps, deadline + deps.settings.margin)
+                        .await?;
                     return Ok(answer);
                 }
                 // Nobody would be left to report: the hook reports now.
                 Err(e) => {
                     tracing::error!(error = %e, "could not hand the wait over to a continuation");
                     answer.detail = Some(e.to_string());
-                    publish_failed(deps, &job, &answer).await;
+                    events.failed(&job, &answer);
                     false
                 }
             }
@@ -159,7 +208,7 @@ pub(crate) async fn hook_step(
                 "still creating after {} s, the hook's whole budget",
                 deps.settings.hook_budget.as_secs()
             ));
-            publish_failed(deps, &job, &answer).await;
+            events.failed(&job, &answer);
             false
         }
         _ => false,
@@ -169,12 +218,17 @@ pub(crate) async fn hook_step(
         tracing::warn!(group = %group_name, detail = ?answer.detail,
             "snapshot failed; the policy says warn, so the deployment goes on");
     }
-    report(deps, &hook, report_success).await?;
+    Box::pin(report(deps, &hook, report_success, deadline)).await?;
     answer.hook_status = Some(if report_success {
         HookStatus::Succeeded
     } else {
         HookStatus::Failed
     });
+    // After the report, so CodeDeploy hears first; an event that is the only record and cannot
+    // be published fails the invocation, and the retry (the report already held) publishes it.
+    events
+        .publish(deps, deadline + deps.settings.margin)
+        .await?;
     Ok(answer)
 }
 
@@ -196,12 +250,23 @@ pub(crate) fn hook_wait_deadline(
     }
 }
 
-async fn report(deps: &Deps, hook: &LifecycleHook, succeeded: bool) -> Result<(), Error> {
-    safeship::aws::codedeploy::report_hook_status(
+/// Reports the hook's status within what is left of the invocation (`deadline` is its deadline
+/// less the margin): at most two thirds of the time to the real deadline, so the guard events
+/// still fit.
+async fn report(
+    deps: &Deps,
+    hook: &LifecycleHook,
+    succeeded: bool,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let left = (deadline + deps.settings.margin).saturating_duration_since(Instant::now());
+    let budget = (left * 2 / 3).max(Duration::from_millis(500));
+    safeship::aws::codedeploy::report_hook_status_within(
         &deps.codedeploy,
         &hook.deployment_id,
         &hook.lifecycle_event_hook_execution_id,
         succeeded,
+        budget,
     )
     .await?;
     Ok(())

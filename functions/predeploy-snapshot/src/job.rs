@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use safeship::guard::Outcome;
-use safeship::policy::{DatabasePolicy, Policy};
+use safeship::policy::{DatabaseKind, DatabasePolicy, Policy};
+use tokio::time::{timeout_at, Instant};
 
-use crate::events::{publish, publish_failed};
+use crate::events::Announcements;
 use crate::prune::prune;
-use crate::{naming, rds, Deps, Error, SnapshotAnswer, SnapshotStatus};
+use crate::{naming, rds, retention, Deps, Error, SnapshotAnswer, SnapshotStatus};
 
 /// The policy's database entry for a name, or an error listing the known ones.
 pub(crate) fn resolve_database<'a>(
@@ -35,21 +35,14 @@ pub struct Job {
     pub database: String,
     pub reason: String,
     pub deployment_id: Option<String>,
+    /// A direct request's own id (e.g. the pipeline run's), stable across its "invoke again":
+    /// the snapshot is keyed by it when no deployment is named.
+    pub request_id: Option<String>,
     pub application: Option<String>,
     pub git_sha: Option<String>,
 }
 
 impl Job {
-    fn snapshot_id(&self, db: &DatabasePolicy) -> String {
-        // Without a deployment, one snapshot per database per minute: a pipeline's retry of the
-        // same step finds the one it just made.
-        let deployment = self
-            .deployment_id
-            .clone()
-            .unwrap_or_else(|| format!("manual-{}", Utc::now().format("%Y%m%d%H%M")));
-        naming::snapshot_identifier(&db.snapshot.prefix, &self.database, &deployment)
-    }
-
     fn tags(&self) -> Vec<(String, String)> {
         let mut tags = vec![
             (
@@ -58,6 +51,9 @@ impl Job {
             ),
             ("safeship:reason".to_owned(), tag_value(&self.reason)),
         ];
+        if let Some(request) = &self.request_id {
+            tags.push(("safeship:request-id".to_owned(), tag_value(request)));
+        }
         if let Some(app) = &self.application {
             tags.push(("safeship:application".to_owned(), tag_value(app)));
         }
@@ -73,36 +69,119 @@ fn tag_value(text: &str) -> String {
     text.chars().take(256).collect()
 }
 
+/// The snapshot identifier of `job`, stable across its repeats: from the deployment, else from
+/// the request's own id, else the database's direct snapshot of the last
+/// [`retention::DIRECT_WINDOW_MINUTES`] (a new one when there is none). The error says why the
+/// direct snapshot to continue could not be looked for.
+async fn snapshot_id(
+    deps: &Deps,
+    job: &Job,
+    db: &DatabasePolicy,
+    deadline: Instant,
+) -> Result<String, String> {
+    let prefix = &db.snapshot.prefix;
+    if let Some(deployment) = &job.deployment_id {
+        return Ok(naming::snapshot_identifier(
+            prefix,
+            &job.database,
+            deployment,
+        ));
+    }
+    if let Some(request) = &job.request_id {
+        return Ok(naming::snapshot_identifier(
+            prefix,
+            &job.database,
+            &format!("request-{request}"),
+        ));
+    }
+    let owned = match timeout_at(deadline, rds::owned(&deps.rds, db)).await {
+        Ok(Ok(owned)) => owned,
+        Ok(Err(e)) => return Err(format!("looking for the direct snapshot to continue: {e}")),
+        Err(_) => {
+            return Err(
+                "looking for the direct snapshot to continue: no answer from RDS before the invocation's deadline"
+                    .into(),
+            )
+        }
+    };
+    let now = (deps.clock)();
+    Ok(match retention::direct_to_continue(&owned, now) {
+        Some(s) => {
+            tracing::info!(snapshot = %s.id, "a direct request without ids continues the database's recent direct snapshot");
+            s.id.clone()
+        }
+        None => naming::snapshot_identifier(
+            prefix,
+            &job.database,
+            &format!("direct-{}", now.format("%Y%m%d%H%M%S")),
+        ),
+    })
+}
+
 /// Creates (or finds) the snapshot and waits for it within `deadline`; prunes and checks the
-/// quota once it is available.
+/// quota once it is available; then publishes its guard events (see [`crate::events`]: an
+/// event that is the only record and cannot be published is an error, so the request is
+/// repeated and the event published again).
 pub async fn take_and_wait(
     deps: &Deps,
     job: &Job,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
+) -> Result<SnapshotAnswer, Error> {
+    let mut events = Announcements::default();
+    let answer = Box::pin(take(deps, job, deadline, &mut events)).await?;
+    events
+        .publish(deps, deadline + deps.settings.margin)
+        .await?;
+    Ok(answer)
+}
+
+/// As [`take_and_wait`], leaving the guard events in `events` for the caller to publish (a hook
+/// reports first). Every RDS call ends by `deadline`: a call without an answer by then leaves
+/// the snapshot `creating` as far as this invocation knows (a repeat or a continuation asks
+/// again), never a wait past the deadline.
+pub(crate) async fn take(
+    deps: &Deps,
+    job: &Job,
+    deadline: Instant,
+    events: &mut Announcements,
 ) -> Result<SnapshotAnswer, Error> {
     let db = resolve_database(&deps.common.policy, &job.database)?;
-    let id = job.snapshot_id(db);
-    let started = tokio::time::Instant::now();
-    let created = match rds::create(&deps.rds, db, &id, &job.tags()).await {
-        Ok(created) => created,
-        Err(e) => return Ok(failed(deps, job, id, e.to_string()).await),
+    let id = match snapshot_id(deps, job, db, deadline).await {
+        Ok(id) => id,
+        Err(problem) => return Ok(failed(job, None, problem, events)),
+    };
+    if deps.common.config.dry_run {
+        return Ok(dry_run(deps, job, db, id, deadline).await);
+    }
+    let started = Instant::now();
+    let created = match timeout_at(deadline, rds::create(&deps.rds, db, &id, &job.tags())).await {
+        Ok(Ok(created)) => created,
+        Ok(Err(e)) => return Ok(failed(job, Some(id), e.to_string(), events)),
+        Err(_) => {
+            tracing::warn!(snapshot = %id, "CreateDB(Cluster)Snapshot had no answer before the deadline");
+            return Ok(answer(
+                job,
+                Some(id),
+                SnapshotStatus::Creating,
+                Some("RDS did not answer the snapshot's creation before the invocation's deadline; invoke again with the same request (it finds the snapshot if RDS made it)".into()),
+            ));
+        }
     };
     let snapshot = match created {
         rds::Created::Started(s) => {
             tracing::info!(snapshot = %s.id, database = %job.database, "snapshot started");
-            publish(
-                deps,
+            events.add(
                 job,
+                &s.id,
                 Outcome::SnapshotStarted {
                     database: job.database.clone(),
                     snapshot_id: s.id.clone(),
                 },
-            )
-            .await;
+            );
             s
         }
         rds::Created::Existing(s) => {
-            tracing::info!(snapshot = %s.id, status = %s.status, "snapshot already exists: an earlier trigger made it");
+            tracing::info!(snapshot = %s.id, status = %s.status, "snapshot already exists: an earlier trigger (or a dead attempt) made it");
             s
         }
     };
@@ -113,44 +192,111 @@ pub async fn take_and_wait(
         Err(e) => {
             let error = format!("waiting for snapshot {id}: {e}");
             tracing::error!(snapshot = %id, error = %e, "the wait for the snapshot failed");
-            return Ok(failed(deps, job, id, error).await);
+            return Ok(failed(job, Some(id), error, events));
         }
     };
-    settle(deps, job, db, waited, started.elapsed()).await
+    Ok(Box::pin(settle(
+        deps,
+        job,
+        db,
+        waited,
+        started.elapsed(),
+        deadline,
+        events,
+    ))
+    .await)
+}
+
+/// Under `SAFESHIP_DRY_RUN`: what would be done, with nothing created or deleted.
+async fn dry_run(
+    deps: &Deps,
+    job: &Job,
+    db: &DatabasePolicy,
+    id: String,
+    deadline: Instant,
+) -> SnapshotAnswer {
+    let kind = match db.kind {
+        DatabaseKind::Instance => "DB instance",
+        DatabaseKind::Cluster => "DB cluster",
+    };
+    let prune = match timeout_at(deadline, rds::owned(&deps.rds, db)).await {
+        Ok(Ok(owned)) => {
+            let would = retention::to_prune(
+                &owned,
+                (deps.clock)(),
+                retention_days(db),
+                db.snapshot.keep_newest,
+            );
+            if would.is_empty() {
+                "; no snapshot of safeship's is old enough to prune".to_owned()
+            } else {
+                format!(", then prune {}", would.join(", "))
+            }
+        }
+        Ok(Err(e)) => format!("; what it would prune is unknown ({e})"),
+        Err(_) => {
+            "; what it would prune is unknown (no answer from RDS before the deadline)".into()
+        }
+    };
+    tracing::info!(snapshot = %id, "dry run: no snapshot taken, none pruned");
+    answer(
+        job,
+        Some(id.clone()),
+        SnapshotStatus::DryRun,
+        Some(format!(
+            "dry run (SAFESHIP_DRY_RUN): would snapshot {kind} {} as {id}{prune}; nothing was created or deleted",
+            db.identifier
+        )),
+    )
+}
+
+pub(crate) fn retention_days(db: &DatabasePolicy) -> u32 {
+    db.snapshot
+        .retention_days
+        .unwrap_or_else(|| db.environment.default_retention_days())
 }
 
 /// A snapshot that failed: the answer saying so, and the guard event with the error.
-async fn failed(deps: &Deps, job: &Job, id: String, error: String) -> SnapshotAnswer {
-    let failed = answer(job, Some(id), SnapshotStatus::Failed, Some(error));
-    publish_failed(deps, job, &failed).await;
+fn failed(
+    job: &Job,
+    id: Option<String>,
+    error: String,
+    events: &mut Announcements,
+) -> SnapshotAnswer {
+    let failed = answer(job, id, SnapshotStatus::Failed, Some(error));
+    events.failed(job, &failed);
     failed
 }
 
 /// Polls with backoff until the snapshot is `available`, fails, or the deadline comes; the last
-/// poll is at the deadline itself.
+/// poll is at the deadline itself, and a poll without an answer by the deadline ends the wait
+/// with the status last seen.
 async fn wait(
     deps: &Deps,
     db: &DatabasePolicy,
     mut snapshot: rds::Snapshot,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
 ) -> Result<rds::Snapshot, Error> {
     let mut pause = deps.settings.first_poll;
     while snapshot.status == "creating" || snapshot.status == "pending" {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(Duration::from_secs(20));
-        snapshot = rds::status(&deps.rds, db, &snapshot.id)
-            .await?
-            .ok_or_else(|| {
-                Error::Safeship(safeship::Error::unexpected(
-                    "rds:DescribeDBSnapshots",
-                    format!("snapshot {}", snapshot.id),
-                    "the snapshot disappeared while being made",
-                ))
-            })?;
+        let Ok(polled) = timeout_at(deadline, rds::status(&deps.rds, db, &snapshot.id)).await
+        else {
+            tracing::warn!(snapshot = %snapshot.id, "the status poll had no answer before the deadline");
+            break;
+        };
+        snapshot = polled?.ok_or_else(|| {
+            Error::Safeship(safeship::Error::unexpected(
+                "rds:DescribeDBSnapshots",
+                format!("snapshot {}", snapshot.id),
+                "the snapshot disappeared while being made",
+            ))
+        })?;
     }
     Ok(snapshot)
 }
@@ -162,48 +308,34 @@ async fn settle(
     db: &DatabasePolicy,
     snapshot: rds::Snapshot,
     took: Duration,
-) -> Result<SnapshotAnswer, Error> {
+    deadline: Instant,
+    events: &mut Announcements,
+) -> SnapshotAnswer {
     match snapshot.status.as_str() {
         "available" => {
-            publish(
-                deps,
+            events.add(
                 job,
+                &snapshot.id,
                 Outcome::SnapshotAvailable {
                     database: job.database.clone(),
                     snapshot_id: snapshot.id.clone(),
                     duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                 },
-            )
-            .await;
-            let pruned = prune(deps, job, db).await;
+            );
+            let pruned = Box::pin(prune(deps, job, db, &snapshot.id, deadline, events)).await;
             let mut a = answer(job, Some(snapshot.id), SnapshotStatus::Available, None);
             a.pruned = pruned;
-            Ok(a)
+            a
         }
-        "creating" | "pending" => Ok(answer(
+        "creating" | "pending" => answer(
             job,
             Some(snapshot.id),
             SnapshotStatus::Creating,
             Some("not available yet: invoke again with the same request to keep waiting".into()),
-        )),
+        ),
         other => {
             let error = format!("snapshot {} is {other}", snapshot.id);
-            publish(
-                deps,
-                job,
-                Outcome::SnapshotFailed {
-                    database: job.database.clone(),
-                    snapshot_id: Some(snapshot.id.clone()),
-                    error: error.clone(),
-                },
-            )
-            .await;
-            Ok(answer(
-                job,
-                Some(snapshot.id),
-                SnapshotStatus::Failed,
-                Some(error),
-            ))
+            failed(job, Some(snapshot.id), error, events)
         }
     }
 }

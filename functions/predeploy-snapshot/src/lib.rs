@@ -115,6 +115,9 @@ pub enum SnapshotStatus {
     /// A `START` event of a group without a snapshot section.
     #[serde(rename = "none configured")]
     NoneConfigured,
+    /// Under `SAFESHIP_DRY_RUN`: nothing was created or deleted; the detail says what would be.
+    #[serde(rename = "dry run")]
+    DryRun,
 }
 
 /// What a hook reported to CodeDeploy.
@@ -163,6 +166,7 @@ mod tests {
             (SnapshotStatus::Fresh, "fresh"),
             (SnapshotStatus::Stale, "stale"),
             (SnapshotStatus::NoneConfigured, "none configured"),
+            (SnapshotStatus::DryRun, "dry run"),
         ];
         for (status, wire) in cases {
             assert_eq!(serde_json::to_value(status).unwrap(), json!(wire));

@@ -216,9 +216,11 @@ pub async fn status(
 
 /// The database's manual snapshots that safeship made (tagged [`DEPLOYMENT_TAG`]).
 pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnapshot>, Error> {
+    // Ours when tagged; the tag's value is the deployment (`none` for a direct request).
     let ours = |tags: &[Tag]| {
         tags.iter()
-            .any(|t| t.key.as_deref() == Some(DEPLOYMENT_TAG))
+            .find(|t| t.key.as_deref() == Some(DEPLOYMENT_TAG))
+            .map(|t| t.value.clone().unwrap_or_default())
     };
     let mut owned = Vec::new();
     match db.kind {
@@ -238,8 +240,9 @@ pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnap
                     ))
                 })?;
                 for s in page.db_snapshots.unwrap_or_default() {
-                    if ours(s.tag_list()) {
+                    if let Some(deployment) = ours(s.tag_list()) {
                         owned.push(OwnedSnapshot {
+                            deployment,
                             id: s.db_snapshot_identifier.unwrap_or_default(),
                             created: s
                                 .snapshot_create_time
@@ -267,8 +270,9 @@ pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnap
                     ))
                 })?;
                 for s in page.db_cluster_snapshots.unwrap_or_default() {
-                    if ours(s.tag_list()) {
+                    if let Some(deployment) = ours(s.tag_list()) {
                         owned.push(OwnedSnapshot {
+                            deployment,
                             id: s.db_cluster_snapshot_identifier.unwrap_or_default(),
                             created: s
                                 .snapshot_create_time
@@ -284,38 +288,47 @@ pub async fn owned(client: &Client, db: &DatabasePolicy) -> Result<Vec<OwnedSnap
     Ok(owned)
 }
 
-/// The account's manual snapshots in this region (instances and clusters): what RDS's quota counts.
-pub async fn account_manual_count(client: &Client) -> Result<u32, Error> {
+/// The account's manual snapshots in this region of the database's kind: RDS counts manual DB
+/// instance snapshots and manual DB cluster snapshots against separate quotas.
+pub async fn account_manual_count(client: &Client, kind: DatabaseKind) -> Result<u32, Error> {
     let mut count = 0u32;
-    let mut pages = client
-        .describe_db_snapshots()
-        .snapshot_type("manual")
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            Error::from(safeship::Error::aws(
-                "rds:DescribeDBSnapshots",
-                "manual snapshots",
-                e,
-            ))
-        })?;
-        count += page.db_snapshots.map_or(0, |v| v.len() as u32);
-    }
-    let mut pages = client
-        .describe_db_cluster_snapshots()
-        .snapshot_type("manual")
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            Error::from(safeship::Error::aws(
-                "rds:DescribeDBClusterSnapshots",
-                "manual cluster snapshots",
-                e,
-            ))
-        })?;
-        count += page.db_cluster_snapshots.map_or(0, |v| v.len() as u32);
+    match kind {
+        DatabaseKind::Instance => {
+            let mut pages = client
+                .describe_db_snapshots()
+                .snapshot_type("manual")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    Error::from(safeship::Error::aws(
+                        "rds:DescribeDBSnapshots",
+                        "manual snapshots",
+                        e,
+                    ))
+                })?;
+                let n = page.db_snapshots.map_or(0, |v| v.len());
+                count = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
+        DatabaseKind::Cluster => {
+            let mut pages = client
+                .describe_db_cluster_snapshots()
+                .snapshot_type("manual")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    Error::from(safeship::Error::aws(
+                        "rds:DescribeDBClusterSnapshots",
+                        "manual cluster snapshots",
+                        e,
+                    ))
+                })?;
+                let n = page.db_cluster_snapshots.map_or(0, |v| v.len());
+                count = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
     }
     Ok(count)
 }

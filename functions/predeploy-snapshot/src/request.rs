@@ -18,6 +18,10 @@ pub(crate) struct SnapshotRequest {
     pub(crate) reason: String,
     #[serde(default)]
     pub(crate) deployment_id: Option<String>,
+    /// The caller's own id for this request (e.g. its pipeline run), the same on every
+    /// "invoke again": without a deployment, the snapshot is keyed by it.
+    #[serde(default)]
+    pub(crate) request_id: Option<String>,
 }
 
 /// A pipeline's direct invocation: is there an `available` snapshot newer than this?
@@ -48,16 +52,16 @@ pub(crate) async fn dispatch(
     if let Some(fresh) = payload.get("fresh") {
         let request: FreshnessRequest = serde_json::from_value(fresh.clone())
             .map_err(|e| Error::Request(format!("fresh: {e}")))?;
-        return freshness::freshness(deps, &request).await;
+        return freshness::freshness(deps, &request, deadline).await;
     }
     if payload.get("database").is_some() {
         let request: SnapshotRequest =
             serde_json::from_value(payload.clone()).map_err(|e| Error::Request(e.to_string()))?;
-        let deployment = request.deployment_id.clone();
         let job = Job {
             database: request.database,
             reason: request.reason,
-            deployment_id: deployment,
+            deployment_id: request.deployment_id,
+            request_id: request.request_id,
             application: None,
             git_sha: None,
         };
@@ -95,6 +99,7 @@ pub(crate) async fn dispatch(
                 database: snapshot.database.clone(),
                 reason: format!("deployment {} of {group} started", d.deployment_id),
                 deployment_id: Some(d.deployment_id),
+                request_id: None,
                 application: Some(d.application),
                 git_sha: None,
             };

@@ -7,6 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedSnapshot {
     pub id: String,
+    /// The `safeship:deployment-id` tag: the deployment, or `none` for a direct request.
+    pub deployment: String,
     pub created: Option<DateTime<Utc>>,
     pub status: String,
 }
@@ -28,7 +30,10 @@ pub fn to_prune(
     let mut by_age: Vec<&OwnedSnapshot> = owned.iter().collect();
     // Newest first; a snapshot without a creation time is still being made: counts as newest.
     by_age.sort_by_key(|s| std::cmp::Reverse(s.created.unwrap_or(DateTime::<Utc>::MAX_UTC)));
-    let cutoff = now - Duration::days(i64::from(retention_days));
+    // Checked: a cutoff before the earliest date chrono knows means nothing is old enough.
+    let Some(cutoff) = now.checked_sub_days(chrono::Days::new(u64::from(retention_days))) else {
+        return Vec::new();
+    };
     by_age
         .into_iter()
         .skip(keep_newest as usize)
@@ -40,6 +45,23 @@ pub fn to_prune(
 /// True when the account's manual snapshots reach `percent` of the quota.
 pub fn nears_quota(manual_snapshots: u32, quota: u32, percent: u32) -> bool {
     quota > 0 && u64::from(manual_snapshots) * 100 >= u64::from(quota) * u64::from(percent)
+}
+
+/// How far back a direct request that names neither a deployment nor a request id finds the
+/// snapshot to keep waiting for: the database's newest direct snapshot started this recently
+/// (and not failed) is that request's snapshot, so "invoke again" waits for the same one.
+pub const DIRECT_WINDOW_MINUTES: i64 = 60;
+
+/// The direct snapshot (tagged deployment `none`) a request without ids continues: the newest
+/// started within [`DIRECT_WINDOW_MINUTES`] of `now` that is being made or available.
+pub fn direct_to_continue(owned: &[OwnedSnapshot], now: DateTime<Utc>) -> Option<&OwnedSnapshot> {
+    let window = Duration::minutes(DIRECT_WINDOW_MINUTES);
+    owned
+        .iter()
+        .filter(|s| s.deployment == "none")
+        .filter(|s| matches!(s.status.as_str(), "available" | "creating" | "pending"))
+        .filter(|s| s.created.is_none_or(|c| now - c <= window))
+        .max_by_key(|s| s.created.unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
 /// The newest `available` snapshot taken within `max_age` of `now`, if any.
@@ -65,6 +87,7 @@ mod tests {
     fn snap(id: &str, days_old: i64, status: &str) -> OwnedSnapshot {
         OwnedSnapshot {
             id: id.into(),
+            deployment: format!("d-{id}"),
             created: Some(now() - Duration::days(days_old)),
             status: status.into(),
         }
@@ -88,12 +111,53 @@ mod tests {
     }
 
     #[test]
+    fn a_retention_beyond_the_calendar_prunes_nothing_and_never_panics() {
+        let owned = [snap("a", 40, "available"), snap("b", 35, "available")];
+        // About 96 million days overflowed chrono's dates: the hook panicked.
+        for days in [96_000_000, u32::MAX] {
+            assert!(to_prune(&owned, now(), days, 0).is_empty());
+        }
+        assert!(to_prune(&owned, DateTime::<Utc>::MIN_UTC, 1, 0).is_empty());
+        assert!(fresh(&owned, DateTime::<Utc>::MAX_UTC, Duration::MAX).is_some());
+    }
+
+    #[test]
     fn snapshots_in_progress_are_never_pruned() {
         let owned = [
             snap("old-creating", 90, "creating"),
             snap("old", 90, "available"),
         ];
         assert_eq!(to_prune(&owned, now(), 7, 0), ["old"]);
+    }
+
+    #[test]
+    fn a_direct_request_without_ids_continues_the_databases_direct_snapshot_of_the_last_hour() {
+        let direct = |id: &str, minutes_old: i64, status: &str| OwnedSnapshot {
+            id: id.into(),
+            deployment: "none".into(),
+            created: Some(now() - Duration::minutes(minutes_old)),
+            status: status.into(),
+        };
+        let owned = [
+            direct("old", 61, "available"),
+            direct("recent", 40, "available"),
+            direct("broken", 5, "failed"),
+            snap("of-a-deployment", 0, "creating"),
+        ];
+        assert_eq!(
+            direct_to_continue(&owned, now()).map(|s| s.id.as_str()),
+            Some("recent")
+        );
+        let making = [
+            direct("making", 50, "creating"),
+            direct("older", 55, "available"),
+        ];
+        assert_eq!(
+            direct_to_continue(&making, now()).map(|s| s.id.as_str()),
+            Some("making")
+        );
+        assert_eq!(direct_to_continue(&owned[..1], now()), None);
+        assert_eq!(direct_to_continue(&owned, DateTime::<Utc>::MAX_UTC), None);
     }
 
     #[test]

@@ -7,8 +7,11 @@ use safeship::env::Env;
 /// The function's own settings, read once at cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotSettings {
-    /// The account's manual snapshot quota (RDS default: 100 per region).
+    /// The account's manual DB instance snapshot quota (RDS default: 100 per region).
     pub quota: u32,
+    /// The account's manual DB cluster snapshot quota, which RDS counts apart from instance
+    /// snapshots (default: the same as `quota`).
+    pub cluster_quota: u32,
     /// How long a hook may wait in all, across continuations (CodeDeploy gives a hook an hour).
     pub hook_budget: Duration,
     /// Kept back from each invocation's deadline to hand over to a continuation or report.
@@ -30,13 +33,26 @@ impl SnapshotSettings {
                 ),
             ));
         }
+        let quota = env.parse_or("SAFESHIP_RDS_SNAPSHOT_QUOTA", 100)?;
         Ok(SnapshotSettings {
-            quota: env.parse_or("SAFESHIP_RDS_SNAPSHOT_QUOTA", 100)?,
+            quota,
+            cluster_quota: env.parse_or("SAFESHIP_RDS_CLUSTER_SNAPSHOT_QUOTA", quota)?,
             hook_budget: Duration::from_secs(budget_s),
             margin: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_MARGIN_MS", 5_000)?),
             function_name: env.optional("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
             first_poll: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_POLL_MS", 2_000)?),
         })
+    }
+}
+
+impl SnapshotSettings {
+    /// The quota snapshots of a database of `kind` count against.
+    #[must_use]
+    pub fn quota_for(&self, kind: safeship::policy::DatabaseKind) -> u32 {
+        match kind {
+            safeship::policy::DatabaseKind::Instance => self.quota,
+            safeship::policy::DatabaseKind::Cluster => self.cluster_quota,
+        }
     }
 }
 

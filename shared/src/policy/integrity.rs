@@ -124,6 +124,11 @@ fn default_statement_timeout_ms() -> u64 {
     120_000
 }
 
+/// Upper bounds no real policy reaches (each number of the section has one).
+pub const MAX_GROWTH_PERCENT: f64 = 10_000.0;
+pub const MAX_ESTIMATE_ABOVE_ROWS: u64 = 1_000_000_000_000;
+pub const MAX_SAMPLE_ROWS: u64 = 100_000_000;
+
 impl IntegrityPolicy {
     /// The section's problems; `at` names the section (`databases.<name>.integrity`). `policy`
     /// is the whole document, which `deployment-groups` must name groups of.
@@ -173,11 +178,26 @@ impl IntegrityPolicy {
                 problems.push(format!("{at}.queries[{i}].sql: empty"));
             }
         }
-        if !(0.0..=100.0).contains(&p.max_drop_percent) {
-            problems.push(format!("{at}.max-drop-percent: must be 0..=100"));
+        if c.port == Some(0) {
+            problems.push(format!("{at}.connection.port: must be 1..=65535, found 0"));
         }
-        if p.max_growth_percent.is_nan() || p.max_growth_percent < 0.0 {
-            problems.push(format!("{at}.max-growth-percent: must be at least 0"));
+        if !(0.0..=100.0).contains(&p.max_drop_percent) {
+            problems.push(format!(
+                "{at}.max-drop-percent: must be 0..=100, found {}",
+                p.max_drop_percent
+            ));
+        }
+        if !(0.0..=MAX_GROWTH_PERCENT).contains(&p.max_growth_percent) {
+            problems.push(format!(
+                "{at}.max-growth-percent: must be 0..={MAX_GROWTH_PERCENT} (a hundredfold), found {}",
+                p.max_growth_percent
+            ));
+        }
+        if p.estimate_above_rows > MAX_ESTIMATE_ABOVE_ROWS {
+            problems.push(format!(
+                "{at}.estimate-above-rows: must be 0..={MAX_ESTIMATE_ABOVE_ROWS} (a trillion), found {}",
+                p.estimate_above_rows
+            ));
         }
         if !(1..=32).contains(&p.concurrency) {
             problems.push(format!(
@@ -185,8 +205,11 @@ impl IntegrityPolicy {
                 p.concurrency
             ));
         }
-        if p.sample_rows == 0 {
-            problems.push(format!("{at}.sample-rows: must be at least 1"));
+        if !(1..=MAX_SAMPLE_ROWS).contains(&p.sample_rows) {
+            problems.push(format!(
+                "{at}.sample-rows: must be 1..={MAX_SAMPLE_ROWS}, found {}",
+                p.sample_rows
+            ));
         }
         if !(1..=900_000).contains(&p.statement_timeout_ms) {
             problems.push(format!(
@@ -253,6 +276,21 @@ databases:
             "queries[1].sql: empty",
             "concurrency: must be 1..=32, found 0",
             "deployment-groups: \"nowhere/none\" is not an application/deployment-group",
+        ] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+        let huge = doc
+            .replace("concurrency: 0", "concurrency: 4294967295\n      statement-timeout-ms: 18446744073709551615\n      sample-rows: 18446744073709551615\n      estimate-above-rows: 18446744073709551615\n      max-drop-percent: 250\n      max-growth-percent: .nan")
+            .replace("{iam-user: reader, sslmode: disable}", "{iam-user: reader, host: h, port: 0}");
+        let err = Policy::parse(&huge, "inline").unwrap_err().to_string();
+        for expected in [
+            "integrity.concurrency: must be 1..=32, found 4294967295",
+            "integrity.statement-timeout-ms: must be 1..=900000, found 18446744073709551615",
+            "integrity.sample-rows: must be 1..=100000000, found 18446744073709551615",
+            "integrity.estimate-above-rows: must be 0..=1000000000000 (a trillion), found 18446744073709551615",
+            "integrity.max-drop-percent: must be 0..=100, found 250",
+            "integrity.max-growth-percent: must be 0..=10000 (a hundredfold), found NaN",
+            "integrity.connection.port: must be 1..=65535, found 0",
         ] {
             assert!(err.contains(expected), "{expected} not in {err}");
         }

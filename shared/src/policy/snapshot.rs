@@ -117,18 +117,88 @@ impl SnapshotRetention {
                 "{at}.prefix: must start with a letter and hold only letters, digits and hyphens, found {prefix:?}"
             ));
         }
-        if self.retention_days == Some(0) {
-            problems.push(format!("{at}.retention-days: must be at least 1"));
+        if prefix.len() > MAX_PREFIX_LEN {
+            problems.push(format!(
+                "{at}.prefix: must be at most {MAX_PREFIX_LEN} characters (the snapshot identifier holds 63), found {}",
+                prefix.len()
+            ));
+        }
+        if let Some(days) = self.retention_days {
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                problems.push(format!(
+                    "{at}.retention-days: must be 1..={MAX_RETENTION_DAYS} (10 years), found {days}"
+                ));
+            }
+        }
+        if self.keep_newest > MAX_KEEP_NEWEST {
+            problems.push(format!(
+                "{at}.keep-newest: must be 0..={MAX_KEEP_NEWEST}, found {}",
+                self.keep_newest
+            ));
         }
         if !(1..=100).contains(&self.quota_warning_percent) {
-            problems.push(format!("{at}.quota-warning-percent: must be 1..=100"));
+            problems.push(format!(
+                "{at}.quota-warning-percent: must be 1..=100, found {}",
+                self.quota_warning_percent
+            ));
         }
     }
 }
 
+/// Ten years: no real retention is longer, and date arithmetic stays far inside chrono's range
+/// (about 96 million days overflowed it, and the snapshot hook panicked).
+pub const MAX_RETENTION_DAYS: u32 = 3_650;
+/// RDS's manual snapshot quota is 100 per region by default; a raised quota stays in the
+/// thousands.
+pub const MAX_KEEP_NEWEST: u32 = 1_000;
+/// The identifier is at most 63 characters and also names the database and the deployment.
+pub const MAX_PREFIX_LEN: usize = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot_problems(section: &str) -> String {
+        let doc = format!(
+            "version: 1
+databases:
+  db:
+    kind: instance
+    identifier: db
+    environment: prod
+    snapshot: {section}
+"
+        );
+        match super::super::Policy::parse(&doc, "inline") {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_snapshot_number_has_an_upper_bound_named_with_the_field() {
+        let err = snapshot_problems(
+            "{retention-days: 96000000, keep-newest: 4294967295, quota-warning-percent: 101, prefix: abcdefghijklmnopqrstuvwxyz}",
+        );
+        for expected in [
+            "databases.db.snapshot.retention-days: must be 1..=3650 (10 years), found 96000000",
+            "databases.db.snapshot.keep-newest: must be 0..=1000, found 4294967295",
+            "databases.db.snapshot.quota-warning-percent: must be 1..=100, found 101",
+            "databases.db.snapshot.prefix: must be at most 20 characters",
+        ] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+        assert!(
+            snapshot_problems("{retention-days: 0}").contains("retention-days: must be 1..=3650")
+        );
+        // The bounds themselves pass.
+        assert_eq!(
+            snapshot_problems(
+                "{retention-days: 3650, keep-newest: 1000, quota-warning-percent: 100}"
+            ),
+            ""
+        );
+    }
 
     #[test]
     fn retention_defaults_by_environment() {

@@ -9,11 +9,15 @@ use integrity_check::metrics::MetricsSink;
 use integrity_check::{Deps, IntegrityConfig};
 use safeship::guard::Outcome;
 use safeship_testkit::emulators::{common_with_policy, moto_endpoint, sdk_config};
+use safeship_testkit::emulators::{
+    create_idempotency_table, function_binary, sample_event, unique, REGION,
+};
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::integrity::{
     admin, create_history_table, database_secret, fresh_schema, mount_completed_deployments,
-    policy, postgres,
+    policy, policy_of, postgres, silent_server,
 };
+use safeship_testkit::runtime::{Answer, LocalRuntime};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use wiremock::MockServer;
@@ -28,12 +32,18 @@ struct World {
 
 /// A policy's `integrity` section for this test's schema: `connection` lines and the rest.
 async fn world_with(connection: &str, rules: &str) -> World {
-    let sdk = sdk_config(&moto_endpoint()).await;
     let schema = fresh_schema();
     let doc = policy(&format!(
         "      connection:\n{connection}\n{}",
         rules.replace("@s", &schema)
     ));
+    world_of(&doc, schema).await
+}
+
+/// A world for a whole policy document; `schema` is the test's own (`@s` in its SQL).
+async fn world_of(doc: &str, schema: String) -> World {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let doc = doc.replace("@s", &schema);
     let mut common = common_with_policy(&sdk, &doc).await;
     let inbox = GuardInbox::create(&sdk).await;
     common.guard = inbox.publisher();
@@ -593,5 +603,242 @@ async fn tls_require_and_iam_authentication_connect_and_verify_full_checks_the_c
     assert!(
         err.to_lowercase().contains("certificate"),
         "verify-full refuses a name mismatch: {err}"
+    );
+}
+
+/// The `connection:` lines of a database that accepts connections and never answers.
+async fn silent_connection(port: u16) -> String {
+    let pg = postgres();
+    format!(
+        "{}\n        host: 127.0.0.1\n        port: {port}",
+        secret_connection(&pg.user).await
+    )
+}
+
+#[tokio::test]
+async fn a_database_that_accepts_and_never_answers_fails_its_run_by_the_deadline_naming_the_step() {
+    let (port, silent) = silent_server().await;
+    let w = world_with(&silent_connection(port).await, "      schemas: [public]\n").await;
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        w.run_within("n1", night(12), Duration::from_millis(1_500)),
+    )
+    .await
+    .expect("the run ends by its deadline, not when the database answers");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(silent.accepted() >= 1, "the login reached the server");
+    assert_eq!(report["status"], "failed", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "database checkout-db: connecting: 127.0.0.1:{port}/"
+        )) && error.contains("no answer before the run's deadline"),
+        "{error}"
+    );
+    // The alert: a guard event naming the database and the step, and the RunFailed metric.
+    let events = w.inbox.events().await;
+    assert!(
+        matches!(&events[..], [e] if matches!(&e.outcome,
+            Outcome::IntegrityRunFailed { database, error: said } if database == "checkout-db" && said == error)),
+        "{events:?}"
+    );
+    let docs = w.metrics.lock().unwrap().clone();
+    let run: Value = serde_json::from_str(docs.last().unwrap()).unwrap();
+    assert_eq!(run["RunFailed"], 1);
+}
+
+const TWO_TABLES: &str =
+    "CREATE SCHEMA @s; CREATE TABLE @s.a AS SELECT 1 AS x; CREATE TABLE @s.b AS SELECT 1 AS x;";
+
+/// The `integrity:` section lines of a database reached through `connection`.
+fn section(connection: &str, rules: &str) -> String {
+    format!("      connection:\n{connection}\n{rules}")
+}
+
+#[tokio::test]
+async fn one_hanging_database_does_not_starve_the_healthy_one() {
+    let (port, _silent) = silent_server().await;
+    let pg = postgres();
+    // The hanging database sorts first: checked one after another it took the whole deadline.
+    let doc = policy_of(&[
+        (
+            "a-stuck-db",
+            &section(&silent_connection(port).await, "      schemas: [public]\n"),
+        ),
+        (
+            "b-healthy-db",
+            &section(&secret_connection(&pg.user).await, "      schemas: [@s]\n"),
+        ),
+    ]);
+    let w = world_of(&doc, fresh_schema()).await;
+    w.sql(TWO_TABLES).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        integrity_check::run(
+            &w.deps,
+            "n1",
+            night(13),
+            Instant::now() + Duration::from_secs(3),
+        ),
+    )
+    .await
+    .expect("the run ends by its deadline")
+    .unwrap();
+    let runs = answer["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{answer}");
+    assert_eq!(runs[0]["database"], "a-stuck-db");
+    assert_eq!(runs[0]["status"], "failed", "{answer}");
+    assert_eq!(runs[1]["database"], "b-healthy-db");
+    assert_eq!(runs[1]["status"], "clean", "{answer}");
+    let counted: Vec<&str> = runs[1]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(counted, [w.table("a"), w.table("b")]);
+}
+
+#[tokio::test]
+async fn an_anomaly_that_cannot_be_published_fails_the_run_and_the_retry_publishes_it_with_the_same_id(
+) {
+    let mut w = world(shop_rules()).await;
+    w.sql(SHOP).await;
+    w.sql("UPDATE @s.orders SET customer_id = NULL WHERE id <= 20")
+        .await;
+    // EventBridge refuses the events: the bus does not exist.
+    let inbox = w.deps.common.guard.clone();
+    w.deps.common.guard = safeship::guard::GuardPublisher::new(
+        aws_sdk_eventbridge::Client::new(&sdk_config(&moto_endpoint()).await),
+        unique("no-such-bus"),
+    );
+    let err = integrity_check::run(
+        &w.deps,
+        "n1",
+        night(14),
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect_err("an anomaly nobody hears of is no success")
+    .to_string();
+    assert!(err.contains("events:PutEvents"), "{err}");
+    assert!(w.inbox.events().await.is_empty());
+
+    // The retry publishes the recorded events, without counting again.
+    w.deps.common.guard = inbox;
+    w.sql("UPDATE @s.orders SET customer_id = NULL WHERE id <= 1000")
+        .await;
+    let retry = w.run("n1", night(14)).await;
+    assert_eq!(retry["duplicate"], true, "{retry}");
+    let events = w.inbox.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let run = night(14).format("%Y-%m-%dT%H:%M:%SZ");
+    assert_eq!(
+        events[0].id,
+        format!("integrity:checkout-db:{run}:{}:0", w.table("orders"))
+    );
+    let Outcome::IntegrityAnomaly { description, .. } = &events[0].outcome else {
+        panic!("{events:?}")
+    };
+    assert!(
+        description.starts_with("customer_id holds 20 NULL(s)"),
+        "the first attempt's finding, not a recount: {description}"
+    );
+    // A third delivery publishes nothing again.
+    let again = w.run("n1", night(14)).await;
+    assert_eq!(again["duplicate"], true);
+    assert!(w.inbox.events().await.is_empty());
+}
+
+/// The real binary under the local Runtime API: one database accepts and never answers, the
+/// other is healthy. The invocation answers before its deadline, with the stuck one failed
+/// (naming the step) and the healthy one counted; the log and a guard event say so.
+#[tokio::test]
+async fn the_binary_answers_before_its_deadline_when_a_database_never_answers() {
+    let (port, _silent) = silent_server().await;
+    let pg = postgres();
+    let schema = fresh_schema();
+    let doc = policy_of(&[
+        (
+            "a-stuck-db",
+            &section(&silent_connection(port).await, "      schemas: [public]\n"),
+        ),
+        (
+            "b-healthy-db",
+            &section(&secret_connection(&pg.user).await, "      schemas: [@s]\n"),
+        ),
+    ])
+    .replace("@s", &schema);
+    admin()
+        .await
+        .batch_execute(&TWO_TABLES.replace("@s", &schema))
+        .await
+        .unwrap();
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let idempotency = unique("idem");
+    create_idempotency_table(&ddb, &idempotency).await;
+    let history = create_history_table(&ddb).await;
+    let inbox = GuardInbox::create(&sdk).await;
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SAFESHIP_POLICY", doc),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", idempotency),
+        ("SAFESHIP_INTEGRITY_TABLE", history),
+        ("SAFESHIP_EVENT_BUS", inbox.bus.clone()),
+        ("SAFESHIP_INTEGRITY_MARGIN_MS", "2500".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let runtime = LocalRuntime::start().await;
+    let mut process =
+        runtime.spawn_function(&function_binary("integrity-check"), "integrity-check", &env);
+    runtime
+        .ready(Duration::from_secs(20))
+        .await
+        .expect("integrity-check started");
+    let mut event = sample_event("scheduled-event.json");
+    event["id"] = json!(unique("schedule"));
+    let deadline = Duration::from_secs(7);
+    let started = std::time::Instant::now();
+    let answer = runtime.invoke(event, deadline).await;
+    let took = started.elapsed();
+    assert!(took < deadline, "answered after {took:?}");
+    let Answer::Response(body) = answer else {
+        panic!("no answer: {answer:?}")
+    };
+    let runs = body["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["database"], "a-stuck-db", "{body}");
+    assert_eq!(runs[0]["status"], "failed", "{body}");
+    let error = runs[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "database a-stuck-db: connecting: 127.0.0.1:{port}/"
+        )) && error.contains("no answer before the run's deadline"),
+        "{error}"
+    );
+    assert_eq!(runs[1]["database"], "b-healthy-db");
+    assert_eq!(runs[1]["status"], "clean", "{body}");
+    assert_eq!(runs[1]["tables"].as_array().unwrap().len(), 2, "{body}");
+    let events = inbox.events().await;
+    assert!(
+        matches!(&events[..], [e] if matches!(&e.outcome,
+            Outcome::IntegrityRunFailed { database, error: said } if database == "a-stuck-db" && said == error)),
+        "{events:?}"
+    );
+    process.kill().await.unwrap();
+    let output = runtime.output_after_exit().await;
+    assert!(
+        output.contains("integrity run failed") && output.contains("a-stuck-db"),
+        "{output}"
     );
 }

@@ -13,15 +13,19 @@ use predeploy_snapshot::{Deps, HookStatus, Job, SnapshotSettings, SnapshotStatus
 use safeship::guard::Outcome;
 use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
-    common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
+    common_with_policy, create_idempotency_table, function_binary, moto_endpoint, sample_event,
+    sdk_config, unique, REGION,
 };
 use safeship_testkit::guard_inbox::GuardInbox;
+use safeship_testkit::runtime::{Answer, LocalRuntime};
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::json;
 use wiremock::matchers::{any, body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct World {
+    /// Makes this world's deployment ids its own: moto keeps snapshots between runs.
+    run: String,
     deps: Deps,
     sdk: aws_config::SdkConfig,
     rds: aws_sdk_rds::Client,
@@ -31,7 +35,10 @@ struct World {
     group: String,
     codedeploy_mock: MockServer,
     inbox: GuardInbox,
-    _split: SplitEndpoint,
+    /// The policy document the world's functions run with.
+    policy: String,
+    /// moto's CodeDeploy with the hook report split off to `codedeploy_mock`.
+    split: SplitEndpoint,
 }
 
 async fn world(kind: &str, quota: u32) -> World {
@@ -100,6 +107,7 @@ databases:
     .await;
     let inbox = GuardInbox::create(&sdk).await;
     let mut common = common_with_policy(&sdk, &policy).await;
+    let policy = policy.clone();
     common.guard = inbox.publisher();
     let deps = Deps {
         common,
@@ -108,6 +116,7 @@ databases:
         lambda: aws_sdk_lambda::Client::new(&sdk),
         settings: SnapshotSettings {
             quota,
+            cluster_quota: quota,
             hook_budget: std::time::Duration::from_secs(3000),
             margin: std::time::Duration::from_millis(500),
             function_name: None,
@@ -116,6 +125,12 @@ databases:
         clock: Arc::new(Utc::now),
     };
     World {
+        run: format!("{:X}", {
+            let u = unique("r");
+            u.bytes().fold(0xcbf2_9ce4_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            })
+        }),
         deps,
         sdk,
         rds,
@@ -125,15 +140,21 @@ databases:
         group,
         codedeploy_mock,
         inbox,
-        _split: split,
+        policy,
+        split,
     }
 }
+
+/// A quota the shared moto's manual snapshots (every run's) never near: no quota warning in
+/// tests about something else.
+const ROOMY_QUOTA: u32 = 1_000_000;
 
 fn job(w: &World, deployment: &str) -> Job {
     Job {
         database: w.database.clone(),
         reason: "migration 042 drops column".into(),
         deployment_id: Some(deployment.into()),
+        request_id: None,
         application: Some(w.app.clone()),
         git_sha: Some("9f8e7d6c".into()),
     }
@@ -195,27 +216,24 @@ fn tag(key: &str, value: &str) -> (String, String) {
 
 #[tokio::test]
 async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
-    let w = world("instance", 100).await;
-    let first = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-ABCDEF123"), soon())
+    let w = world("instance", ROOMY_QUOTA).await;
+    let first = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-ABCDEF123")), soon())
         .await
         .unwrap();
     assert_eq!(first.status, SnapshotStatus::Available, "{first:?}");
     assert_eq!(
         first.snapshot_id.as_deref(),
-        Some("safeship-checkout-db-d-abcdef123")
+        Some(w.sid("d-ABCDEF123").as_str())
     );
-    let again = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-ABCDEF123"), soon())
+    let again = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-ABCDEF123")), soon())
         .await
         .unwrap();
     assert_eq!(again.snapshot_id, first.snapshot_id);
-    assert_eq!(
-        instance_snapshot_ids(&w).await,
-        ["safeship-checkout-db-d-abcdef123"]
-    );
+    assert_eq!(instance_snapshot_ids(&w).await, [w.sid("d-ABCDEF123")]);
 
-    let tags = instance_snapshot_tags(&w, "safeship-checkout-db-d-abcdef123").await;
+    let tags = instance_snapshot_tags(&w, &w.sid("d-ABCDEF123")).await;
     assert!(
-        tags.contains(&("safeship:deployment-id".into(), "d-ABCDEF123".into())),
+        tags.contains(&("safeship:deployment-id".into(), w.d("d-ABCDEF123"))),
         "{tags:?}"
     );
     assert!(tags.contains(&(
@@ -244,8 +262,8 @@ async fn an_instance_snapshot_is_taken_tagged_and_found_again_on_a_repeat() {
 
 #[tokio::test]
 async fn a_cluster_snapshot_is_taken_for_an_aurora_database() {
-    let w = world("cluster", 100).await;
-    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-CLUSTER01"), soon())
+    let w = world("cluster", ROOMY_QUOTA).await;
+    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-CLUSTER01")), soon())
         .await
         .unwrap();
     assert_eq!(answer.status, SnapshotStatus::Available, "{answer:?}");
@@ -262,13 +280,13 @@ async fn a_cluster_snapshot_is_taken_for_an_aurora_database() {
     assert_eq!(clusters.len(), 1);
     assert_eq!(
         clusters[0].db_cluster_snapshot_identifier.as_deref(),
-        Some("safeship-checkout-db-d-cluster01")
+        Some(w.sid("d-CLUSTER01").as_str())
     );
 }
 
 #[tokio::test]
 async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
-    let w = world("instance", 100).await;
+    let w = world("instance", ROOMY_QUOTA).await;
     let deployment = w.deployment().await;
     let hook_id = unique("hook");
     Mock::given(header(
@@ -297,7 +315,7 @@ async fn the_hook_reports_succeeded_only_with_an_available_snapshot() {
 
 #[tokio::test]
 async fn retention_prunes_old_safeship_snapshots_keeps_the_newest_and_never_touches_others() {
-    let mut w = world("instance", 100).await;
+    let mut w = world("instance", ROOMY_QUOTA).await;
     // Someone's own manual snapshot, without safeship's tag.
     w.rds
         .create_db_snapshot()
@@ -306,33 +324,27 @@ async fn retention_prunes_old_safeship_snapshots_keeps_the_newest_and_never_touc
         .send()
         .await
         .unwrap();
-    for d in ["d-AAAAAAAA1", "d-AAAAAAAA2", "d-AAAAAAAA3"] {
-        predeploy_snapshot::take_and_wait(&w.deps, &job(&w, d), soon())
+    for d in ["d-AAAAAAAA1", "d-AAAAAAAA2", "d-AAAAAAAA3"].map(|d| w.d(d)) {
+        predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &d), soon())
             .await
             .unwrap();
     }
     // Forty days later (retention 30, keep the newest 2), one more deployment.
     w.deps.clock = Arc::new(|| Utc::now() + Duration::days(40));
-    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-AAAAAAAA4"), soon())
+    let answer = predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-AAAAAAAA4")), soon())
         .await
         .unwrap();
     let mut pruned = answer.pruned.clone();
     pruned.sort();
-    assert_eq!(
-        pruned,
-        [
-            "safeship-checkout-db-d-aaaaaaaa1",
-            "safeship-checkout-db-d-aaaaaaaa2"
-        ]
-    );
+    assert_eq!(pruned, [w.sid("d-AAAAAAAA1"), w.sid("d-AAAAAAAA2")]);
     let mut left = instance_snapshot_ids(&w).await;
     left.sort();
     assert_eq!(
         left,
         [
             format!("{}-manual", w.identifier),
-            "safeship-checkout-db-d-aaaaaaaa3".into(),
-            "safeship-checkout-db-d-aaaaaaaa4".into(),
+            w.sid("d-AAAAAAAA3"),
+            w.sid("d-AAAAAAAA4"),
         ]
     );
     let events = w.inbox.events().await;
@@ -344,7 +356,7 @@ async fn retention_prunes_old_safeship_snapshots_keeps_the_newest_and_never_touc
 async fn nearing_the_snapshot_quota_warns() {
     // A quota of 1: this account's manual snapshots (moto is shared by the tests) are over 90%.
     let w = world("instance", 1).await;
-    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-QUOTA0001"), soon())
+    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-QUOTA0001")), soon())
         .await
         .unwrap();
     let events = w.inbox.events().await;
@@ -358,16 +370,16 @@ async fn nearing_the_snapshot_quota_warns() {
 
 #[tokio::test]
 async fn the_freshness_gate_answers_fresh_or_stale() {
-    let mut w = world("instance", 100).await;
+    let mut w = world("instance", ROOMY_QUOTA).await;
     assert_eq!(ask_fresh(&w).await.unwrap().status, SnapshotStatus::Stale);
-    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, "d-FRESH0001"), soon())
+    predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-FRESH0001")), soon())
         .await
         .unwrap();
     let fresh = ask_fresh(&w).await.unwrap();
     assert_eq!(fresh.status, SnapshotStatus::Fresh);
     assert_eq!(
         fresh.snapshot_id.as_deref(),
-        Some("safeship-checkout-db-d-fresh0001")
+        Some(w.sid("d-FRESH0001").as_str())
     );
     w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(61));
     assert_eq!(ask_fresh(&w).await.unwrap().status, SnapshotStatus::Stale);
@@ -382,7 +394,10 @@ async fn an_unknown_database_is_an_error_without_an_rds_call() {
         .expect(0)
         .mount(&rds_mock)
         .await;
-    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     for event in [
         json!({"database": "orders-db", "reason": "migration"}),
         json!({"fresh": {"database": "orders-db", "max-age-minutes": 60}}),
@@ -403,7 +418,7 @@ async fn an_unknown_database_is_an_error_without_an_rds_call() {
 
 #[tokio::test]
 async fn a_direct_invocation_through_the_handler_answers_the_snapshot_and_tags_it() {
-    let w = world("instance", 100).await;
+    let w = world("instance", ROOMY_QUOTA).await;
     // The sample a pipeline sends, with this test's own deployment id.
     let deployment = w.deployment().await;
     let mut event = sample_event("predeploy-snapshot-direct.json");
@@ -439,7 +454,7 @@ fn start_event(w: &World, group: &str, deployment: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_deployment_start_event_snapshots_the_groups_database_and_tags_it() {
-    let w = world("instance", 100).await;
+    let w = world("instance", ROOMY_QUOTA).await;
     let deployment = w.deployment().await;
     let event = start_event(&w, &w.group, &deployment);
     let answer = w.invoke(event, context_with(20_000)).await.unwrap();
@@ -486,7 +501,10 @@ async fn a_deployment_start_event_for_a_group_without_a_snapshot_section_says_so
         .expect(0)
         .mount(&rds_mock)
         .await;
-    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     let group = format!("{}-unguarded", w.group);
     let event = start_event(&w, &group, "d-UNGUARD01");
     let answer = w.invoke(event, context_with(20_000)).await.unwrap();
@@ -556,6 +574,16 @@ async fn mount_rds(mock: &MockServer, id: &str, status: &str) {
 }
 
 impl World {
+    /// A deployment id of this world's own, from a readable stem.
+    fn d(&self, stem: &str) -> String {
+        format!("{stem}{}", self.run)
+    }
+
+    /// The snapshot identifier of this world's deployment `stem`.
+    fn sid(&self, stem: &str) -> String {
+        format!("safeship-checkout-db-{}", self.d(stem).to_lowercase())
+    }
+
     /// The handler, as Lambda invokes it, with `context`'s deadline.
     async fn invoke(
         &self,
@@ -605,7 +633,10 @@ fn context_with(ms_left: i64) -> lambda_runtime::Context {
 async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at_the_end() {
     let rds_mock = MockServer::start().await;
     let lambda_mock = MockServer::start().await;
-    let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let mut w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     w.deps.lambda = aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await);
     w.deps.settings.function_name = Some("CodeDeployHook_safeship-predeploy-snapshot".into());
     let deployment = w.deployment().await;
@@ -644,7 +675,10 @@ async fn a_slow_snapshot_is_waited_for_in_a_continuation_and_the_hook_reports_at
 #[tokio::test]
 async fn a_snapshot_still_creating_when_the_budget_is_spent_fails_the_hook() {
     let rds_mock = MockServer::start().await;
-    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     let deployment = w.deployment().await;
     let hook = unique("hook");
     let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
@@ -673,7 +707,10 @@ async fn rds_refusals_fail_the_hook_with_the_rds_error() {
         ),
     ] {
         let rds_mock = MockServer::start().await;
-        let w = world("instance", 100).await.with_rds(&rds_mock).await;
+        let w = world("instance", ROOMY_QUOTA)
+            .await
+            .with_rds(&rds_mock)
+            .await;
         Mock::given(body_string_contains("Action=CreateDBSnapshot"))
             .respond_with(rds_fault(code, message))
             .expect(1)
@@ -703,7 +740,10 @@ async fn rds_refusals_fail_the_hook_with_the_rds_error() {
 #[tokio::test]
 async fn throttled_snapshot_creation_is_retried_into_one_snapshot() {
     let rds_mock = MockServer::start().await;
-    let w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     let id = "safeship-checkout-db-d-throttle1";
     Mock::given(body_string_contains("Action=CreateDBSnapshot"))
         .respond_with(rds_fault("Throttling", "Rate exceeded"))
@@ -789,7 +829,10 @@ async fn lambda_never_invoked(w: &mut World) -> MockServer {
 async fn a_continuation_near_the_end_of_the_budget_reports_when_the_budget_ends_not_at_its_deadline(
 ) {
     let rds_mock = MockServer::start().await;
-    let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+    let mut w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
     let lambda_mock = lambda_never_invoked(&mut w).await;
     let deployment = w.deployment().await;
     let hook = unique("hook");
@@ -846,7 +889,10 @@ async fn faults_while_waiting_for_the_snapshot_are_reported_failed_naming_the_er
         (gone, 1, "the snapshot disappeared while being made"),
     ] {
         let rds_mock = MockServer::start().await;
-        let mut w = world("instance", 100).await.with_rds(&rds_mock).await;
+        let mut w = world("instance", ROOMY_QUOTA)
+            .await
+            .with_rds(&rds_mock)
+            .await;
         let lambda_mock = lambda_never_invoked(&mut w).await;
         let deployment = w.deployment().await;
         let hook = unique("hook");
@@ -941,4 +987,518 @@ async fn a_failed_continuation_invoke_reports_now_failed_or_warned_per_on_failur
             "{events:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_status_poll_that_never_answers_ends_at_the_deadline_and_the_wait_is_handed_over() {
+    let rds_mock = MockServer::start().await;
+    let lambda_mock = MockServer::start().await;
+    let mut w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    w.deps.lambda = aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await);
+    w.deps.settings.function_name = Some("CodeDeployHook_safeship-predeploy-snapshot".into());
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_answer(
+            "CreateDBSnapshot",
+            &rds_snapshot_xml(&id, "creating"),
+        ))
+        .mount(&rds_mock)
+        .await;
+    // RDS takes the status poll and never answers (within the SDK's 30 s operation timeout).
+    Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+        .respond_with(
+            rds_answer(
+                "DescribeDBSnapshots",
+                &format!(
+                    "<DBSnapshots>{}</DBSnapshots>",
+                    rds_snapshot_xml(&id, "creating")
+                ),
+            )
+            .set_delay(std::time::Duration::from_secs(60)),
+        )
+        .mount(&rds_mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/2015-03-31/functions/CodeDeployHook_safeship-predeploy-snapshot/invocations",
+        ))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&lambda_mock)
+        .await;
+    w.expect_report(&deployment, &hook, "Succeeded", 0).await;
+    w.expect_report(&deployment, &hook, "Failed", 0).await;
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        w.invoke(event, context_with(3_000)),
+    )
+    .await
+    .expect("the hook answers")
+    .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "answered after {took:?}, past its 3 s deadline"
+    );
+    assert_eq!(answer.status, SnapshotStatus::Continued, "{answer:?}");
+    let handed: serde_json::Value =
+        serde_json::from_slice(&lambda_mock.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(handed["safeship-continuation"]["snapshot-id"], id.as_str());
+    lambda_mock.verify().await;
+    w.codedeploy_mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_direct_request_with_a_request_id_keeps_its_snapshot_and_event_ids_across_invoke_again() {
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    let request = |id: &str| json!({"database": "checkout-db", "reason": "migration 042 drops column", "request_id": id});
+    let run = w.d("pipeline-run-");
+    let first = w.invoke(request(&run), context_with(20_000)).await.unwrap();
+    assert_eq!(first.status, SnapshotStatus::Available, "{first:?}");
+    let id = format!("safeship-checkout-db-request-{}", run.to_lowercase());
+    assert_eq!(first.snapshot_id.as_deref(), Some(id.as_str()));
+    // "Invoke again with the same request", minutes later: the same snapshot.
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(5));
+    let again = w.invoke(request(&run), context_with(20_000)).await.unwrap();
+    assert_eq!(again.snapshot_id, first.snapshot_id);
+    // Another request of the same database is another snapshot, with events of its own.
+    let other_run = w.d("pipeline-other-");
+    let other = w
+        .invoke(request(&other_run), context_with(20_000))
+        .await
+        .unwrap();
+    assert_ne!(other.snapshot_id, first.snapshot_id);
+    let mut ids = instance_snapshot_ids(&w).await;
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(instance_snapshot_tags(&w, &id)
+        .await
+        .contains(&tag("safeship:request-id", &run)));
+    let events = w.inbox.events().await;
+    let available: Vec<&str> = events
+        .iter()
+        .filter(|e| e.outcome.kind() == "snapshot-available")
+        .map(|e| e.id.as_str())
+        .collect();
+    let mine = format!("predeploy-snapshot:checkout-db:{id}:snapshot-available");
+    let theirs = format!(
+        "predeploy-snapshot:checkout-db:{}:snapshot-available",
+        other.snapshot_id.unwrap()
+    );
+    // One id per request (the repeat re-announces under the same id): never a shared "direct".
+    assert_eq!(available, [mine.as_str(), mine.as_str(), theirs.as_str()]);
+}
+
+#[tokio::test]
+async fn a_direct_request_without_ids_continues_the_databases_direct_snapshot_of_the_last_hour() {
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    let request = json!({"database": "checkout-db", "reason": "manual migration"});
+    let first = w
+        .invoke(request.clone(), context_with(20_000))
+        .await
+        .unwrap();
+    assert_eq!(first.status, SnapshotStatus::Available, "{first:?}");
+    // Half an hour later the same request (minutes past the old per-minute name) continues it.
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(30));
+    let again = w
+        .invoke(request.clone(), context_with(20_000))
+        .await
+        .unwrap();
+    assert_eq!(again.snapshot_id, first.snapshot_id);
+    assert_eq!(instance_snapshot_ids(&w).await.len(), 1);
+    // Past the window it is a new snapshot.
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(61));
+    let later = w.invoke(request, context_with(20_000)).await.unwrap();
+    assert_ne!(later.snapshot_id, first.snapshot_id);
+    assert_eq!(instance_snapshot_ids(&w).await.len(), 2);
+}
+
+#[tokio::test]
+async fn under_dry_run_no_snapshot_is_taken_none_is_pruned_and_the_answer_says_what_would_be() {
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    for d in ["d-DRYOLD001", "d-DRYOLD002", "d-DRYOLD003"].map(|d| w.d(d)) {
+        predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &d), soon())
+            .await
+            .unwrap();
+    }
+    w.inbox.events().await;
+    // Forty days later (retention 30, keep 2), under SAFESHIP_DRY_RUN.
+    w.deps.clock = Arc::new(|| Utc::now() + Duration::days(40));
+    w.deps.common.config.dry_run = true;
+    let deployment = w.d("d-DRYRUN001");
+    let mut event = sample_event("predeploy-snapshot-direct.json");
+    event["deployment_id"] = json!(deployment);
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
+    assert_eq!(answer.status, SnapshotStatus::DryRun, "{answer:?}");
+    assert!(answer.pruned.is_empty());
+    let detail = answer.detail.unwrap();
+    assert_eq!(
+        detail,
+        format!(
+            "dry run (SAFESHIP_DRY_RUN): would snapshot DB instance {} as {}, then prune {}; nothing was created or deleted",
+            w.identifier,
+            w.sid("d-DRYRUN001"),
+            w.sid("d-DRYOLD001")
+        )
+    );
+    assert_eq!(
+        instance_snapshot_ids(&w).await.len(),
+        3,
+        "nothing created, nothing deleted"
+    );
+    assert!(w.inbox.events().await.is_empty());
+}
+
+/// Snapshots in RDS's answer to a `Describe…` of the account's manual snapshots.
+fn many(element: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("<{element}><{element}Identifier>s-{i}</{element}Identifier><Status>available</Status><SnapshotType>manual</SnapshotType></{element}>"))
+        .collect()
+}
+
+#[tokio::test]
+async fn instance_and_cluster_snapshots_count_against_their_own_quotas() {
+    // The account: 95 manual instance snapshots, 1 manual cluster snapshot; each quota is 100.
+    for (kind, warned) in [("cluster", false), ("instance", true)] {
+        let rds_mock = MockServer::start().await;
+        let w = world(kind, 100).await.with_rds(&rds_mock).await;
+        let id = w.sid("d-QUOTAKIND");
+        let (create, element) = match kind {
+            "instance" => ("CreateDBSnapshot", "DBSnapshot"),
+            _ => ("CreateDBClusterSnapshot", "DBClusterSnapshot"),
+        };
+        Mock::given(body_string_contains(format!("Action={create}")))
+            .respond_with(rds_answer(
+                create,
+                &format!("<{element}><{element}Identifier>{id}</{element}Identifier><Status>available</Status><SnapshotType>manual</SnapshotType></{element}>"),
+            ))
+            .mount(&rds_mock)
+            .await;
+        // The database's own snapshots (retention): none of safeship's.
+        for (action, list, by) in [
+            (
+                "DescribeDBSnapshots",
+                "DBSnapshots",
+                "DBInstanceIdentifier=",
+            ),
+            (
+                "DescribeDBClusterSnapshots",
+                "DBClusterSnapshots",
+                "DBClusterIdentifier=",
+            ),
+        ] {
+            Mock::given(body_string_contains(format!("Action={action}")))
+                .and(body_string_contains(by))
+                .respond_with(rds_answer(action, &format!("<{list}></{list}>")))
+                .with_priority(1)
+                .mount(&rds_mock)
+                .await;
+        }
+        Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+            .respond_with(rds_answer(
+                "DescribeDBSnapshots",
+                &format!("<DBSnapshots>{}</DBSnapshots>", many("DBSnapshot", 95)),
+            ))
+            .mount(&rds_mock)
+            .await;
+        Mock::given(body_string_contains("Action=DescribeDBClusterSnapshots"))
+            .respond_with(rds_answer(
+                "DescribeDBClusterSnapshots",
+                &format!(
+                    "<DBClusterSnapshots>{}</DBClusterSnapshots>",
+                    many("DBClusterSnapshot", 1)
+                ),
+            ))
+            .mount(&rds_mock)
+            .await;
+        let answer =
+            predeploy_snapshot::take_and_wait(&w.deps, &job(&w, &w.d("d-QUOTAKIND")), soon())
+                .await
+                .unwrap();
+        assert_eq!(
+            answer.status,
+            SnapshotStatus::Available,
+            "{kind}: {answer:?}"
+        );
+        let warnings: Vec<_> = w
+            .inbox
+            .events()
+            .await
+            .into_iter()
+            .filter_map(|e| match e.outcome {
+                Outcome::SnapshotQuotaWarning {
+                    manual_snapshots, ..
+                } => Some(manual_snapshots),
+                _ => None,
+            })
+            .collect();
+        if warned {
+            assert_eq!(warnings, [95], "{kind}");
+        } else {
+            assert!(
+                warnings.is_empty(),
+                "{kind}: one cluster snapshot of 100 warns nobody: {warnings:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hook_whose_available_event_cannot_be_published_reports_then_fails_and_the_retry_announces_it_with_the_same_id(
+) {
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    // CodeDeploy hears both attempts (the second is CodeDeploy's "already completed" in life).
+    w.expect_report(&deployment, &hook, "Succeeded", 2).await;
+    let inbox = w.deps.common.guard.clone();
+    w.deps.common.guard = safeship::guard::GuardPublisher::new(
+        aws_sdk_eventbridge::Client::new(&w.sdk),
+        unique("no-such-bus"),
+    );
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+    let err = w
+        .invoke(event.clone(), context_with(20_000))
+        .await
+        .expect_err("a snapshot nobody hears of is no success")
+        .to_string();
+    assert!(err.contains("events:PutEvents"), "{err}");
+    // Lambda delivers the hook again: it finds its snapshot, reports, and announces it.
+    w.deps.common.guard = inbox;
+    let retry = w.invoke(event, context_with(20_000)).await.unwrap();
+    assert_eq!(retry.hook_status, Some(HookStatus::Succeeded), "{retry:?}");
+    assert!(!retry.duplicate);
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    let events = w.inbox.events().await;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert!(
+        ids.contains(&format!("predeploy-snapshot:checkout-db:{id}:snapshot-available").as_str()),
+        "{ids:?}"
+    );
+    w.codedeploy_mock.verify().await;
+}
+
+/// The real binary under the local Runtime API, RDS (wiremock, `AWS_ENDPOINT_URL_RDS`) taking
+/// the status poll and never answering, and Lambda refusing the continuation: the hook still
+/// reports `Failed` to CodeDeploy and answers before its deadline.
+#[tokio::test]
+async fn the_binary_reports_before_its_deadline_when_rds_never_answers_the_status_poll() {
+    let rds_mock = MockServer::start().await;
+    let lambda_mock = MockServer::start().await;
+    let w = world("instance", ROOMY_QUOTA).await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    Mock::given(body_string_contains("Action=CreateDBSnapshot"))
+        .respond_with(rds_answer(
+            "CreateDBSnapshot",
+            &rds_snapshot_xml(&id, "creating"),
+        ))
+        .expect(1)
+        .mount(&rds_mock)
+        .await;
+    Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+        .respond_with(
+            rds_answer("DescribeDBSnapshots", "<DBSnapshots></DBSnapshots>")
+                .set_delay(std::time::Duration::from_secs(120)),
+        )
+        .mount(&rds_mock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-errortype", "TooManyRequestsException")
+                .set_body_json(json!({"Type": "User", "message": "Rate exceeded", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})),
+        )
+        .mount(&lambda_mock)
+        .await;
+    w.expect_report(&deployment, &hook, "Failed", 1).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_ENDPOINT_URL_CODEDEPLOY", w.split.uri()),
+        ("AWS_ENDPOINT_URL_RDS", rds_mock.uri()),
+        ("AWS_ENDPOINT_URL_LAMBDA", lambda_mock.uri()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SAFESHIP_POLICY", w.policy.clone()),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", table),
+        ("SAFESHIP_EVENT_BUS", w.inbox.bus.clone()),
+        ("SAFESHIP_SNAPSHOT_MARGIN_MS", "2000".into()),
+        ("SAFESHIP_SNAPSHOT_POLL_MS", "100".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let runtime = LocalRuntime::start().await;
+    let _process = runtime.spawn_function(
+        &function_binary("predeploy-snapshot"),
+        "predeploy-snapshot",
+        &env,
+    );
+    runtime
+        .ready(std::time::Duration::from_secs(20))
+        .await
+        .expect("predeploy-snapshot started");
+    let deadline = std::time::Duration::from_secs(6);
+    let started = std::time::Instant::now();
+    let answer = runtime
+        .invoke(
+            json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook}),
+            deadline,
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(took < deadline, "answered after {took:?}");
+    let Answer::Response(body) = answer else {
+        panic!("no answer: {answer:?}")
+    };
+    assert_eq!(body["hook-status"], "Failed", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "continuing the wait for snapshot {id}: lambda:Invoke"
+        )),
+        "{detail}"
+    );
+    w.codedeploy_mock.verify().await;
+    let events = w.inbox.events().await;
+    assert!(
+        events.iter().any(|e| matches!(&e.outcome,
+            Outcome::SnapshotFailed { error, .. } if error.contains("lambda:Invoke"))),
+        "{events:?}"
+    );
+}
+
+/// The real binary killed mid-hook (after its snapshot was made, while its report was on the
+/// wire, as Lambda's timeout kills it), then the hook delivered again to a fresh process: the
+/// retry takes over the dead invocation's claim, finds the snapshot the dead attempt created
+/// and reports; there is still one snapshot.
+#[tokio::test]
+async fn a_hook_killed_mid_way_is_resumed_by_the_next_delivery_without_a_second_snapshot() {
+    let w = world("instance", ROOMY_QUOTA).await;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    let report = |delay: u64| {
+        Mock::given(header(
+            "x-amz-target",
+            "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
+        ))
+        .and(body_json(json!({"deploymentId": deployment, "lifecycleEventHookExecutionId": hook, "status": "Succeeded"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({}))
+                .set_delay(std::time::Duration::from_secs(delay)),
+        )
+    };
+    // The first report hangs: the process is killed while it waits.
+    report(60).up_to_n_times(1).mount(&w.codedeploy_mock).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_ENDPOINT_URL_CODEDEPLOY", w.split.uri()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SAFESHIP_POLICY", w.policy.clone()),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", table),
+        ("SAFESHIP_EVENT_BUS", w.inbox.bus.clone()),
+        ("SAFESHIP_SNAPSHOT_MARGIN_MS", "2000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+
+    let first = LocalRuntime::start().await;
+    let mut dying = first.spawn_function(
+        &function_binary("predeploy-snapshot"),
+        "predeploy-snapshot",
+        &env,
+    );
+    first
+        .ready(std::time::Duration::from_secs(20))
+        .await
+        .expect("predeploy-snapshot started");
+    let first_deadline = std::time::Duration::from_secs(4);
+    let first_started = std::time::Instant::now();
+    let pending = {
+        let event = event.clone();
+        tokio::spawn(async move { first.invoke(event, first_deadline).await })
+    };
+    // Killed once its report is on the wire: the snapshot exists, nothing was recorded.
+    let reported = async {
+        loop {
+            let requests = w.codedeploy_mock.received_requests().await.unwrap();
+            if !requests.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reported)
+        .await
+        .expect("the first attempt reports");
+    dying.start_kill().unwrap();
+    dying.wait().await.unwrap();
+    pending.abort();
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    // The dead invocation's claim ends with its deadline; Lambda's retry comes after that.
+    tokio::time::sleep(
+        first_deadline.saturating_sub(first_started.elapsed())
+            + std::time::Duration::from_millis(300),
+    )
+    .await;
+
+    report(0).expect(1).mount(&w.codedeploy_mock).await;
+    let second = LocalRuntime::start().await;
+    let _process = second.spawn_function(
+        &function_binary("predeploy-snapshot"),
+        "predeploy-snapshot",
+        &env,
+    );
+    second
+        .ready(std::time::Duration::from_secs(20))
+        .await
+        .expect("predeploy-snapshot started again");
+    let answer = second
+        .invoke(event, std::time::Duration::from_secs(20))
+        .await;
+    let Answer::Response(body) = answer else {
+        panic!("the retry did not finish the hook: {answer:?}")
+    };
+    assert_eq!(body["hook-status"], "Succeeded", "{body}");
+    assert_eq!(body["snapshot-id"], id.as_str());
+    assert_eq!(
+        body["duplicate"], false,
+        "the retry did the work, it did not answer a record"
+    );
+    assert_eq!(
+        instance_snapshot_ids(&w).await,
+        [id.as_str()],
+        "one snapshot: the retry found the dead attempt's"
+    );
+    let kinds: Vec<String> = w
+        .inbox
+        .events()
+        .await
+        .iter()
+        .map(|e| e.outcome.kind().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"snapshot-available".to_owned()),
+        "{kinds:?}"
+    );
 }

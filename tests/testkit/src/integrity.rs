@@ -205,3 +205,54 @@ pub fn local_integrity(policy: &str, schema: &str, secret_arn: &str) -> String {
         .replace("[public]", &format!("[{schema}]"))
         .replace("public.", &format!("{schema}."))
 }
+
+/// A policy checking several databases, each `(name, integrity)` with its `integrity` section
+/// (YAML lines indented under `integrity:`); none is tied to a deployment group.
+pub fn policy_of(databases: &[(&str, &str)]) -> String {
+    let mut doc = String::from("version: 1\ndatabases:\n");
+    for (name, integrity) in databases {
+        doc.push_str(&format!(
+            "  {name}:\n    kind: instance\n    identifier: {name}\n    environment: prod\n    integrity:\n{integrity}"
+        ));
+    }
+    doc
+}
+
+/// A server that accepts TCP connections and never answers (a database stuck in recovery, a
+/// half-open proxy): every connection is held open, silently, until the returned task is
+/// dropped or aborted. Answers its port.
+pub async fn silent_server() -> (u16, SilentServer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a silent server");
+    let port = listener.local_addr().expect("its address").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (port, SilentServer { task, accepted })
+}
+
+/// See [`silent_server`]; stops accepting when dropped.
+pub struct SilentServer {
+    task: tokio::task::JoinHandle<()>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentServer {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
