@@ -1,63 +1,20 @@
-//! CloudWatch metrics in the Embedded Metric Format: one JSON document per line on stdout, which
-//! CloudWatch Logs turns into metrics without a `PutMetricData` call on the run's critical path.
+//! The integrity run's CloudWatch metrics, as EMF documents (`safeship::metrics`): one JSON
+//! document per line on stdout, without a `PutMetricData` call on the run's critical path.
 
-use std::sync::{Arc, Mutex};
+use serde_json::{json, Value};
 
-use serde_json::{json, Map, Value};
+pub use safeship::metrics::MetricsSink;
 
 use crate::report::Report;
 
 pub const NAMESPACE: &str = "Safeship/Integrity";
-
-/// Where the documents go: stdout in Lambda, memory in tests.
-#[derive(Debug, Clone, Default)]
-pub enum MetricsSink {
-    #[default]
-    Stdout,
-    Memory(Arc<Mutex<Vec<String>>>),
-}
-
-impl MetricsSink {
-    pub fn emit(&self, lines: &[String]) {
-        match self {
-            MetricsSink::Stdout => {
-                use std::io::Write;
-                // One lock for all lines: no log line lands inside a document.
-                let mut out = std::io::stdout().lock();
-                for line in lines {
-                    let _ = writeln!(out, "{line}");
-                }
-                let _ = out.flush();
-            }
-            MetricsSink::Memory(seen) => seen.lock().unwrap().extend(lines.iter().cloned()),
-        }
-    }
-}
 
 fn document(
     timestamp_ms: i64,
     dimensions: &[(&str, &str)],
     metrics: &[(&str, &str, Value)],
 ) -> String {
-    let mut root = Map::new();
-    root.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
-                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    for (k, v) in dimensions {
-        root.insert((*k).into(), json!(v));
-    }
-    for (name, _, value) in metrics {
-        root.insert((*name).into(), value.clone());
-    }
-    Value::Object(root).to_string()
+    safeship::metrics::document(NAMESPACE, timestamp_ms, dimensions, metrics)
 }
 
 /// The run's metrics: per table `RowCount`, per table and column `NullCount`, per query
