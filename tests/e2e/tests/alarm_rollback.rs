@@ -1690,3 +1690,53 @@ async fn a_codedeploy_that_never_answers_still_gets_an_answer_before_the_deadlin
         "{error_message}"
     );
 }
+
+#[tokio::test]
+async fn an_appconfig_that_never_answers_still_gets_an_answer_before_the_deadline_and_the_code_is_stopped(
+) {
+    use std::time::{Duration, Instant};
+    let w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let env = binary_env(&w, &table, &inbox.bus);
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    // AppConfig's StartDeployment never answers within the invocation.
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/applications/{}/environments/prod-env/deployments",
+            w.flags.application
+        )))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(300)))
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    let runtime = LocalRuntime::start().await;
+    let _process = started(&runtime, &env).await;
+    let deadline = Duration::from_secs(6);
+    let invoked = Instant::now();
+    let answer = runtime
+        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
+        .await;
+    assert!(
+        invoked.elapsed() < deadline,
+        "answered after its deadline: {:?}",
+        invoked.elapsed()
+    );
+    let Answer::Error {
+        error_type,
+        error_message,
+    } = &answer
+    else {
+        panic!("a rollback whose flags never went off succeeded: {answer:?}")
+    };
+    assert_eq!(error_type, "safeship.alarm-rollback.ActionsFailed");
+    assert!(
+        error_message.contains("flags off")
+            && error_message.contains("did not finish before the invocation's deadline"),
+        "{error_message}"
+    );
+    // The code side did not wait on AppConfig: the stop went out (wiremock counts it on drop).
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 1);
+}
