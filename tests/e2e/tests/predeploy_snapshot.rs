@@ -1502,3 +1502,39 @@ async fn a_hook_killed_mid_way_is_resumed_by_the_next_delivery_without_a_second_
         "{kinds:?}"
     );
 }
+
+#[tokio::test]
+async fn under_dry_run_a_hook_takes_no_snapshot_and_reports_succeeded_saying_so() {
+    // A dry run must not hold deployments: the hook reports, with nothing created.
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    w.deps.common.config.dry_run = true;
+    let deployment = w.deployment().await;
+    let hook_id = unique("hook");
+    w.expect_report(&deployment, &hook_id, "Succeeded", 1).await;
+    let before = instance_snapshot_ids(&w).await.len();
+    let answer = w
+        .invoke(
+            json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook_id}),
+            context_with(20_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, SnapshotStatus::DryRun, "{answer:?}");
+    assert_eq!(
+        answer.hook_status,
+        Some(HookStatus::Succeeded),
+        "{answer:?}"
+    );
+    assert!(
+        answer
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("dry run") && d.contains("nothing was created or deleted")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        instance_snapshot_ids(&w).await.len(),
+        before,
+        "nothing created"
+    );
+}
