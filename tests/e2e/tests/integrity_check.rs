@@ -842,3 +842,215 @@ async fn the_binary_answers_before_its_deadline_when_a_database_never_answers() 
         "{output}"
     );
 }
+
+/// The environment of the real integrity-check binary for `policy`, against moto.
+fn binary_env(
+    policy: String,
+    idempotency: String,
+    history: String,
+    bus: String,
+    margin_ms: u64,
+) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SAFESHIP_POLICY", policy),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", idempotency),
+        ("SAFESHIP_INTEGRITY_TABLE", history),
+        ("SAFESHIP_EVENT_BUS", bus),
+        ("SAFESHIP_INTEGRITY_MARGIN_MS", margin_ms.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Waits until one of the integrity check's counts is blocked on a lock; `false` after `timeout`.
+async fn a_count_waits_on_a_lock(admin: &tokio_postgres::Client, timeout: Duration) -> bool {
+    let until = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < until {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'safeship-integrity-check' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The real binary is killed while its count waits on a migration's lock. A delivery made while
+/// it still holds the run is refused as in progress elsewhere (an error, so it is retried); the
+/// delivery after the dead invocation's deadline, on a fresh process, runs the whole check once:
+/// one run item in the history, each guard event once, and a further delivery is a duplicate.
+#[tokio::test]
+async fn a_retry_after_a_crash_of_the_binary_mid_run_finishes_the_run_exactly_once() {
+    let pg = postgres();
+    let schema = fresh_schema();
+    let doc = policy(&format!(
+        "      connection:\n{}\n      schemas: [@s]\n      concurrency: 1\n      tables:\n        @s.orders: {{not-null: [customer_id]}}\n",
+        secret_connection(&pg.user).await
+    ))
+    .replace("@s", &schema);
+    let admin_client = admin().await;
+    admin_client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.orders (id int, customer_id int);
+             INSERT INTO {schema}.orders SELECT g, CASE WHEN g > 3 THEN g END FROM generate_series(1, 50) g;
+             CREATE TABLE {schema}.notes AS SELECT 1 AS x;"
+        ))
+        .await
+        .unwrap();
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let idempotency = unique("idem");
+    create_idempotency_table(&ddb, &idempotency).await;
+    let history = create_history_table(&ddb).await;
+    let inbox = GuardInbox::create(&sdk).await;
+    let env = binary_env(doc, idempotency, history.clone(), inbox.bus.clone(), 1_000);
+    let binary = function_binary("integrity-check");
+    let runtime = std::sync::Arc::new(LocalRuntime::start().await);
+    let mut event = sample_event("scheduled-event.json");
+    event["id"] = json!(unique("schedule"));
+
+    // A migration holds an exclusive lock on the orders table: the first run's count waits.
+    let migration = admin().await;
+    migration
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {schema}.orders IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .unwrap();
+    let mut first = runtime.spawn_function(&binary, "integrity-check", &env);
+    runtime
+        .ready(Duration::from_secs(20))
+        .await
+        .expect("the first integrity-check process started");
+    let first_deadline = Duration::from_secs(8);
+    let delivered = std::time::Instant::now();
+    let first_answer = tokio::spawn({
+        let runtime = runtime.clone();
+        let event = event.clone();
+        async move { runtime.invoke(event, first_deadline).await }
+    });
+    assert!(
+        a_count_waits_on_a_lock(&admin_client, Duration::from_secs(6)).await,
+        "the first run's count waits on the migration's lock"
+    );
+
+    // A second process, and the same event delivered again while the first still holds the run.
+    let spawned = std::time::Instant::now();
+    let mut second = runtime.spawn_function(&binary, "integrity-check", &env);
+    assert!(
+        runtime
+            .polled_since(spawned, 1, Duration::from_secs(20))
+            .await,
+        "the second integrity-check process started"
+    );
+    let meanwhile = runtime.invoke(event.clone(), Duration::from_secs(8)).await;
+    assert!(
+        delivered.elapsed() < first_deadline - Duration::from_secs(1),
+        "the first invocation was still within its run when the second delivery answered ({:?})",
+        delivered.elapsed()
+    );
+    let Answer::Error { error_type, .. } = &meanwhile else {
+        panic!("a delivery while the run is held elsewhere is an error: {meanwhile:?}")
+    };
+    assert_eq!(
+        error_type, "safeship.integrity-check.InProgressElsewhere",
+        "{meanwhile:?}"
+    );
+
+    // The first process dies mid-count; then the migration ends.
+    first.kill().await.unwrap();
+    migration.batch_execute("ROLLBACK").await.unwrap();
+
+    // Lambda's retry, after the dead invocation's deadline, on the live process.
+    let retry_at = delivered + first_deadline + Duration::from_secs(1);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(retry_at)).await;
+    let retry = runtime.invoke(event.clone(), Duration::from_secs(30)).await;
+    let Answer::Response(body) = &retry else {
+        panic!("the retry finishes the run: {retry:?}")
+    };
+    let run = &body["runs"][0];
+    assert_eq!(run["database"], "checkout-db", "{body}");
+    assert!(run.get("duplicate").is_none(), "{body}");
+    assert_eq!(run["status"], "anomalies", "{body}");
+    assert_eq!(run["run-at"], "2026-11-20T03:00:00Z", "{body}");
+    let counted: Vec<(&str, i64)> = run["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap(), t["rows"].as_i64().unwrap()))
+        .collect();
+    let orders = format!("{schema}.orders");
+    let notes = format!("{schema}.notes");
+    assert_eq!(
+        counted,
+        [(notes.as_str(), 1), (orders.as_str(), 50)],
+        "{body}"
+    );
+    assert_eq!(run["findings"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        first_answer.await.unwrap(),
+        Answer::Error {
+            error_type: "Timeout".into(),
+            error_message: format!("no answer within {first_deadline:?}"),
+        },
+        "the killed process never answered"
+    );
+
+    // Exactly one run item for that run time in the history.
+    let items = ddb
+        .query()
+        .table_name(&history)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("checkout-db#run".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let run_times: Vec<&str> = items
+        .iter()
+        .map(|i| i["sk"].as_s().unwrap().as_str())
+        .collect();
+    assert_eq!(run_times, ["2026-11-20T03:00:00.000Z"]);
+
+    // Each of the run's guard events once.
+    let events = inbox.events().await;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!(
+            "integrity:checkout-db:2026-11-20T03:00:00Z:{orders}:0"
+        )],
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[0].outcome, Outcome::IntegrityAnomaly { column: Some(c), .. } if c == "customer_id"),
+        "{events:?}"
+    );
+
+    // A further delivery is a duplicate and publishes nothing.
+    let again = runtime.invoke(event, Duration::from_secs(30)).await;
+    let Answer::Response(again) = &again else {
+        panic!("a further delivery answers: {again:?}")
+    };
+    assert_eq!(again["runs"][0]["duplicate"], true, "{again}");
+    assert!(inbox.events().await.is_empty());
+    second.kill().await.unwrap();
+}
