@@ -362,7 +362,6 @@ impl IdempotencyStore {
         work: W,
     ) -> Result<Option<W::Output>> {
         let every = (self.lease / 3).max(Duration::from_millis(10));
-        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let cut_off = INVOCATION_DEADLINE.try_with(|deadline| {
             tokio::time::Instant::now()
                 + deadline
@@ -370,31 +369,39 @@ impl IdempotencyStore {
                     .unwrap_or_default()
                     .saturating_sub(STORE_SLACK * 2)
         });
-        let mut cut_off = std::pin::pin!(async move {
+        let cut_off = async move {
             match cut_off {
                 Ok(at) => tokio::time::sleep_until(at).await,
                 Err(_) => std::future::pending().await,
             }
-        });
-        let mut work = std::pin::pin!(work);
-        loop {
-            tokio::select! {
-                done = &mut work => return Ok(Some(done)),
-                () = &mut cut_off => {
-                    tracing::error!(key = %self.item_key(key), "once-only work still running at the invocation's deadline: stopped");
-                    return Ok(None);
-                }
-                _ = renewals.tick() => {
-                    match tokio::time::timeout(every, self.renew(key, owner)).await {
-                        Ok(Ok(true)) => {}
-                        Ok(Ok(false)) => {
-                            tracing::error!(key = %self.item_key(key), "the claim was taken over: stopping this invocation's work");
-                            return Err(Error::ClaimLost { resource: self.resource(key) });
-                        }
-                        Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the claim; trying again"),
-                        Err(_) => tracing::warn!(key = %self.item_key(key), "renewing the claim timed out; trying again"),
+        };
+        // The renewals are a future of their own, raced with the work and the cut-off: a slow
+        // renewal never holds the work up, nor keeps the cut-off from firing.
+        let lost = async {
+            let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                renewals.tick().await;
+                match tokio::time::timeout(every, self.renew(key, owner)).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => return,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "could not renew the claim; trying again");
+                    }
+                    Err(_) => {
+                        tracing::warn!(key = %self.item_key(key), "renewing the claim timed out; trying again");
                     }
                 }
+            }
+        };
+        tokio::select! {
+            done = work => Ok(Some(done)),
+            () = cut_off => {
+                tracing::error!(key = %self.item_key(key), "once-only work still running at the invocation's deadline: stopped");
+                Ok(None)
+            }
+            () = lost => {
+                tracing::error!(key = %self.item_key(key), "the claim was taken over: stopping this invocation's work");
+                Err(Error::ClaimLost { resource: self.resource(key) })
             }
         }
     }

@@ -62,7 +62,7 @@ impl GuardPublisher {
 
     async fn put(&self, event: &GuardEvent) -> Result<()> {
         let mut detail = serde_json::to_value(event).expect("guard events always serialise");
-        redact_strings(&mut detail);
+        scrub_text(&mut detail);
         let detail = detail.to_string();
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
@@ -102,7 +102,30 @@ impl GuardPublisher {
     }
 }
 
-/// Redacts every string in `value` (keys are the format's own names, never secret).
+/// The top-level fields that name things (the notifier claims each event by its `id`): never
+/// scrubbed, since a name like `…:refresh_token:0` would otherwise lose its identity. Free text
+/// (reasons, details, checks) is all under `outcome`.
+const NAMES: [&str; 6] = [
+    "id",
+    "time",
+    "guard",
+    "application",
+    "deployment-group",
+    "deployment-id",
+];
+
+/// Scrubs every string of a guard event but its [`NAMES`].
+fn scrub_text(event: &mut Value) {
+    match event {
+        Value::Object(fields) => fields
+            .iter_mut()
+            .filter(|(name, _)| !NAMES.contains(&name.as_str()))
+            .for_each(|(_, value)| redact_strings(value)),
+        other => redact_strings(other),
+    }
+}
+
+/// Scrubs every string in `value` (keys are the format's own names, never secret).
 fn redact_strings(value: &mut Value) {
     match value {
         Value::String(s) => *s = scrub(s),
@@ -115,6 +138,21 @@ fn redact_strings(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_keep_their_identity() {
+        let mut v = json!({
+            "id": "integrity:db:2026-11-20T03:00:00Z:public.refresh_token:0",
+            "outcome": {"kind": "integrity-anomaly", "detail": "token: abc123"},
+        });
+        scrub_text(&mut v);
+        assert_eq!(
+            v["id"],
+            "integrity:db:2026-11-20T03:00:00Z:public.refresh_token:0"
+        );
+        assert_eq!(v["outcome"]["kind"], "integrity-anomaly");
+        assert!(!v.to_string().contains("abc123"), "{v}");
+    }
 
     #[test]
     fn every_string_is_redacted_and_the_rest_kept() {

@@ -316,3 +316,50 @@ async fn work_still_running_at_the_deadline_is_stopped_and_its_claim_released() 
         Once::Ran(())
     );
 }
+
+#[tokio::test]
+async fn a_renewal_that_hangs_neither_holds_the_work_up_nor_delays_the_cut_off() {
+    use wiremock::matchers::header;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // DynamoDB as wiremock: the claim and the release answer, every renewal hangs.
+    let ddb = MockServer::start().await;
+    let answer = |body: &str| {
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "application/x-amz-json-1.0")
+            .set_body_string(body.to_owned())
+    };
+    for op in ["PutItem", "DeleteItem"] {
+        Mock::given(header(
+            "x-amz-target",
+            format!("DynamoDB_20120810.{op}").as_str(),
+        ))
+        .respond_with(answer("{}"))
+        .mount(&ddb)
+        .await;
+    }
+    Mock::given(header("x-amz-target", "DynamoDB_20120810.UpdateItem"))
+        .respond_with(answer("{}").set_delay(Duration::from_secs(60)))
+        .mount(&ddb)
+        .await;
+    let sdk = sdk_config(&ddb.uri()).await;
+    // Renewals every second; the invocation ends 1.6 s from now, its work is cut off at 1.1 s.
+    let store = IdempotencyStore::new(aws_sdk_dynamodb::Client::new(&sdk), "t", "test")
+        .with_lease(Duration::from_secs(3));
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u64 + 1_600;
+    let started = std::time::Instant::now();
+    let outcome: Result<Once<()>, safeship::Error> = within_invocation(
+        deadline_ms,
+        store.once("k", || async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(())
+        }),
+    )
+    .await;
+    assert_eq!(outcome.unwrap_err().kind(), "Unfinished");
+    // Before, the renewal at 1 s ran in the loop's body and held the cut-off until it gave up.
+    assert!(
+        started.elapsed() < Duration::from_millis(1_600),
+        "answered after the deadline: {:?}",
+        started.elapsed()
+    );
+}
