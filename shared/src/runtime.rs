@@ -282,8 +282,18 @@ async fn answer_degraded(
     }
 }
 
-/// The hook the payload names, if it is a CodeDeploy lifecycle hook event.
+/// The hook the payload names: a CodeDeploy lifecycle hook event, or a hook function's own
+/// continuation of one (`{"safeship-continuation": {"deployment-id",
+/// "lifecycle-event-hook-execution-id", …}}`, ARCHITECTURE's wire contracts), whose hook is as
+/// silent as the first if a failed cold start drops it.
 fn lifecycle_hook(payload: &Value) -> Option<crate::event::LifecycleHook> {
+    if let Some(state) = payload.get("safeship-continuation") {
+        let field = |name: &str| state.get(name).and_then(Value::as_str).map(str::to_owned);
+        return Some(crate::event::LifecycleHook {
+            deployment_id: field("deployment-id")?,
+            lifecycle_event_hook_execution_id: field("lifecycle-event-hook-execution-id")?,
+        });
+    }
     match normalise(payload).ok()?.event {
         Inbound::LifecycleHook(hook) => Some(hook),
         _ => None,
@@ -451,6 +461,17 @@ mod tests {
         .unwrap();
         assert_eq!(hook.delivery, Delivery::Direct);
         assert_eq!(hook.event.deployment_id, "d-1");
+    }
+
+    #[test]
+    fn a_continuation_names_the_hook_it_continues() {
+        let hook = lifecycle_hook(&serde_json::json!({"safeship-continuation": {
+            "deployment-id": "d-1", "lifecycle-event-hook-execution-id": "h-1",
+            "database": "db", "attempt": 2}}))
+        .expect("a continuation's hook");
+        assert_eq!(hook.deployment_id, "d-1");
+        assert_eq!(hook.lifecycle_event_hook_execution_id, "h-1");
+        assert!(lifecycle_hook(&serde_json::json!({"safeship-continuation": {}})).is_none());
     }
 
     #[test]

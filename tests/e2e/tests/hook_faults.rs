@@ -558,3 +558,30 @@ async fn a_hook_whose_tls_roots_setting_is_invalid_still_reports_failed_with_the
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_snapshot_continuation_that_meets_a_failed_cold_start_still_reports_failed() {
+    // The wait for a snapshot goes on in a continuation; if that invocation's cold start fails,
+    // the hook it continues must not go silent either.
+    let w = World::new().await;
+    let mut env = w.env(&w.policy(UNCHECKED), &[]).await;
+    env.retain(|(k, _)| k != "SAFESHIP_IDEMPOTENCY_TABLE");
+    w.expect_report("Failed", 1).await;
+    let runtime = LocalRuntime::start().await;
+    let _process = start(&runtime, "predeploy-snapshot", &env).await;
+    let continuation = serde_json::json!({"safeship-continuation": {
+        "deployment-id": w.deployment_id, "lifecycle-event-hook-execution-id": w.hook_execution_id,
+        "application": "checkout", "deployment-group": "checkout-prod", "database": "checkout-db",
+        "snapshot-id": "safeship-checkout-db-d-1", "started-at": "2026-11-20T10:00:00Z", "attempt": 1
+    }});
+    let answer = runtime.invoke(continuation, Duration::from_secs(10)).await;
+    let Answer::Error { error_message, .. } = answer else {
+        panic!("a failed cold start must answer an error: {answer:?}")
+    };
+    assert!(
+        error_message.contains("SAFESHIP_IDEMPOTENCY_TABLE")
+            && error_message.contains("reported Failed to CodeDeploy"),
+        "{error_message}"
+    );
+    assert_eq!(w.reports().await, [w.report_body("Failed")]);
+}
