@@ -7,7 +7,7 @@ use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
 use safeship::event::{AlarmStateChange, Inbound};
 use safeship::guard::ActionResult;
-use safeship::runtime::{accept, Common, Failure};
+use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -101,8 +101,27 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<RollbackR
         _ => None,
     })?
     .event;
-    handle_alarm(deps, &alarm).await
+    // A backstop for what no step bounds (the decision's reads, a dry run's reads): the answer
+    // goes out before the deadline. Steps themselves stop earlier, releasing their claims.
+    let deadline = invocation_deadline(event.context.deadline, ANSWER_MARGIN);
+    tokio::time::timeout_at(deadline, handle_alarm(deps, &alarm))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Safeship(safeship::Error::Unfinished {
+                resource: format!("alarm {} ({})", alarm.alarm_name, alarm.transition_key()),
+            }))
+        })
 }
+
+/// One group's share of a transition: held back (and whether that was told), or what was done —
+/// whether anything ran now, the steps, and each guard event's id with how telling it went.
+enum GroupRun {
+    HeldBack(Result<bool, Error>),
+    Done(bool, Vec<steps::Step>, Vec<(String, Result<bool, Error>)>),
+}
+
+/// What the handler keeps of the invocation's time to answer.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One alarm transition: decide, then carry out each group's rollback and flag switch once.
 pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<RollbackReport, Error> {
@@ -129,27 +148,49 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
     let mut failed = Vec::new();
     let mut held = Vec::new();
     let mut unannounced = Vec::new();
-    for group in policy.groups_for_alarm(&alarm.alarm_name, &tags) {
-        let name = group_name(&group);
-        if !groups.contains(&name) {
-            continue;
+    // Groups are rolled back side by side: one slow group never spends another's time.
+    let mapped: Vec<_> = policy
+        .groups_for_alarm(&alarm.alarm_name, &tags)
+        .filter(|group| groups.contains(&group_name(group)))
+        .collect();
+    let runs = futures_util::future::join_all(mapped.iter().map(|group| {
+        let transition = &transition;
+        async move {
+            let name = group_name(group);
+            let settings = group
+                .policy
+                .rollback
+                .as_ref()
+                .expect("mapped groups have a rollback section");
+            let dry_run = deps.common.config.dry_run || settings.dry_run;
+            if let Some(reason) = held_back {
+                // Muted or suppressed: nothing is done, and people hear why.
+                let events =
+                    events::GroupEvents::new(alarm, transition, &name, group, None, dry_run);
+                let told = events::announce(deps, events.nothing(reason), dry_run).await;
+                return (dry_run, GroupRun::HeldBack(told));
+            }
+            let done = rollback::roll_back_group(deps, alarm, transition, group, dry_run).await;
+            let mut told = Vec::new();
+            for announcement in done.events {
+                let id = announcement.event.id.clone();
+                told.push((id, events::announce(deps, announcement, dry_run).await));
+            }
+            (dry_run, GroupRun::Done(done.ran, done.steps, told))
         }
-        let settings = group
-            .policy
-            .rollback
-            .as_ref()
-            .expect("mapped groups have a rollback section");
-        let dry_run = deps.common.config.dry_run || settings.dry_run;
+    }))
+    .await;
+    for (dry_run, run) in runs {
         report.dry_run |= dry_run;
-        if let Some(reason) = held_back {
-            // Muted or suppressed: nothing is done, and people hear why.
-            let events = events::GroupEvents::new(alarm, &transition, &name, &group, None, dry_run);
-            events::announce(deps, events.nothing(reason), dry_run).await?;
-            continue;
-        }
-        let done = rollback::roll_back_group(deps, alarm, &transition, &group, dry_run).await;
-        ran_any |= done.ran;
-        for step in done.steps {
+        let (ran, done_steps, told) = match run {
+            GroupRun::HeldBack(told) => {
+                told?;
+                continue;
+            }
+            GroupRun::Done(ran, steps, told) => (ran, steps, told),
+        };
+        ran_any |= ran;
+        for step in done_steps {
             steps += 1;
             if step.held_elsewhere {
                 held.push(step.result.action.clone());
@@ -162,9 +203,8 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
             }
             report.actions.push(step.result);
         }
-        for announcement in done.events {
-            let id = announcement.event.id.clone();
-            match events::announce(deps, announcement, dry_run).await {
+        for (id, result) in told {
+            match result {
                 Ok(now) => ran_any |= now,
                 Err(e) => unannounced.push(format!("{id}: {e}")),
             }

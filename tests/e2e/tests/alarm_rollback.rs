@@ -1740,3 +1740,46 @@ async fn an_appconfig_that_never_answers_still_gets_an_answer_before_the_deadlin
     // The code side did not wait on AppConfig: the stop went out (wiremock counts it on drop).
     assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 1);
 }
+
+#[tokio::test]
+async fn a_dry_run_whose_appconfig_never_answers_still_answers_before_the_deadline() {
+    // A dry run's reads run outside any once-only step: the handler's own bound answers.
+    use std::time::{Duration, Instant};
+    let w = world(DEFAULT).await;
+    let inbox = GuardInbox::create(&w.sdk).await;
+    let table = unique("idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&w.sdk), &table).await;
+    let mut env = binary_env(&w, &table, &inbox.bus);
+    env.push(("SAFESHIP_DRY_RUN".into(), "true".into()));
+    w.in_flight_deployment().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+            w.flags.application, w.flags.profile
+        )))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(300)))
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    let runtime = LocalRuntime::start().await;
+    let _process = started(&runtime, &env).await;
+    let deadline = Duration::from_secs(5);
+    let invoked = Instant::now();
+    let answer = runtime
+        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
+        .await;
+    assert!(
+        invoked.elapsed() < deadline,
+        "answered after its deadline: {:?}",
+        invoked.elapsed()
+    );
+    let Answer::Error { error_type, .. } = &answer else {
+        panic!("a dry run that could not read the flags succeeded: {answer:?}")
+    };
+    assert_eq!(
+        error_type, "safeship.alarm-rollback.Unfinished",
+        "{answer:?}"
+    );
+    // Nothing was stopped under the dry run.
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 0);
+}
