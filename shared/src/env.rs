@@ -59,6 +59,28 @@ impl Env {
         }
     }
 
+    /// A time in milliseconds within `range` (`default_ms` when unset); outside it, an error
+    /// naming the variable, the range and the value.
+    pub fn millis_in(
+        &self,
+        name: &str,
+        default_ms: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<std::time::Duration> {
+        let ms: u64 = self.parse_or(name, default_ms)?;
+        if !range.contains(&ms) {
+            return Err(Error::config(
+                name,
+                format!(
+                    "must be {}..={} milliseconds, found {ms}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, any case), or `default` when unset.
     pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
         match self.optional(name).map(str::to_ascii_lowercase).as_deref() {
@@ -70,5 +92,29 @@ impl Env {
                 format!("expected true or false, got {other:?}"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_name_their_range() {
+        let env = Env::from_pairs([("M", "5")]);
+        let err = env
+            .millis_in("M", 10, 1_000..=60_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("M: must be 1000..=60000 milliseconds, found 5"),
+            "{err}"
+        );
+        assert_eq!(
+            env.millis_in("N", 2_000, 1_000..=60_000)
+                .unwrap()
+                .as_millis(),
+            2_000
+        );
     }
 }

@@ -336,6 +336,11 @@ pub fn accept<T>(
 
 pub use crate::model::LONGEST_RUN;
 
+/// The range of every function's margin variable (`SAFESHIP_*_MARGIN_MS`), in milliseconds: at
+/// least a second, well above the half second before the deadline at which the idempotency
+/// store stops once-only work, so a function's own end always comes first.
+pub const MARGIN_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=60_000;
+
 /// The instant by which an invocation's own work must be done: its deadline less `margin`, the
 /// time kept back to report or hand over. A deadline of 0 means none was given (a direct call
 /// from a terminal or a test): the invocation then has Lambda's longest run, 15 minutes. A

@@ -82,17 +82,14 @@ pub struct Deps {
 /// The default of `SAFESHIP_NOTIFY_MARGIN_MS`.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(3);
 
-/// `SAFESHIP_NOTIFY_MARGIN_MS`: 100..=60000 milliseconds.
+/// `SAFESHIP_NOTIFY_MARGIN_MS`, in [`safeship::runtime::MARGIN_RANGE_MS`].
 pub fn margin_from_env(env: &Env) -> Result<Duration, safeship::Error> {
     let default = u64::try_from(DEFAULT_MARGIN.as_millis()).unwrap_or(3_000);
-    let ms: u64 = env.parse_or("SAFESHIP_NOTIFY_MARGIN_MS", default)?;
-    if !(100..=60_000).contains(&ms) {
-        return Err(safeship::Error::config(
-            "SAFESHIP_NOTIFY_MARGIN_MS",
-            format!("must be 100..=60000 milliseconds, found {ms}"),
-        ));
-    }
-    Ok(Duration::from_millis(ms))
+    env.millis_in(
+        "SAFESHIP_NOTIFY_MARGIN_MS",
+        default,
+        safeship::runtime::MARGIN_RANGE_MS,
+    )
 }
 
 impl Deps {

@@ -108,7 +108,11 @@ impl IntegrityConfig {
         Ok(IntegrityConfig {
             table: env.required("SAFESHIP_INTEGRITY_TABLE")?.to_owned(),
             ca_file: env.optional("SAFESHIP_DB_CA_FILE").map(PathBuf::from),
-            margin: Duration::from_millis(env.parse_or("SAFESHIP_INTEGRITY_MARGIN_MS", 10_000u64)?),
+            margin: env.millis_in(
+                "SAFESHIP_INTEGRITY_MARGIN_MS",
+                10_000,
+                safeship::runtime::MARGIN_RANGE_MS,
+            )?,
             history_days,
         })
     }

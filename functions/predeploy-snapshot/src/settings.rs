@@ -38,9 +38,14 @@ impl SnapshotSettings {
             quota,
             cluster_quota: env.parse_or("SAFESHIP_RDS_CLUSTER_SNAPSHOT_QUOTA", quota)?,
             hook_budget: Duration::from_secs(budget_s),
-            margin: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_MARGIN_MS", 5_000)?),
+            margin: env.millis_in(
+                "SAFESHIP_SNAPSHOT_MARGIN_MS",
+                5_000,
+                safeship::runtime::MARGIN_RANGE_MS,
+            )?,
             function_name: env.optional("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
-            first_poll: Duration::from_millis(env.parse_or("SAFESHIP_SNAPSHOT_POLL_MS", 2_000)?),
+            // Not 0: the pause doubles from here, and 0 would poll RDS in a busy loop.
+            first_poll: env.millis_in("SAFESHIP_SNAPSHOT_POLL_MS", 2_000, 100..=60_000)?,
         })
     }
 }
@@ -72,5 +77,19 @@ mod tests {
             err.contains("SAFESHIP_SNAPSHOT_HOOK_BUDGET_SECONDS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_margin_below_the_stores_cut_off_and_a_zero_poll_are_refused() {
+        // With no margin, the store would stop the wait before the hook could report.
+        for (name, value) in [
+            ("SAFESHIP_SNAPSHOT_MARGIN_MS", "0"),
+            ("SAFESHIP_SNAPSHOT_POLL_MS", "0"),
+        ] {
+            let err = SnapshotSettings::from_env(&Env::from_pairs([(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name) && err.contains("found 0"), "{err}");
+        }
     }
 }

@@ -62,15 +62,12 @@ pub struct HookSettings {
 
 impl HookSettings {
     pub fn from_env(env: &Env) -> Result<Self, safeship::Error> {
-        let margin_ms: u64 = env.parse_or("SAFESHIP_HOOK_REPORT_MARGIN_MS", 5_000)?;
-        if !(100..=60_000).contains(&margin_ms) {
-            return Err(safeship::Error::config(
-                "SAFESHIP_HOOK_REPORT_MARGIN_MS",
-                format!("must be 100..=60000 milliseconds, found {margin_ms}"),
-            ));
-        }
         Ok(HookSettings {
-            report_margin: Duration::from_millis(margin_ms),
+            report_margin: env.millis_in(
+                "SAFESHIP_HOOK_REPORT_MARGIN_MS",
+                5_000,
+                safeship::runtime::MARGIN_RANGE_MS,
+            )?,
             lifecycle_event: env.optional("SAFESHIP_LIFECYCLE_EVENT").map(str::to_owned),
         })
     }
