@@ -17,7 +17,7 @@ pub struct IntegrityPolicy {
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Tables by `schema.table` (a bare name means `public`), with their column rules.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique::keys")]
     pub tables: BTreeMap<String, TableRules>,
     /// Counts that must be 0, e.g. orphaned foreign keys.
     #[serde(default)]
@@ -90,7 +90,7 @@ pub struct TableRules {
     #[serde(default)]
     pub not_null: Vec<String>,
     /// Columns whose share of NULLs must stay at or under a bound (0.0..=1.0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique::keys")]
     pub max_null_rate: BTreeMap<String, f64>,
     /// Always count exactly, whatever the size.
     #[serde(default)]

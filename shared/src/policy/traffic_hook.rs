@@ -34,7 +34,7 @@ pub struct HttpCheck {
     pub method: String,
     /// For ECS blue/green, the test listener's URL.
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique::keys")]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: Option<String>,
@@ -42,7 +42,7 @@ pub struct HttpCheck {
     pub expect_status: u16,
     /// JSON pointer → expected value. The string `{{target-version}}` stands for the
     /// deployment's target revision version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique::keys")]
     pub expect_json: BTreeMap<String, serde_json::Value>,
     /// How many requests to send (the latency budget applies to their p95).
     #[serde(default = "default_requests")]
@@ -65,7 +65,7 @@ pub struct LambdaCheck {
     pub qualifier: Option<String>,
     #[serde(default)]
     pub payload: serde_json::Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique::keys")]
     pub expect_json: BTreeMap<String, serde_json::Value>,
     #[serde(default = "default_check_timeout_ms")]
     pub timeout_ms: u64,
