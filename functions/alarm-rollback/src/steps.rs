@@ -6,7 +6,6 @@ use std::future::Future;
 use safeship::guard::ActionResult;
 use safeship::idempotency::Once;
 
-use safeship::runtime::Failure;
 
 use crate::{Deps, Error};
 
@@ -59,7 +58,10 @@ impl Step {
     /// The step failed (and is logged), or another live delivery of the transition holds it: a
     /// retry of the transition tries it again.
     pub(crate) fn failed(action: &str, error: &Error) -> Step {
-        let held_elsewhere = error.kind() == "InProgressElsewhere";
+        let held_elsewhere = matches!(
+            error,
+            Error::Safeship(safeship::Error::InProgressElsewhere { .. })
+        );
         if held_elsewhere {
             tracing::warn!(action, error = %error, "another live invocation holds this action");
         } else {

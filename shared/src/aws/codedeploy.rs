@@ -41,31 +41,13 @@ pub enum Reported {
     Before,
 }
 
-/// `PutLifecycleEventHookExecutionStatus`; throttling and 5xx are retried by the SDK's standard
-/// retry (see [`crate::aws`]), every attempt within the client's own timeouts. A hook execution
-/// CodeDeploy already counts as completed (an earlier delivery's status arrived) is not an error:
-/// that status stands ([`Reported::Before`]). See [`report_hook_status_within`] for a report with
-/// a time budget of its own.
-pub async fn report_hook_status(
-    client: &aws_sdk_codedeploy::Client,
-    deployment_id: &str,
-    hook_execution_id: &str,
-    succeeded: bool,
-) -> Result<Reported> {
-    report_hook_status_within(
-        client,
-        deployment_id,
-        hook_execution_id,
-        succeeded,
-        Duration::from_secs(30),
-    )
-    .await
-}
-
-/// As [`report_hook_status`], with `budget` the whole time the report may take: every attempt
-/// (the SDK's retries) and its timeout fit inside it (operation timeout `budget`, attempt
+/// `PutLifecycleEventHookExecutionStatus`, with `budget` the whole time the report may take
+/// (a hook's report has only its margin): every attempt (the SDK's standard retry on throttling
+/// and 5xx) and its timeout fit inside it (operation timeout `budget`, attempt
 /// timeout a third of it), and the whole call is cut off at `budget` besides. A report out of
-/// time is an error naming the operation and the deployment.
+/// time is an error naming the operation and the deployment. A hook execution CodeDeploy already
+/// counts as completed (an earlier delivery's status arrived) is not an error: that status
+/// stands ([`Reported::Before`]).
 pub async fn report_hook_status_within(
     client: &aws_sdk_codedeploy::Client,
     deployment_id: &str,
