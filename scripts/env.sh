@@ -64,6 +64,25 @@ ensure_venv() {
   fi
 }
 
+# --- a second venv for the template's linters ---------------------------------------------------
+# Apart from moto's: checkov pins boto3/botocore to versions older than moto's, and must not change
+# what the moto server runs on.
+ensure_lint_venv() {
+  LINT_VENV="$SAFESHIP_CACHE/lint-venv"
+  command -v python3 >/dev/null || apt_install python3 || die "python3 is needed: install Python 3"
+  if [ ! -x "$LINT_VENV/bin/python" ]; then
+    say "creating a Python venv for the template linters in $LINT_VENV"
+    python3 -m venv "$LINT_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$LINT_VENV"; } ||
+      die "cannot create a Python venv: install python3-venv"
+  fi
+  if ! "$LINT_VENV/bin/python" -c 'import cfnlint, samtranslator, checkov, parliament' 2>/dev/null; then
+    say "installing cfn-lint, aws-sam-translator, checkov and parliament into $LINT_VENV"
+    "$LINT_VENV/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint>=1.58,<2' \
+      'aws-sam-translator>=1.100,<2' 'checkov>=3.3,<4' 'parliament>=1.6,<2' ||
+      die "pip could not install the template linters"
+  fi
+}
+
 moto_answers() { curl -fsS -m 2 "$1/moto-api/" >/dev/null 2>&1; }
 
 # --- moto server --------------------------------------------------------------------------------
