@@ -6,7 +6,6 @@ use std::future::Future;
 use safeship::guard::ActionResult;
 use safeship::idempotency::Once;
 
-
 use crate::{Deps, Error};
 
 /// One step's result, and whether it ran in this invocation (not an earlier delivery's).
