@@ -37,7 +37,7 @@ CRATES = {
 }
 
 ONCE = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-POLICY = {"ssm:GetParameter"}
+POLICY = {"ssm:GetParameter", "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"}
 PUBLISH = {"events:PutEvents"}
 
 # Function -> the IAM actions its code calls (each an SDK operation), and nothing else.
@@ -156,7 +156,7 @@ def granted(template, function):
 
 
 # --- the code side ---------------------------------------------------------------------------
-SERVICE_OF_CRATE = {"eventbridge": "events"}
+SERVICE_OF_CRATE = {"eventbridge": "events", "appconfigdata": "appconfig"}
 SPECIAL_OPS = {("lambda", "invoke"): "InvokeFunction"}
 
 

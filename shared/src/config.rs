@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::env::Env;
 use crate::error::{Error, Result};
 
-/// Where the policy document comes from: exactly one of the three variables must be set.
+/// Where the policy document comes from: exactly one of the four variables must be set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
     /// `SAFESHIP_POLICY_FILE`: a path to a YAML or JSON file (e.g. packaged with the function).
@@ -15,15 +15,68 @@ pub enum PolicySource {
     Inline(String),
     /// `SAFESHIP_POLICY_SSM_PARAMETER`: the name of an SSM parameter holding the document.
     SsmParameter(String),
+    /// `SAFESHIP_POLICY_APPCONFIG=<application>/<environment>/<profile>`: an AppConfig
+    /// configuration (hosted or not; each part a name or an ID), read through AppConfig Data at
+    /// cold start. For a policy larger than an SSM parameter holds.
+    AppConfig(AppConfigProfile),
+}
+
+/// The three identifiers AppConfig Data's `StartConfigurationSession` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfigProfile {
+    pub application: String,
+    pub environment: String,
+    pub profile: String,
+}
+
+impl AppConfigProfile {
+    /// Parses `<application>/<environment>/<profile>`: three non-empty parts. AppConfig names
+    /// may not contain `/`, so the split is unambiguous.
+    pub fn parse(value: &str) -> Result<Self> {
+        let parts: Vec<&str> = value.split('/').map(str::trim).collect();
+        match parts.as_slice() {
+            [application, environment, profile]
+                if !application.is_empty() && !environment.is_empty() && !profile.is_empty() =>
+            {
+                Ok(AppConfigProfile {
+                    application: (*application).to_owned(),
+                    environment: (*environment).to_owned(),
+                    profile: (*profile).to_owned(),
+                })
+            }
+            _ => Err(Error::config(
+                POLICY_APPCONFIG_VAR,
+                format!("expected <application>/<environment>/<profile> (three non-empty names or IDs), found {value:?}"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AppConfigProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.application, self.environment, self.profile
+        )
+    }
 }
 
 pub const POLICY_FILE_VAR: &str = "SAFESHIP_POLICY_FILE";
 pub const POLICY_INLINE_VAR: &str = "SAFESHIP_POLICY";
 pub const POLICY_SSM_VAR: &str = "SAFESHIP_POLICY_SSM_PARAMETER";
+pub const POLICY_APPCONFIG_VAR: &str = "SAFESHIP_POLICY_APPCONFIG";
+/// Every policy source variable, in the order messages name them.
+pub const POLICY_SOURCE_VARS: [&str; 4] = [
+    POLICY_FILE_VAR,
+    POLICY_INLINE_VAR,
+    POLICY_SSM_VAR,
+    POLICY_APPCONFIG_VAR,
+];
 
 impl PolicySource {
     pub fn from_env(env: &Env) -> Result<Self> {
-        let set: Vec<(&str, &str)> = [POLICY_FILE_VAR, POLICY_INLINE_VAR, POLICY_SSM_VAR]
+        let set: Vec<(&str, &str)> = POLICY_SOURCE_VARS
             .into_iter()
             .filter_map(|name| env.optional(name).map(|v| (name, v)))
             .collect();
@@ -31,15 +84,25 @@ impl PolicySource {
             [(POLICY_FILE_VAR, path)] => Ok(PolicySource::File(PathBuf::from(path))),
             [(POLICY_INLINE_VAR, doc)] => Ok(PolicySource::Inline((*doc).to_owned())),
             [(POLICY_SSM_VAR, name)] => Ok(PolicySource::SsmParameter((*name).to_owned())),
+            [(POLICY_APPCONFIG_VAR, value)] => {
+                Ok(PolicySource::AppConfig(AppConfigProfile::parse(value)?))
+            }
             [] => Err(Error::config(
                 POLICY_FILE_VAR,
-                format!("no policy configured: set one of {POLICY_FILE_VAR}, {POLICY_INLINE_VAR} or {POLICY_SSM_VAR}"),
+                format!(
+                    "no policy configured: set one of {}",
+                    POLICY_SOURCE_VARS.join(", ")
+                ),
             )),
             several => Err(Error::config(
                 several[0].0,
                 format!(
                     "set only one policy source, found {}",
-                    several.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    several
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -51,6 +114,7 @@ impl PolicySource {
             PolicySource::File(p) => format!("file {}", p.display()),
             PolicySource::Inline(_) => format!("inline {POLICY_INLINE_VAR}"),
             PolicySource::SsmParameter(n) => format!("SSM parameter {n}"),
+            PolicySource::AppConfig(p) => format!("AppConfig profile {p}"),
         }
     }
 }
@@ -130,6 +194,53 @@ mod tests {
             PolicySource::from_env(&env(&[(POLICY_SSM_VAR, "/safeship/policy")])).unwrap(),
             PolicySource::SsmParameter("/safeship/policy".into())
         );
+    }
+
+    #[test]
+    fn an_appconfig_source_is_application_environment_profile() {
+        assert_eq!(
+            PolicySource::from_env(&env(&[(POLICY_APPCONFIG_VAR, "safeship/prod/policy")]))
+                .unwrap(),
+            PolicySource::AppConfig(AppConfigProfile {
+                application: "safeship".into(),
+                environment: "prod".into(),
+                profile: "policy".into(),
+            })
+        );
+        for bad in [
+            "safeship/prod",
+            "safeship//policy",
+            "a/b/c/d",
+            "/prod/policy",
+        ] {
+            let err = PolicySource::from_env(&env(&[(POLICY_APPCONFIG_VAR, bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(POLICY_APPCONFIG_VAR)
+                    && err.contains("<application>/<environment>/<profile>"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_appconfig_source_beside_another_names_every_source_set() {
+        let err = PolicySource::from_env(&env(&[
+            (POLICY_INLINE_VAR, "version: 1"),
+            (POLICY_SSM_VAR, "/safeship/policy"),
+            (POLICY_APPCONFIG_VAR, "safeship/prod/policy"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(POLICY_INLINE_VAR)
+                && err.contains(POLICY_SSM_VAR)
+                && err.contains(POLICY_APPCONFIG_VAR),
+            "{err}"
+        );
+        let none = PolicySource::from_env(&env(&[])).unwrap_err().to_string();
+        assert!(none.contains(POLICY_APPCONFIG_VAR), "{none}");
     }
 
     #[test]

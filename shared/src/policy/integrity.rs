@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Policy;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct IntegrityPolicy {
     pub connection: DbConnection,
@@ -25,21 +26,27 @@ pub struct IntegrityPolicy {
     /// Above this many rows (by the planner's `reltuples`), a table is estimated instead of
     /// counted: `reltuples` for rows, a `TABLESAMPLE SYSTEM` sample for null rates.
     #[serde(default = "default_estimate_above_rows")]
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_ESTIMATE_ABOVE_ROWS)))]
     pub estimate_above_rows: u64,
     /// How many rows the estimate's sample aims at.
     #[serde(default = "default_sample_rows")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_SAMPLE_ROWS)))]
     pub sample_rows: u64,
     /// A drop of more than this share of rows since the last run is an anomaly (percent).
     #[serde(default = "default_max_drop_percent")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
     pub max_drop_percent: f64,
     /// Growth of more than this share since the last run is a warning (percent).
     #[serde(default = "default_max_growth_percent")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = MAX_GROWTH_PERCENT)))]
     pub max_growth_percent: f64,
     /// Connections counting tables at once.
     #[serde(default = "default_integrity_concurrency")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 32)))]
     pub concurrency: u32,
     /// PostgreSQL's `statement_timeout` for each count.
     #[serde(default = "default_statement_timeout_ms")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 900_000)))]
     pub statement_timeout_ms: u64,
     /// `application/deployment-group` whose deployments the report ties changes to; default:
     /// the groups whose `snapshot.database` is this database.
@@ -48,12 +55,14 @@ pub struct IntegrityPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DbConnection {
     /// Host name; may come from the secret instead.
     #[serde(default)]
     pub host: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub port: Option<u16>,
     #[serde(default)]
     pub dbname: Option<String>,
@@ -75,6 +84,7 @@ pub struct DbConnection {
 /// As libpq names them: `disable` (plain text), `require` (TLS, certificate not verified),
 /// `verify-full` (TLS, certificate and host name verified).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
@@ -84,6 +94,7 @@ pub enum SslMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TableRules {
     /// Columns that must hold no NULL.
@@ -98,6 +109,7 @@ pub struct TableRules {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ZeroQuery {
     pub name: String,

@@ -14,6 +14,8 @@ pub use crate::model::{Environment, Severity};
 mod integrity;
 mod notifications;
 mod rollback;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod snapshot;
 mod source;
 mod traffic_hook;
@@ -29,9 +31,11 @@ pub use self::snapshot::{
 pub use self::traffic_hook::{AlarmCheck, HttpCheck, LambdaCheck, TrafficHookPolicy};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Policy {
     /// Schema version; only `1` exists.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1)))]
     pub version: u32,
     /// CodeDeploy applications by name.
     #[serde(default, deserialize_with = "unique::keys")]
@@ -44,6 +48,7 @@ pub struct Policy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ApplicationPolicy {
     /// Deployment groups by name.
@@ -52,6 +57,7 @@ pub struct ApplicationPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct GroupPolicy {
     pub environment: Environment,

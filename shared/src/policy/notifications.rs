@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Severity;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NotificationPolicy {
     pub routes: Vec<NotificationRoute>,
@@ -44,6 +45,7 @@ impl Default for NotificationPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct NotificationRoute {
     pub channel: Channel,
@@ -55,6 +57,7 @@ pub struct NotificationRoute {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Channel {
     Slack,

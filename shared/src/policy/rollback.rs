@@ -5,15 +5,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RollbackPolicy {
     /// Which alarms roll this group back.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub alarms: Vec<AlarmMatcher>,
     /// Also act when an alarm goes to `INSUFFICIENT_DATA`.
     #[serde(default)]
     pub act_on_insufficient_data: bool,
     /// A deployment that succeeded this recently is reverted too (1..=1440).
     #[serde(default = "default_bake_window_minutes")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1440)))]
     pub bake_window_minutes: u32,
     #[serde(default)]
     pub dry_run: bool,
@@ -23,6 +26,7 @@ pub struct RollbackPolicy {
 
 /// One way of naming alarms: exactly one of `name`, `prefix`, `tag`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "AlarmMatcherKeys", into = "AlarmMatcherKeys")]
 pub enum AlarmMatcher {
     Name(String),
@@ -32,7 +36,12 @@ pub enum AlarmMatcher {
 
 /// The document's form of [`AlarmMatcher`]: a map with one of three keys.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("minProperties" = 1, "maxProperties" = 1))
+)]
 struct AlarmMatcherKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
@@ -43,6 +52,7 @@ struct AlarmMatcherKeys {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct TagMatcher {
     key: String,
@@ -110,6 +120,7 @@ impl AlarmMatcher {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FeatureFlagTarget {
     /// AppConfig application id.
@@ -119,6 +130,7 @@ pub struct FeatureFlagTarget {
     /// Feature-flag configuration profile id.
     pub profile: String,
     /// Flag keys to switch off.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub flags: Vec<String>,
     #[serde(default = "default_appconfig_strategy")]
     pub strategy: String,

@@ -9,6 +9,7 @@ use super::IntegrityPolicy;
 use crate::model::Environment;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct GroupSnapshotPolicy {
     /// A key of the policy's `databases`.
@@ -19,6 +20,7 @@ pub struct GroupSnapshotPolicy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SnapshotFailureMode {
     #[default]
@@ -27,6 +29,7 @@ pub enum SnapshotFailureMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DatabaseKind {
     /// An RDS DB instance (`CreateDBSnapshot`).
@@ -36,6 +39,7 @@ pub enum DatabaseKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DatabasePolicy {
     pub kind: DatabaseKind,
@@ -50,18 +54,23 @@ pub struct DatabasePolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SnapshotRetention {
     #[serde(default = "default_snapshot_prefix")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = MAX_PREFIX_LEN), regex(pattern = r"^[A-Za-z][A-Za-z0-9-]*$")))]
     pub prefix: String,
     /// Days to keep safeship's snapshots; default by environment (7 dev/staging, 30 prod).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RETENTION_DAYS)))]
     pub retention_days: Option<u32>,
     /// Always keep this many of the newest, whatever their age.
     #[serde(default = "default_keep_newest")]
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_KEEP_NEWEST)))]
     pub keep_newest: u32,
     /// Warn when the account's manual snapshots reach this share of the quota (percent).
     #[serde(default = "default_quota_warning_percent")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100)))]
     pub quota_warning_percent: u32,
 }
 

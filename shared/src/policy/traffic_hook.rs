@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::validate::{check_pointers, check_timeout};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TrafficHookPolicy {
     /// A group with no checks fails its hooks unless this is set.
@@ -27,18 +28,21 @@ impl TrafficHookPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HttpCheck {
     pub name: String,
     #[serde(default = "default_method")]
     pub method: String,
     /// For ECS blue/green, the test listener's URL.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^https?://")))]
     pub url: String,
     #[serde(default, deserialize_with = "super::unique::keys")]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default = "default_expect_status")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 100, max = 599)))]
     pub expect_status: u16,
     /// JSON pointer → expected value. The string `{{target-version}}` stands for the
     /// deployment's target revision version.
@@ -46,14 +50,18 @@ pub struct HttpCheck {
     pub expect_json: BTreeMap<String, serde_json::Value>,
     /// How many requests to send (the latency budget applies to their p95).
     #[serde(default = "default_requests")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_REQUESTS)))]
     pub requests: u32,
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_P95_BUDGET_MS)))]
     pub p95_budget_ms: Option<u64>,
     #[serde(default = "default_check_timeout_ms")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 900_000)))]
     pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LambdaCheck {
     pub name: String,
@@ -68,10 +76,12 @@ pub struct LambdaCheck {
     #[serde(default, deserialize_with = "super::unique::keys")]
     pub expect_json: BTreeMap<String, serde_json::Value>,
     #[serde(default = "default_check_timeout_ms")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 900_000)))]
     pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AlarmCheck {
     pub alarms: Vec<String>,
