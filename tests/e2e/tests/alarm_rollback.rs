@@ -1650,7 +1650,7 @@ async fn a_rollback_killed_mid_stop_is_finished_once_by_the_retry_and_never_answ
 
 #[tokio::test]
 async fn a_codedeploy_that_never_answers_still_gets_an_answer_before_the_deadline() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let w = world(DEFAULT).await;
     let inbox = GuardInbox::create(&w.sdk).await;
     let table = unique("idem");
@@ -1664,18 +1664,7 @@ async fn a_codedeploy_that_never_answers_still_gets_an_answer_before_the_deadlin
         .mount(&w.codedeploy_mock)
         .await;
     w.expect_flag_deployment("2", 1).await;
-    let runtime = LocalRuntime::start().await;
-    let _process = started(&runtime, &env).await;
-    let deadline = Duration::from_secs(6);
-    let invoked = Instant::now();
-    let answer = runtime
-        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
-        .await;
-    assert!(
-        invoked.elapsed() < deadline,
-        "answered after its deadline: {:?}",
-        invoked.elapsed()
-    );
+    let answer = answered_in_time(&env, Duration::from_secs(6)).await;
     let Answer::Error {
         error_type,
         error_message,
@@ -1694,7 +1683,7 @@ async fn a_codedeploy_that_never_answers_still_gets_an_answer_before_the_deadlin
 #[tokio::test]
 async fn an_appconfig_that_never_answers_still_gets_an_answer_before_the_deadline_and_the_code_is_stopped(
 ) {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let w = world(DEFAULT).await;
     let inbox = GuardInbox::create(&w.sdk).await;
     let table = unique("idem");
@@ -1712,18 +1701,7 @@ async fn an_appconfig_that_never_answers_still_gets_an_answer_before_the_deadlin
         .with_priority(1)
         .mount(&w.appconfig_mock)
         .await;
-    let runtime = LocalRuntime::start().await;
-    let _process = started(&runtime, &env).await;
-    let deadline = Duration::from_secs(6);
-    let invoked = Instant::now();
-    let answer = runtime
-        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
-        .await;
-    assert!(
-        invoked.elapsed() < deadline,
-        "answered after its deadline: {:?}",
-        invoked.elapsed()
-    );
+    let answer = answered_in_time(&env, Duration::from_secs(6)).await;
     let Answer::Error {
         error_type,
         error_message,
@@ -1744,7 +1722,7 @@ async fn an_appconfig_that_never_answers_still_gets_an_answer_before_the_deadlin
 #[tokio::test]
 async fn a_dry_run_whose_appconfig_never_answers_still_answers_before_the_deadline() {
     // A dry run's reads run outside any once-only step: the handler's own bound answers.
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let w = world(DEFAULT).await;
     let inbox = GuardInbox::create(&w.sdk).await;
     let table = unique("idem");
@@ -1761,18 +1739,7 @@ async fn a_dry_run_whose_appconfig_never_answers_still_answers_before_the_deadli
         .with_priority(1)
         .mount(&w.appconfig_mock)
         .await;
-    let runtime = LocalRuntime::start().await;
-    let _process = started(&runtime, &env).await;
-    let deadline = Duration::from_secs(5);
-    let invoked = Instant::now();
-    let answer = runtime
-        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
-        .await;
-    assert!(
-        invoked.elapsed() < deadline,
-        "answered after its deadline: {:?}",
-        invoked.elapsed()
-    );
+    let answer = answered_in_time(&env, Duration::from_secs(5)).await;
     let Answer::Error { error_type, .. } = &answer else {
         panic!("a dry run that could not read the flags succeeded: {answer:?}")
     };
@@ -1782,4 +1749,21 @@ async fn a_dry_run_whose_appconfig_never_answers_still_answers_before_the_deadli
     );
     // Nothing was stopped under the dry run.
     assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 0);
+}
+
+/// The alarm sample delivered to a fresh alarm-rollback binary with `deadline`: its answer, which
+/// must come before that deadline whatever hangs.
+async fn answered_in_time(env: &[(String, String)], deadline: std::time::Duration) -> Answer {
+    let runtime = LocalRuntime::start().await;
+    let _process = started(&runtime, env).await;
+    let invoked = std::time::Instant::now();
+    let answer = runtime
+        .invoke(sample_event("alarm-eventbridge-metric.json"), deadline)
+        .await;
+    assert!(
+        invoked.elapsed() < deadline,
+        "answered after its deadline: {:?}",
+        invoked.elapsed()
+    );
+    answer
 }
