@@ -198,6 +198,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_services_policy_is_valid() {
+        let p = Policy::parse(
+            include_str!("../../../examples/checkout-service/policy.yaml"),
+            "examples/checkout-service/policy.yaml",
+        )
+        .unwrap();
+        let g = p
+            .group(
+                "checkout-service-ServerlessDeploymentApplication-EXAMPLE",
+                "checkout-service-CheckoutApiDeploymentGroup-EXAMPLE",
+            )
+            .expect("the service's group");
+        assert_eq!(g.policy.traffic_hook.as_ref().unwrap().check_count(), 1);
+        assert!(g.policy.rollback.is_some());
+    }
+
+    #[test]
     fn json_documents_parse_too() {
         let p = Policy::parse(r#"{"version": 1, "applications": {}}"#, "inline").unwrap();
         assert!(p.applications.is_empty());
