@@ -5,11 +5,8 @@
 
 use crate::message::Message;
 
-/// `text` with whatever looks like a secret masked ([`safeship::telemetry::scrub`]).
-#[must_use]
-pub fn text(text: &str) -> String {
-    safeship::telemetry::scrub(text)
-}
+/// `text` with whatever looks like a secret masked: the shared scrubber, nothing of its own.
+pub use safeship::telemetry::scrub as text;
 
 /// The message with every text it renders redacted (the console links it builds itself are
 /// left as they are: they hold identifiers only).

@@ -120,17 +120,17 @@ fn scrub_text(event: &mut Value) {
         Value::Object(fields) => fields
             .iter_mut()
             .filter(|(name, _)| !NAMES.contains(&name.as_str()))
-            .for_each(|(_, value)| redact_strings(value)),
-        other => redact_strings(other),
+            .for_each(|(_, value)| scrub_strings(value)),
+        other => scrub_strings(other),
     }
 }
 
 /// Scrubs every string in `value` (keys are the format's own names, never secret).
-fn redact_strings(value: &mut Value) {
+fn scrub_strings(value: &mut Value) {
     match value {
         Value::String(s) => *s = scrub(s),
-        Value::Array(items) => items.iter_mut().for_each(redact_strings),
-        Value::Object(fields) => fields.values_mut().for_each(redact_strings),
+        Value::Array(items) => items.iter_mut().for_each(scrub_strings),
+        Value::Object(fields) => fields.values_mut().for_each(scrub_strings),
         _ => {}
     }
 }
@@ -161,7 +161,7 @@ mod tests {
             "checks": [{"detail": "password=swordfish"}],
             "count": 3,
         });
-        redact_strings(&mut v);
+        scrub_strings(&mut v);
         let text = v.to_string();
         for secret in ["hunter2", "abc123", "swordfish"] {
             assert!(!text.contains(secret), "{text}");
