@@ -68,10 +68,13 @@ class Resolver:
         if name in self.params:
             return self.params[name]
         resource = self.t["Resources"][name]
-        if resource["Type"] == "AWS::Lambda::Function" and attribute is None:
+        if resource["Type"] == "AWS::Lambda::Function" and attribute in (None, "Arn"):
             fname = resource["Properties"].get("FunctionName")
             if fname is not None:
-                return self.resolve(fname)
+                fname = self.resolve(fname)
+                if attribute is None:
+                    return fname
+                return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{fname}"
         return _arn(resource["Type"], name, attribute)
 
     def resolve(self, v):

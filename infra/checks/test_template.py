@@ -306,11 +306,20 @@ class TransformedTemplate(unittest.TestCase):
                 self.assertEqual(condition, {"Null": {f"aws:ResourceTag/{tag}": "false"}}, action)
         self.assertEqual(deletes, 2)
 
-    def test_a_function_invokes_only_itself_or_smoke_targets(self):
+    def test_the_snapshot_hook_invokes_only_itself_and_the_traffic_hook(self):
+        resolver = stack.Resolver(self.t)
+        arn = f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:"
+        invoked = []
         for action, resources, _ in granted(self.t, "PredeploySnapshotFunction"):
             if action == "lambda:InvokeFunction":
-                name = stack.Resolver(self.t).ref("PredeploySnapshotFunction")
-                self.assertEqual(resources, [f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:{name}"])
+                invoked += resources
+        self.assertEqual(
+            sorted(invoked),
+            sorted([arn + resolver.ref("PredeploySnapshotFunction"), arn + resolver.ref("TrafficHookFunction")]),
+        )
+        # The hand-over names the very function the grant allows.
+        env = self.t["Resources"]["PredeploySnapshotFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["SAFESHIP_TRAFFIC_HOOK_FUNCTION"], {"Ref": "TrafficHookFunction"})
 
     def test_managed_policies_are_basic_execution_and_vpc_only_in_a_vpc(self):
         for function, role in stack.function_roles(self.t).items():

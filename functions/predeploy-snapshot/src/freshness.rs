@@ -43,6 +43,7 @@ pub(crate) async fn freshness(
         }),
         hook_status: None,
         pruned: vec![],
+        handed_to: None,
         duplicate: false,
     })
 }

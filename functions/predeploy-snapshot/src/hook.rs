@@ -1,5 +1,6 @@
 //! A CodeDeploy lifecycle hook: snapshot the group's database, wait (across continuations when
-//! need be), then report the hook's status.
+//! need be), then report the hook's status — or, under `then-traffic-hook`, hand the hook to the
+//! traffic hook, which reports after its checks (see [`crate::handoff`]).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::continuation::{hand_over, Continuation};
 use crate::events::Announcements;
+use crate::handoff::hand_to_traffic_hook;
 use crate::job::{take, Job};
 use crate::{Deps, Error, HookStatus, SnapshotAnswer, SnapshotStatus};
 
@@ -56,6 +58,7 @@ pub(crate) async fn start_hook(
                         detail: Some(format!("could not look up the deployment: {e}")),
                         hook_status: Some(HookStatus::Failed),
                         pruned: vec![],
+                        handed_to: None,
                         duplicate: false,
                     });
                 }
@@ -122,6 +125,7 @@ pub(crate) async fn hook_step(
             detail: Some(e.to_string()),
             hook_status: Some(HookStatus::Failed),
             pruned: vec![],
+            handed_to: None,
             duplicate: false,
         });
     };
@@ -155,6 +159,7 @@ pub(crate) async fn hook_step(
             detail: Some(e.to_string()),
             hook_status: None,
             pruned: vec![],
+            handed_to: None,
             duplicate: false,
         },
     };
@@ -217,6 +222,46 @@ pub(crate) async fn hook_step(
     if !succeeded && report_success {
         tracing::warn!(group = %group_name, detail = ?answer.detail,
             "snapshot failed; the policy says warn, so the deployment goes on");
+    }
+    if report_success && snapshot_policy.then_traffic_hook {
+        // The traffic hook reports; a hand-over that does not happen in the first half of the
+        // margin leaves nobody to report, so this hook reports Failed: the checks did not run.
+        let hand_over_by = deadline + deps.settings.margin / 2;
+        let handed = tokio::time::timeout_at(hand_over_by, hand_to_traffic_hook(deps, &hook))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::HandOver {
+                    hook_execution: hook.lifecycle_event_hook_execution_id.clone(),
+                    function: deps
+                        .settings
+                        .traffic_hook_function
+                        .clone()
+                        .unwrap_or_default(),
+                    problem: "no answer before the invocation's deadline".into(),
+                })
+            });
+        match handed {
+            Ok(function) => {
+                answer.handed_to = Some(function);
+                events
+                    .publish(deps, deadline + deps.settings.margin)
+                    .await?;
+                return Ok(answer);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not hand the hook to the traffic hook; reporting Failed");
+                answer.detail = Some(match answer.detail.take() {
+                    Some(before) => format!("{before}; {e}"),
+                    None => e.to_string(),
+                });
+                Box::pin(report(deps, &hook, false, deadline)).await?;
+                answer.hook_status = Some(HookStatus::Failed);
+                events
+                    .publish(deps, deadline + deps.settings.margin)
+                    .await?;
+                return Ok(answer);
+            }
+        }
     }
     Box::pin(report(deps, &hook, report_success, deadline)).await?;
     answer.hook_status = Some(if report_success {

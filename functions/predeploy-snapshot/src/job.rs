@@ -353,6 +353,7 @@ pub(crate) fn answer(
         detail,
         hook_status: None,
         pruned: vec![],
+        handed_to: None,
         duplicate: false,
     }
 }

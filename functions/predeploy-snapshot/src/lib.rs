@@ -5,6 +5,8 @@
 //! Triggers, one code path: a CodeDeploy lifecycle hook (`BeforeInstall` / `BeforeAllowTraffic`),
 //! a pipeline's direct invocation, and the deployment's `START` event. A wait that outlives the
 //! invocation continues in an asynchronous invocation of this same function, carrying its state.
+//! A group with `snapshot.then-traffic-hook` hands its hook to the traffic hook once the snapshot
+//! is made, so one Lambda `PreTraffic` hook snapshots, then checks, and reports once.
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
@@ -16,6 +18,7 @@ use serde_json::Value;
 mod continuation;
 mod events;
 mod freshness;
+mod handoff;
 mod hook;
 mod job;
 mod naming;
@@ -40,6 +43,12 @@ pub enum Error {
     UnknownDatabase { database: String, known: String },
     #[error("deployment group {group} has no snapshot section in the policy")]
     NoSnapshotPolicy { group: String },
+    #[error("handing hook execution {hook_execution} to the traffic hook: lambda:Invoke of {function} failed: {problem}")]
+    HandOver {
+        hook_execution: String,
+        function: String,
+        problem: String,
+    },
     #[error("continuing the wait for snapshot {snapshot_id}: lambda:Invoke of {function} failed: {problem}")]
     Continue {
         snapshot_id: String,
@@ -56,6 +65,7 @@ impl Failure for Error {
             Error::UnknownDatabase { .. } => "UnknownDatabase",
             Error::NoSnapshotPolicy { .. } => "NoSnapshotPolicy",
             Error::Continue { .. } => "Continue",
+            Error::HandOver { .. } => "HandOver",
         }
     }
 }
@@ -83,6 +93,7 @@ impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let settings = SnapshotSettings::from_env(env)?;
         let common = Common::load(FUNCTION, env).await?;
+        settings.check_against(&common.policy)?;
         Ok(Deps {
             rds: aws_sdk_rds::Client::new(&common.sdk),
             codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
@@ -142,6 +153,10 @@ pub struct SnapshotAnswer {
     pub hook_status: Option<HookStatus>,
     #[serde(default)]
     pub pruned: Vec<String>,
+    /// For hooks under `then-traffic-hook`: the traffic hook the hook execution was handed to;
+    /// it reports (`hook-status` stays `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_to: Option<String>,
     #[serde(default)]
     pub duplicate: bool,
 }
@@ -188,6 +203,7 @@ mod tests {
             detail: None,
             hook_status: Some(HookStatus::Succeeded),
             pruned: vec![],
+            handed_to: None,
             duplicate: false,
         };
         assert_eq!(

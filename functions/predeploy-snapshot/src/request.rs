@@ -92,6 +92,7 @@ pub(crate) async fn dispatch(
                     detail: Some(format!("{group} has no snapshot section")),
                     hook_status: None,
                     pruned: vec![],
+                    handed_to: None,
                     duplicate: false,
                 });
             };

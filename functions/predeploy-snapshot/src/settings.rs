@@ -20,6 +20,9 @@ pub struct SnapshotSettings {
     pub function_name: Option<String>,
     /// First wait between status polls; it doubles up to 20 s.
     pub first_poll: Duration,
+    /// The traffic hook a group's `then-traffic-hook` hands its hook execution to, once the
+    /// snapshot is available (`SAFESHIP_TRAFFIC_HOOK_FUNCTION`: a name or an ARN).
+    pub traffic_hook_function: Option<String>,
 }
 
 impl SnapshotSettings {
@@ -46,7 +49,38 @@ impl SnapshotSettings {
             function_name: env.optional("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
             // Not 0: the pause doubles from here, and 0 would poll RDS in a busy loop.
             first_poll: env.millis_in("SAFESHIP_SNAPSHOT_POLL_MS", 2_000, 100..=60_000)?,
+            traffic_hook_function: env
+                .optional("SAFESHIP_TRAFFIC_HOOK_FUNCTION")
+                .map(str::to_owned),
         })
+    }
+
+    /// At cold start: a policy whose groups hand their hook over to the traffic hook needs to
+    /// know which function that is; without it, every such hook would fail at its end.
+    pub fn check_against(&self, policy: &safeship::policy::Policy) -> Result<(), safeship::Error> {
+        if self.traffic_hook_function.is_some() {
+            return Ok(());
+        }
+        let handing: Vec<String> = policy
+            .groups()
+            .filter(|g| {
+                g.policy
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.then_traffic_hook)
+            })
+            .map(|g| format!("{}/{}", g.application, g.deployment_group))
+            .collect();
+        if handing.is_empty() {
+            return Ok(());
+        }
+        Err(safeship::Error::config(
+            "SAFESHIP_TRAFFIC_HOOK_FUNCTION",
+            format!(
+                "is not set, but the policy's groups {} hand their hook to the traffic hook (snapshot.then-traffic-hook)",
+                handing.join(", ")
+            ),
+        ))
     }
 }
 
@@ -91,5 +125,41 @@ mod tests {
                 .to_string();
             assert!(err.contains(name) && err.contains("found 0"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_policy_that_hands_hooks_over_needs_the_traffic_hooks_name() {
+        let document = |then: bool| {
+            format!(
+                "version: 1
+applications:
+  checkout:
+    deployment-groups:
+      checkout-prod:
+        environment: prod
+        traffic-hook: {{allow-unchecked: true}}
+        snapshot: {{database: db, then-traffic-hook: {then}}}
+databases:
+  db: {{kind: instance, identifier: db-1, environment: prod}}
+"
+            )
+        };
+        let handing = safeship::policy::Policy::parse(&document(true), "test").unwrap();
+        let plain = safeship::policy::Policy::parse(&document(false), "test").unwrap();
+        let unset =
+            SnapshotSettings::from_env(&Env::from_pairs([("SAFESHIP_UNRELATED", "x")])).unwrap();
+        let err = unset.check_against(&handing).unwrap_err().to_string();
+        assert!(
+            err.contains("SAFESHIP_TRAFFIC_HOOK_FUNCTION")
+                && err.contains("checkout/checkout-prod"),
+            "{err}"
+        );
+        assert!(unset.check_against(&plain).is_ok());
+        let set = SnapshotSettings::from_env(&Env::from_pairs([(
+            "SAFESHIP_TRAFFIC_HOOK_FUNCTION",
+            "CodeDeployHook_safeship-traffic",
+        )]))
+        .unwrap();
+        assert!(set.check_against(&handing).is_ok());
     }
 }

@@ -212,6 +212,10 @@ mod tests {
             .expect("the service's group");
         assert_eq!(g.policy.traffic_hook.as_ref().unwrap().check_count(), 1);
         assert!(g.policy.rollback.is_some());
+        // Its PreTraffic hook is the snapshot hook, handing over to the traffic hook.
+        let snapshot = g.policy.snapshot.as_ref().unwrap();
+        assert!(snapshot.then_traffic_hook);
+        assert!(p.databases.contains_key(&snapshot.database));
     }
 
     #[test]
@@ -258,5 +262,24 @@ applications:
             err.contains("rollback.alarms: an alarm matcher takes exactly one"),
             "{err}"
         );
+        // Handing the hook to a traffic hook with no checks to run is a mistake, named.
+        let bare = "version: 1\napplications:\n  a:\n    deployment-groups:\n      g:\n        environment: dev\n        snapshot: {database: db, then-traffic-hook: true}\ndatabases:\n  db: {kind: instance, identifier: db-1, environment: dev}\n";
+        let err = Policy::parse(bare, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("applications.a.deployment-groups.g.snapshot.then-traffic-hook: the group has no traffic-hook section"),
+            "{err}"
+        );
+        let with_checks = bare.replace(
+            "        snapshot:",
+            "        traffic-hook: {allow-unchecked: true}\n        snapshot:",
+        );
+        assert!(Policy::parse(&with_checks, "inline")
+            .unwrap()
+            .groups()
+            .any(|g| g
+                .policy
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.then_traffic_hook)));
     }
 }

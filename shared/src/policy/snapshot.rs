@@ -17,6 +17,12 @@ pub struct GroupSnapshotPolicy {
     /// `block` (default): no snapshot, no deployment. `warn`: report and let it go on.
     #[serde(default)]
     pub on_failure: SnapshotFailureMode,
+    /// For a Lambda deployment, whose `PreTraffic` hook takes one function: once the snapshot
+    /// is available (or failed under `warn`), the snapshot hook hands the hook execution to the
+    /// traffic hook (`SAFESHIP_TRAFFIC_HOOK_FUNCTION`), which runs this group's smoke checks and
+    /// reports. One report: the snapshot hook reports itself only when it does not hand over.
+    #[serde(default)]
+    pub then_traffic_hook: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -28,6 +28,13 @@ impl Policy {
             }
             if let Some(s) = &g.policy.snapshot {
                 s.problems(&at, &self.databases, &mut problems);
+                if s.then_traffic_hook && g.policy.traffic_hook.is_none() {
+                    // Handing over to a hook with nothing to check would report an unchecked
+                    // Succeeded (or, without allow-unchecked, a Failed nobody asked for).
+                    problems.push(format!(
+                        "{at}.snapshot.then-traffic-hook: the group has no traffic-hook section with the smoke checks to run"
+                    ));
+                }
             }
         }
         for (name, db) in &self.databases {

@@ -121,6 +121,7 @@ databases:
             margin: std::time::Duration::from_millis(500),
             function_name: None,
             first_poll: std::time::Duration::from_millis(50),
+            traffic_hook_function: None,
         },
         clock: Arc::new(Utc::now),
     };
