@@ -306,6 +306,32 @@ class TransformedTemplate(unittest.TestCase):
                 self.assertEqual(condition, {"Null": {f"aws:ResourceTag/{tag}": "false"}}, action)
         self.assertEqual(deletes, 2)
 
+    def test_own_alarms_reach_slack_through_the_notifier_except_the_notifiers_own(self):
+        resources = self.t["Resources"]
+        alarms = {n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        # The notifier's own alarms (its function, its queue, the event-delivery queue its rules
+        # share) would have a failing notifier announce its own failure: email alone.
+        notifiers = {
+            n for n in alarms
+            if "DeployNotify" in json.dumps(resources[n]["Properties"].get("Dimensions", []))
+            or "EventDeliveryDLQ" in json.dumps(resources[n]["Properties"].get("Dimensions", []))
+        }
+        self.assertEqual(notifiers, {"DeployNotifyErrorsAlarm", "DeployNotifyThrottlesAlarm", "DeployNotifyDLQAlarm", "EventDeliveryDLQAlarm"})
+        rules = [
+            r["Properties"] for r in resources.values()
+            if r["Type"] == "AWS::Events::Rule"
+            and r["Properties"].get("EventPattern", {}).get("source") == ["aws.cloudwatch"]
+            and any(t["Arn"] == {"Fn::GetAtt": ["DeployNotifyFunction", "Arn"]} for t in r["Properties"]["Targets"])
+        ]
+        self.assertEqual(len(rules), 1, rules)
+        routed = {a["Fn::GetAtt"][0] for a in rules[0]["EventPattern"]["resources"]}
+        self.assertEqual(routed, alarms - notifiers)
+        env = resources["DeployNotifyFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["SAFESHIP_OWN_ALARM_PREFIX"], {"Fn::Sub": "${AWS::StackName}-"})
+        # Every alarm still emails: the Slack route adds to the alarm action, never replaces it.
+        for n in alarms:
+            self.assertIn({"Ref": "EmailTopic"}, resources[n]["Properties"]["AlarmActions"], n)
+
     def test_the_snapshot_hook_invokes_only_itself_and_the_traffic_hook(self):
         resolver = stack.Resolver(self.t)
         arn = f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:"

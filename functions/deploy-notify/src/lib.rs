@@ -12,12 +12,16 @@
 //! when every routed channel's message was provably sent by an earlier delivery; a channel
 //! another live invocation is sending is an error (`InProgressElsewhere`), so Lambda retries.
 //! Every text posted is redacted once more ([`redact`]). The notifier publishes no guard events.
+//!
+//! safeship's own alarms (named `SAFESHIP_OWN_ALARM_PREFIX…`) are announced too, to Slack only:
+//! their alarm action already emails the topic. The stack never routes the notifier's own alarms
+//! here (a failing notifier cannot announce that it fails; email does).
 
 use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
-use safeship::event::DeploymentStateChange;
+use safeship::event::{AlarmStateChange, DeploymentStateChange};
 use safeship::event::{DeploymentState, EventError, Inbound};
 use safeship::guard::GuardEvent;
 use safeship::guard::Outcome;
@@ -63,6 +67,8 @@ impl Failure for Error {
 enum Notifiable {
     Deployment(DeploymentStateChange),
     Guard(Box<GuardEvent>),
+    /// One of safeship's own alarms (see [`Deps::own_alarm_prefix`]).
+    OwnAlarm(AlarmStateChange),
 }
 
 pub struct Deps {
@@ -77,6 +83,9 @@ pub struct Deps {
     /// Time kept back from the Lambda deadline to record each channel's outcome and answer
     /// (`SAFESHIP_NOTIFY_MARGIN_MS`, default [`DEFAULT_MARGIN`]).
     pub margin: Duration,
+    /// The names of safeship's own alarms begin with this (`SAFESHIP_OWN_ALARM_PREFIX`: the
+    /// stack's name and a hyphen, as CloudFormation names them); unset, alarms are ignored.
+    pub own_alarm_prefix: Option<String>,
 }
 
 /// The default of `SAFESHIP_NOTIFY_MARGIN_MS`.
@@ -90,6 +99,11 @@ pub fn margin_from_env(env: &Env) -> Result<Duration, safeship::Error> {
         default,
         safeship::runtime::MARGIN_RANGE_MS,
     )
+}
+
+/// `SAFESHIP_OWN_ALARM_PREFIX`, when set (blank is unset: it would make every alarm "ours").
+pub fn own_alarm_prefix_from_env(env: &Env) -> Result<Option<String>, safeship::Error> {
+    Ok(env.optional("SAFESHIP_OWN_ALARM_PREFIX").map(str::to_owned))
 }
 
 impl Deps {
@@ -125,6 +139,7 @@ impl Deps {
             slack,
             email_topic,
             margin,
+            own_alarm_prefix: own_alarm_prefix_from_env(env)?,
         })
     }
 }
@@ -175,6 +190,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     let accepted = match accept(FUNCTION, &event.payload, |e| match e {
         Inbound::DeploymentStateChange(d) => Some(Notifiable::Deployment(d)),
         Inbound::Guard(g) => Some(Notifiable::Guard(g)),
+        Inbound::AlarmStateChange(a) => Some(Notifiable::OwnAlarm(a)),
         _ => None,
     }) {
         Ok(accepted) => accepted.event,
@@ -195,6 +211,27 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             return Ok(
                 json!({"ignored": format!("guard event {} is of a kind this notifier does not know", g.id)}),
             );
+        }
+    }
+    // Only safeship's own alarms: any other alarm is the rollback's business, not a message.
+    if let Notifiable::OwnAlarm(a) = &accepted {
+        if !deps
+            .own_alarm_prefix
+            .as_deref()
+            .is_some_and(|p| a.alarm_name.starts_with(p))
+        {
+            let why = match &deps.own_alarm_prefix {
+                Some(p) => format!(
+                    "alarm {} is not one of safeship's own (named {p}…)",
+                    a.alarm_name
+                ),
+                None => format!(
+                    "alarm {}: SAFESHIP_OWN_ALARM_PREFIX is not set, so no alarm is safeship's own",
+                    a.alarm_name
+                ),
+            };
+            tracing::info!(reason = %why, "not a notification: ignored");
+            return Ok(json!({"ignored": why}));
         }
     }
     // Every channel is done by then, with the margin left to record its outcome and answer.
@@ -227,12 +264,23 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             environment(g.application.as_deref(), g.deployment_group.as_deref()).as_deref(),
             &region,
         ),
+        Notifiable::OwnAlarm(a) => message::from_own_alarm(a, &region),
     };
     // A second line of defence: nothing secret is posted, whatever the event carried.
     let message = redact::message(message);
-    let routing = policy
+    let mut routing = policy
         .notifications
         .route(message.application.as_deref(), message.severity);
+    if matches!(accepted, Notifiable::OwnAlarm(_)) {
+        // The alarm's own action emails the topic already: Slack only, never a second email.
+        routing.channels.retain(|c| *c == Channel::Slack);
+        if routing.channels.is_empty() && routing.dropped.is_none() {
+            routing.dropped = Some(
+                "safeship's own alarms go to email by their alarm action; no route sends this one to Slack"
+                    .into(),
+            );
+        }
+    }
     let what = render::summary(&message);
     if let Some(why) = &routing.dropped {
         tracing::warn!(%what, severity = ?message.severity, application = ?message.application,
@@ -253,6 +301,13 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             format!("{}:{}", d.deployment_id, message::state_name(d.state))
         }
         Notifiable::Guard(g) => g.id.clone(),
+        // One transition, by EventBridge or SNS or redelivered: its name, state and time.
+        Notifiable::OwnAlarm(a) => format!(
+            "alarm:{}:{}:{}",
+            a.alarm_name,
+            a.state.name(),
+            a.state_changed_at.timestamp_millis()
+        ),
     };
     // Each channel once, side by side: a slow Slack does not leave email no time.
     let outcomes = futures_util::future::join_all(routed.iter().map(|channel| {
@@ -379,5 +434,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SAFESHIP_NOTIFY_MARGIN_MS"), "{err}");
+    }
+
+    #[test]
+    fn a_blank_own_alarm_prefix_takes_no_alarm_for_safeships() {
+        let blank =
+            own_alarm_prefix_from_env(&Env::from_pairs([("SAFESHIP_OWN_ALARM_PREFIX", " ")]));
+        assert_eq!(blank.unwrap(), None);
+        assert_eq!(
+            own_alarm_prefix_from_env(&Env::from_pairs([("SAFESHIP_OWN_ALARM_PREFIX", "s-")]))
+                .unwrap(),
+            Some("s-".into())
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! What a notification says, whatever the channel: built from a CodeDeploy state change or a
 //! guard event, then rendered as Slack Block Kit or as an email. Pure functions of data.
 
-use safeship::event::{DeploymentState, DeploymentStateChange};
+use safeship::event::{AlarmState, AlarmStateChange, DeploymentState, DeploymentStateChange};
 use safeship::guard::{GuardEvent, Outcome};
 use safeship::policy::Severity;
 use serde::Serialize;
@@ -141,6 +141,51 @@ pub fn deployment_reason(
         }
     }
     (reason, details)
+}
+
+/// One of safeship's own alarms (its functions' errors, throttles and duration, its dead-letter
+/// queues, guard events not published) changing state: the operators of safeship, not of a
+/// deployment, are told. `ALARM` is a failure of the guard rails themselves.
+pub fn from_own_alarm(alarm: &AlarmStateChange, region: &str) -> Message {
+    let (severity, emoji, headline) = match alarm.state {
+        AlarmState::Alarm => (
+            Severity::Failure,
+            ":rotating_light:",
+            "safeship itself is failing",
+        ),
+        AlarmState::InsufficientData => (
+            Severity::Warning,
+            ":grey_question:",
+            "safeship's own alarm lacks data",
+        ),
+        AlarmState::Ok => (
+            Severity::Info,
+            ":white_check_mark:",
+            "safeship's own alarm is OK again",
+        ),
+    };
+    Message {
+        severity,
+        emoji,
+        headline: headline.into(),
+        application: None,
+        deployment_group: None,
+        deployment_id: None,
+        environment: None,
+        trigger: format!(
+            "safeship's alarm {} went to {}",
+            alarm.alarm_name,
+            alarm.state.name()
+        ),
+        reason: Some(alarm.reason.clone()),
+        details: vec![],
+        snapshot_id: None,
+        links: vec![alarm_link(
+            alarm.region.as_deref().unwrap_or(region),
+            &alarm.alarm_name,
+        )],
+        dry_run: false,
+    }
 }
 
 pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Message {

@@ -847,3 +847,75 @@ async fn a_gateway_timeout_is_treated_as_maybe_posted_and_not_repeated() {
     );
     assert_eq!(w.channels.slack.received().len(), 1);
 }
+
+/// A sample alarm event renamed as one of safeship's own (CloudFormation names them
+/// `<stack>-<logical id>-<suffix>`).
+fn own_alarm(sample: &str, name: &str) -> Value {
+    let text = serde_json::to_string(&sample_event(sample)).unwrap();
+    serde_json::from_str(&text.replace("checkout-prod-5xx-rate", name)).unwrap()
+}
+
+#[tokio::test]
+async fn safeships_own_alarm_goes_to_slack_once_by_any_route_and_never_by_email() {
+    let mut w = world().await;
+    w.deps.own_alarm_prefix = Some("safeship-prod-".into());
+    let name = "safeship-prod-TrafficHookErrorsAlarm-1A2B3C4D5E6F";
+    let answer = w
+        .deliver(own_alarm("alarm-eventbridge-metric.json", name))
+        .await
+        .unwrap();
+    // A failure by severity, which the policy also emails: the alarm's action emails already.
+    assert_eq!(answer["channels"], json!(["slack"]), "{answer}");
+    let posted = w.channels.slack.received();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(
+        posted[0]["blocks"][0]["text"]["text"],
+        ":rotating_light: safeship itself is failing"
+    );
+    let text = posted[0].to_string();
+    assert!(
+        text.contains(&format!("safeship's alarm {name} went to ALARM"))
+            && text.contains("Threshold Crossed"),
+        "{text}"
+    );
+    assert!(w.channels.emails().await.is_empty());
+
+    // The same transition by SNS (the alarm's other action), or redelivered: not posted again.
+    let again = w
+        .deliver(own_alarm("alarm-sns-metric.json", name))
+        .await
+        .unwrap();
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(w.channels.slack.received().len(), 1);
+
+    // Back to OK: a new transition, told for the record.
+    let ok = w
+        .deliver(own_alarm("alarm-eventbridge-ok.json", name))
+        .await
+        .unwrap();
+    assert_eq!(ok["severity"], "info", "{ok}");
+    assert_eq!(w.channels.slack.received().len(), 2);
+}
+
+#[tokio::test]
+async fn an_alarm_not_safeships_own_is_ignored_without_a_message() {
+    let mut w = world().await;
+    w.deps.own_alarm_prefix = Some("safeship-prod-".into());
+    // A team's alarm, and one of another safeship stack beside this one.
+    for name in [
+        "checkout-prod-5xx-rate",
+        "safeship-staging-TrafficHookErrorsAlarm-XYZ",
+    ] {
+        let answer = w
+            .deliver(own_alarm("alarm-eventbridge-metric.json", name))
+            .await
+            .unwrap();
+        let why = answer["ignored"].as_str().unwrap();
+        assert!(
+            why.contains(name) && why.contains("safeship-prod-"),
+            "{why}"
+        );
+    }
+    assert!(w.channels.slack.received().is_empty());
+    assert!(w.channels.emails().await.is_empty());
+}

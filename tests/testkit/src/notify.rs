@@ -80,6 +80,7 @@ pub async fn world_with_policy(policy: &str) -> World {
         sns: aws_sdk_sns::Client::new(&sdk),
         email_topic: Some(channels.topic_arn.clone()),
         margin: deploy_notify::DEFAULT_MARGIN,
+        own_alarm_prefix: None,
     };
     World {
         deps,
