@@ -29,6 +29,7 @@ mod retention;
 mod settings;
 
 pub use job::{take_and_wait, Job};
+pub use retention::OwnedSnapshot;
 pub use settings::SnapshotSettings;
 
 pub const FUNCTION: &str = "predeploy-snapshot";
@@ -164,6 +165,28 @@ pub struct SnapshotAnswer {
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotAnswer, Error> {
     let deadline = invocation_deadline(event.context.deadline, deps.settings.margin);
     request::dispatch(deps, &event.payload, deadline).await
+}
+
+/// The freshness gate, as a pipeline's direct invocation answers it (`fresh` or `stale`).
+pub async fn fresh(
+    deps: &Deps,
+    database: &str,
+    max_age_minutes: u32,
+    deadline: tokio::time::Instant,
+) -> Result<SnapshotAnswer, Error> {
+    let request = request::FreshnessRequest {
+        database: database.to_owned(),
+        max_age_minutes,
+    };
+    freshness::freshness(deps, &request, deadline).await
+}
+
+/// The database's snapshots that safeship made (tagged `safeship:deployment-id`), newest first.
+pub async fn owned_snapshots(deps: &Deps, database: &str) -> Result<Vec<OwnedSnapshot>, Error> {
+    let db = job::resolve_database(&deps.common.policy, database)?;
+    let mut owned = rds::owned(&deps.rds, db).await?;
+    owned.sort_by_key(|s| std::cmp::Reverse(s.created));
+    Ok(owned)
 }
 
 #[cfg(test)]

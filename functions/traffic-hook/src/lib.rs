@@ -21,10 +21,9 @@ mod expect;
 mod verdict;
 
 pub use deployment::Target;
-pub use verdict::HookStatus;
+pub use verdict::{HookStatus, Verdict};
 
 use checks::CheckClients;
-use verdict::Verdict;
 
 pub const FUNCTION: &str = "traffic-hook";
 
@@ -331,6 +330,16 @@ async fn check_and_report(
 }
 
 /// Finds the group's checks and runs them; an unchecked group is decided without running.
+/// The group's smoke checks now, as a hook would run them for `target`, outside CodeDeploy (the
+/// operator's `safeship check`): nothing is reported and no guard event is published.
+pub async fn check_now(
+    deps: &Deps,
+    target: &Target,
+    deadline: tokio::time::Instant,
+) -> (Verdict, Vec<CheckResult>) {
+    decide(deps, target, deadline).await
+}
+
 async fn decide(
     deps: &Deps,
     target: &Target,
