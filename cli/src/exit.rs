@@ -38,9 +38,8 @@ impl From<Exit> for ExitCode {
 #[must_use]
 pub fn for_kind(kind: &str) -> Exit {
     match kind {
-        "Config" | "Policy" | "Event" | "Request" | "UnknownDatabase" | "NoSnapshotPolicy" => {
-            Exit::Usage
-        }
+        "Config" | "Policy" | "Event" | "Request" | "UnknownDatabase" | "NoSnapshotPolicy"
+        | "NotGuarded" | "Flags" => Exit::Usage,
         _ => Exit::Remote,
     }
 }

@@ -17,6 +17,7 @@ pub mod check;
 pub mod exit;
 pub mod invoke;
 pub mod policy;
+pub mod rollback;
 pub mod snapshot;
 
 pub use exit::Exit;
@@ -52,6 +53,14 @@ pub enum Command {
     /// Pre-deploy snapshots: take one, list them, or gate a migration on a fresh one.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Stop or revert a group's deployment and switch its flags off, as an alarm would.
+    #[command(
+        after_help = "Example:\n  safeship rollback --application checkout --group checkout-prod --reason \"5xx after 42\" --dry-run"
+    )]
+    Rollback(rollback::RollbackArgs),
+    /// Switch AppConfig feature flags off, or back on after the fix.
+    #[command(subcommand)]
+    Flags(rollback::FlagsCommand),
     /// Run a group's smoke checks now, outside CodeDeploy (nothing is reported to it).
     #[command(
         after_help = "Example:\n  safeship check --application checkout --group checkout-prod --version 42 \\\n    --url-override http://checkout.internal=http://localhost:8081"
@@ -230,6 +239,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Policy(PolicyCommand::Explain { file }) => policy::explain(&file),
         Command::Snapshot(command) => snapshot::run(&env, command, cli.global.json).await,
         Command::Check(args) => check::run(&env, args).await,
+        Command::Rollback(args) => rollback::rollback(&env, args).await,
+        Command::Flags(command) => rollback::flags(&env, command).await,
         Command::Invoke(args) => invoke::run(&env, args).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();

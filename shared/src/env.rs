@@ -32,6 +32,14 @@ impl Env {
         }
     }
 
+    /// A copy with `name` set to `value` (the CLI's `--dry-run` sets `SAFESHIP_DRY_RUN`).
+    #[must_use]
+    pub fn with(&self, name: &str, value: &str) -> Env {
+        let mut vars = self.vars.clone();
+        vars.insert(name.to_owned(), value.to_owned());
+        Env { vars }
+    }
+
     /// The variable's value; an empty value counts as unset.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.vars

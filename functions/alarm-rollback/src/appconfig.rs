@@ -6,7 +6,7 @@ use aws_sdk_appconfig::Client;
 use safeship::policy::FeatureFlagTarget;
 use serde_json::Value;
 
-use crate::flags::{switch_off, Switch};
+use crate::flags::{switch_to, Switch};
 use crate::Error;
 
 fn profile(t: &FeatureFlagTarget) -> String {
@@ -146,6 +146,7 @@ async fn switch_of(
     client: &Client,
     target: &FeatureFlagTarget,
     version: i32,
+    enabled: bool,
 ) -> Result<Switch, Error> {
     let out = client
         .get_hosted_configuration_version()
@@ -166,7 +167,7 @@ async fn switch_of(
         profile: format!("{} version {version}", profile(target)),
         problem: format!("is not JSON: {e}"),
     })?;
-    switch_off(&document, &target.flags).map_err(|problem| Error::Flags {
+    switch_to(&document, &target.flags, enabled).map_err(|problem| Error::Flags {
         profile: format!("{} version {version}", profile(target)),
         problem,
     })
@@ -197,11 +198,12 @@ pub(crate) struct FlagPlan {
 pub(crate) async fn read_switch(
     client: &Client,
     target: &FeatureFlagTarget,
+    enabled: bool,
 ) -> Result<FlagPlan, Error> {
     let latest = latest_version(client, target).await?;
     let deployed = read_deployed(client, target).await?;
     let judged = deployed.unwrap_or(latest);
-    let switch = switch_of(client, target, judged).await?;
+    let switch = switch_of(client, target, judged, enabled).await?;
     let mut plan = FlagPlan {
         judged,
         deployed: deployed.is_some(),
@@ -212,7 +214,7 @@ pub(crate) async fn read_switch(
     if plan.switch.document.is_some() && judged != latest {
         // Build on the latest hosted version (a concurrent edit is kept, as before); if it has
         // the flags off already, it is deployed as it is.
-        let on_latest = switch_of(client, target, latest).await?;
+        let on_latest = switch_of(client, target, latest, enabled).await?;
         match on_latest.document {
             Some(document) => plan.switch.document = Some(document),
             None => plan.deploy_latest_as_is = true,

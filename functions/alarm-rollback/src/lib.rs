@@ -49,6 +49,9 @@ pub enum Error {
     /// retry (whose steps are already done) publishes it again, with the same id.
     #[error("alarm {alarm}: could not publish {} guard event(s) that are the only record of what was done: {}", failed.len(), failed.join("; "))]
     Unannounced { alarm: String, failed: Vec<String> },
+    /// A rollback asked for by hand names a group the policy does not roll back.
+    #[error("rolling back {group}: it {problem}")]
+    NotGuarded { group: String, problem: String },
 }
 
 impl Failure for Error {
@@ -59,6 +62,7 @@ impl Failure for Error {
             Error::ActionsFailed { .. } => "ActionsFailed",
             Error::HeldElsewhere { .. } => "InProgressElsewhere",
             Error::Unannounced { .. } => "Unannounced",
+            Error::NotGuarded { .. } => "NotGuarded",
         }
     }
 }
@@ -128,8 +132,105 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
     let policy = &deps.common.policy;
     let tags = cloudwatch::alarm_tags(&deps.cloudwatch, policy, alarm).await?;
     let decision = decide(policy, alarm, &tags);
+    tracing::info!(alarm = %alarm.alarm_name, transition = %alarm.transition_key(), ?decision, "alarm evaluated");
+    let groups = match &decision {
+        Decision::Ignore { .. } => vec![],
+        Decision::RollBack { groups } | Decision::HeldBack { groups, .. } => groups.clone(),
+    };
+    let mapped: Vec<_> = policy
+        .groups_for_alarm(&alarm.alarm_name, &tags)
+        .filter(|group| groups.contains(&group_name(group)))
+        .collect();
+    carry_out(deps, alarm, decision, &mapped).await
+}
+
+/// A rollback a person asks for (the CLI's `safeship rollback`): the group's deployment is
+/// stopped or reverted and its flags switched off exactly as an alarm would, through the same
+/// steps, the same guard events and the same once-only keys — a deployment is stopped or
+/// reverted once, whether an alarm, a person, or both at once ask for it.
+pub async fn roll_back_by_hand(
+    deps: &Deps,
+    application: &str,
+    deployment_group: &str,
+    requested_by: &str,
+    reason: &str,
+) -> Result<RollbackReport, Error> {
+    let Some(group) = deps.common.policy.group(application, deployment_group) else {
+        return Err(Error::NotGuarded {
+            group: format!("{application}/{deployment_group}"),
+            problem: "is not a deployment group of the policy".into(),
+        });
+    };
+    if group.policy.rollback.is_none() {
+        return Err(Error::NotGuarded {
+            group: group_name(&group),
+            problem: "has no rollback section in the policy (its flags and bake window)".into(),
+        });
+    }
+    // The request, in the alarm's place: the guard events and the revert's description name
+    // the person and the reason, and the bake window counts back from now.
+    let now = chrono::Utc::now();
+    let request = AlarmStateChange {
+        alarm_name: format!("safeship rollback by {requested_by}"),
+        alarm_arn: None,
+        account: None,
+        region: None,
+        kind: safeship::event::AlarmKind::Metric,
+        state: safeship::event::AlarmState::Alarm,
+        previous_state: None,
+        reason: format!("requested by {requested_by} from a terminal: {reason}"),
+        state_changed_at: now,
+        muted: None,
+        suppressed: None,
+    };
+    let decision = Decision::RollBack {
+        groups: vec![group_name(&group)],
+    };
+    carry_out(deps, &request, decision, &[group]).await
+}
+
+/// What `set_flags` did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FlagsSet {
+    /// The flags whose state changed (none when they were all so already).
+    pub switched: Vec<String>,
+    /// The hosted version written and deployed, if any.
+    pub version: Option<i32>,
+    pub detail: String,
+}
+
+/// Flags off, or back on after the fix, by hand (the CLI's `safeship flags`): judged on the
+/// version the environment serves; a new hosted version built on the latest, deployed with the
+/// target's strategy; nothing when they are all so already (so a repeat does nothing).
+pub async fn set_flags(
+    deps: &Deps,
+    target: &safeship::policy::FeatureFlagTarget,
+    enabled: bool,
+    requested_by: &str,
+) -> Result<FlagsSet, Error> {
+    let description = format!(
+        "safeship: {requested_by} switched flags {} from a terminal",
+        if enabled { "on" } else { "off" }
+    );
+    let (switched, version, detail) =
+        rollback::switch_and_deploy(deps, target, &description, enabled).await?;
+    Ok(FlagsSet {
+        switched,
+        version,
+        detail,
+    })
+}
+
+/// Carries out `decision` for the `mapped` groups of one transition (an alarm's, or a person's
+/// request): each group's rollback and flag switch once, side by side.
+async fn carry_out(
+    deps: &Deps,
+    alarm: &AlarmStateChange,
+    decision: Decision,
+    mapped: &[safeship::policy::GroupRef<'_>],
+) -> Result<RollbackReport, Error> {
     let transition = alarm.transition_key();
-    tracing::info!(alarm = %alarm.alarm_name, %transition, ?decision, "alarm evaluated");
     let mut report = RollbackReport {
         alarm: alarm.alarm_name.clone(),
         transition: transition.clone(),
@@ -138,10 +239,10 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
         actions: vec![],
         duplicate: false,
     };
-    let (groups, held_back) = match &decision {
+    let held_back = match &decision {
         Decision::Ignore { .. } => return Ok(report),
-        Decision::RollBack { groups } => (groups, None),
-        Decision::HeldBack { groups, reason } => (groups, Some(reason.as_str())),
+        Decision::RollBack { .. } => None,
+        Decision::HeldBack { reason, .. } => Some(reason.as_str()),
     };
     let mut ran_any = false;
     let mut steps = 0;
@@ -149,10 +250,6 @@ pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<Rollb
     let mut held = Vec::new();
     let mut unannounced = Vec::new();
     // Groups are rolled back side by side: one slow group never spends another's time.
-    let mapped: Vec<_> = policy
-        .groups_for_alarm(&alarm.alarm_name, &tags)
-        .filter(|group| groups.contains(&group_name(group)))
-        .collect();
     let runs = futures_util::future::join_all(mapped.iter().map(|group| {
         let transition = &transition;
         async move {

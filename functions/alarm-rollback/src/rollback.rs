@@ -218,7 +218,9 @@ async fn stop(cx: &Ctx<'_>, deployments: Vec<String>) -> Vec<Step> {
         steps.push(if cx.dry_run {
             Step::dry(&action)
         } else {
-            let key = format!("{}:stop:{id}", cx.transition);
+            // Keyed by the deployment, not the transition: two alarms, or an alarm and a
+            // person, stop it once.
+            let key = format!("stop:{id}");
             run_step(cx.deps, key, &action, || {
                 codedeploy::stop(&cx.deps.codedeploy, &id)
             })
@@ -234,7 +236,9 @@ async fn redeploy(cx: &Ctx<'_>, reverted: &str, revision_of: &str) -> Step {
     if cx.dry_run {
         return Step::dry(&action);
     }
-    let key = format!("{}:redeploy:{}", cx.transition, cx.name);
+    // Keyed by the deployment reverted: however many transitions (or people) ask at once,
+    // one revert.
+    let key = format!("revert:{reverted}");
     run_step(cx.deps, key, &action, || async {
         let id = codedeploy::redeploy(
             &cx.deps.codedeploy,
@@ -286,7 +290,7 @@ async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option
         return (dry_switch(cx.deps, target, &action).await, None);
     }
     let description = format!("safeship: alarm {} switched flags off", cx.alarm.alarm_name);
-    let work = || switch_and_deploy(cx.deps, target, &description);
+    let work = || switch_and_deploy(cx.deps, target, &description, false);
     let switched =
         |flags: Vec<String>, version| (!flags.is_empty()).then_some(SwitchedOff { flags, version });
     match once(cx.deps, format!("{}:flags:{where_}", cx.transition), work).await {
@@ -303,30 +307,32 @@ async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option
 
 /// A dry run's flag step: what would be switched off, judged on the deployed version.
 async fn dry_switch(deps: &Deps, target: &FeatureFlagTarget, action: &str) -> Step {
-    match appconfig::read_switch(&deps.appconfig, target).await {
+    match appconfig::read_switch(&deps.appconfig, target, false).await {
         Ok(plan) => Step::not_run(
             action,
             format!(
                 "dry run: would switch off [{}] from version {}; already off [{}]",
-                plan.switch.switched_off.join(", "),
+                plan.switch.switched.join(", "),
                 plan.judged,
-                plan.switch.already_off.join(", ")
+                plan.switch.already.join(", ")
             ),
         ),
         Err(e) => Step::failed(action, &e),
     }
 }
 
-/// Deploys a version with the flags off, unless the version the environment serves has them all
-/// off already: the flags switched off, the version deployed, and the step's detail (stored as
-/// the step's outcome). Safe to resume: a version an interrupted attempt wrote but did not deploy
-/// is deployed, not written again.
-async fn switch_and_deploy(
+/// Deploys a version with the flags off (`enabled` false) or on, unless the version the
+/// environment serves has them all so already: the flags switched, the version deployed, and the
+/// step's detail (stored as the step's outcome). Safe to resume: a version an interrupted attempt
+/// wrote but did not deploy is deployed, not written again.
+pub(crate) async fn switch_and_deploy(
     deps: &Deps,
     target: &FeatureFlagTarget,
     description: &str,
+    enabled: bool,
 ) -> Result<(Vec<String>, Option<i32>, String), Error> {
-    let plan = appconfig::read_switch(&deps.appconfig, target).await?;
+    let plan = appconfig::read_switch(&deps.appconfig, target, enabled).await?;
+    let state = if enabled { "on" } else { "off" };
     let judged = plan.judged;
     let Some(document) = &plan.switch.document else {
         let which = if plan.deployed {
@@ -335,9 +341,9 @@ async fn switch_and_deploy(
             String::new()
         };
         return Ok((
-            plan.switch.switched_off,
+            plan.switch.switched,
             None,
-            format!("already off in version {judged}{which}: nothing deployed"),
+            format!("already {state} in version {judged}{which}: nothing deployed"),
         ));
     };
     let (version, detail) = if plan.deploy_latest_as_is {
@@ -346,7 +352,7 @@ async fn switch_and_deploy(
         (
             plan.latest,
             format!(
-                "version {} (already written with the flags off; {judged} deployed) deployed as deployment {deployment}",
+                "version {} (already written with the flags {state}; {judged} deployed) deployed as deployment {deployment}",
                 plan.latest
             ),
         )
@@ -362,5 +368,5 @@ async fn switch_and_deploy(
             ),
         )
     };
-    Ok((plan.switch.switched_off, Some(version), detail))
+    Ok((plan.switch.switched, Some(version), detail))
 }

@@ -1767,3 +1767,107 @@ async fn answered_in_time(env: &[(String, String)], deadline: std::time::Duratio
     );
     answer
 }
+
+#[tokio::test]
+async fn an_alarm_and_a_person_asking_for_the_same_rollback_stop_the_deployment_once() {
+    // The alarm first, then a person at a terminal (`safeship rollback`); and the other way.
+    for person_first in [false, true] {
+        let mut w = world(DEFAULT).await;
+        let inbox = w.guard_inbox().await;
+        let deployment = w.in_flight_deployment().await;
+        w.expect_stop(&deployment, 1).await;
+        w.expect_flag_deployment("2", 1).await;
+        let by_hand = || {
+            alarm_rollback::roll_back_by_hand(
+                &w.deps,
+                &w.app,
+                &w.group,
+                "alice",
+                "5xx after deploy",
+            )
+        };
+        let stop = format!("stop-deployment {deployment} (with rollback)");
+        let first = if person_first {
+            by_hand().await.unwrap()
+        } else {
+            w.deliver("alarm-eventbridge-metric.json").await.unwrap()
+        };
+        // AppConfig now holds version 2, flags off, and serves it (the mock's listing says so).
+        flags_off_deployed_as_version_2(&w).await;
+        let second = if person_first {
+            w.deliver("alarm-eventbridge-metric.json").await.unwrap()
+        } else {
+            by_hand().await.unwrap()
+        };
+        let stopped = |r: &alarm_rollback::RollbackReport| {
+            r.actions
+                .iter()
+                .find(|a| a.action == stop)
+                .cloned()
+                .unwrap()
+        };
+        assert!(stopped(&first).succeeded, "{first:?}");
+        // The second request finds the stop done: said so, not done again (wiremock: once).
+        let again = stopped(&second);
+        assert!(again.succeeded, "{second:?}");
+        assert!(
+            again
+                .detail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("earlier"),
+            "{again:?}"
+        );
+        // The person's request is named in its guard events.
+        let events = inbox.events().await;
+        let by_person = events.iter().any(|e| match &e.outcome {
+            Outcome::RollbackPerformed { alarm, .. } | Outcome::FlagsSwitchedOff { alarm, .. } => {
+                alarm.name == "safeship rollback by alice"
+                    && alarm.reason == "requested by alice from a terminal: 5xx after deploy"
+            }
+            _ => false,
+        });
+        assert!(by_person || !person_first, "{events:?}");
+        w.codedeploy_mock.verify().await;
+        w.appconfig_mock.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_by_hand_of_a_group_without_a_rollback_section_is_refused_before_any_call() {
+    let w = world(DEFAULT).await;
+    let err = alarm_rollback::roll_back_by_hand(&w.deps, &w.app, "nowhere", "alice", "test")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "rolling back {}/nowhere: it is not a deployment group of the policy",
+            w.app
+        )
+    );
+    assert!(w
+        .codedeploy_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// What AppConfig says once version 2 (flags off) is written and deployed.
+async fn flags_off_deployed_as_version_2(w: &World) {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+            w.flags.application, w.flags.profile
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
+            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
+             "VersionNumber": 2, "ContentType": "application/json"},
+            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
+             "VersionNumber": 1, "ContentType": "application/json"}]})))
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    deployed_flags(w, "2").await;
+}

@@ -1,0 +1,350 @@
+//! `safeship rollback` and `safeship flags` as a person runs them: moto holds CodeDeploy's
+//! deployment and AppConfig's hosted versions; wiremock takes, and asserts, what moto lacks
+//! (CodeDeploy `StopDeployment`; AppConfig's version listing, `ListDeployments`,
+//! `StartDeployment`).
+
+use std::process::Output;
+
+use aws_sdk_codedeploy::types::ComputePlatform;
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
+use safeship_testkit::codedeploy;
+use safeship_testkit::emulators::{
+    create_idempotency_table, moto_endpoint, sdk_config, unique, REGION,
+};
+use safeship_testkit::split::SplitEndpoint;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+struct World {
+    _dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    policy: std::path::PathBuf,
+    app: String,
+    group: String,
+    deployment: String,
+    flags: FlagProfile,
+    sdk: aws_config::SdkConfig,
+    codedeploy_mock: MockServer,
+    appconfig_mock: MockServer,
+    _splits: (SplitEndpoint, SplitEndpoint),
+}
+
+async fn world() -> World {
+    let moto = moto_endpoint();
+    let sdk = sdk_config(&moto).await;
+    let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
+    let (app, group) = codedeploy::fresh_group(&codedeploy_moto, ComputePlatform::Lambda).await;
+    let deployment = codedeploy::deployment(&codedeploy_moto, &app, &group, "version: 0.0")
+        .await
+        .expect("moto CreateDeployment");
+    let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
+    let codedeploy_mock = MockServer::start().await;
+    let codedeploy_split =
+        SplitEndpoint::json_operations(&moto, &codedeploy_mock.uri(), &["StopDeployment"]).await;
+    let appconfig_mock = MockServer::start().await;
+    let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
+    flags.mount_version_list(&appconfig_mock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1
+applications:
+  {app}:
+    deployment-groups:
+      {group}:
+        environment: prod
+        rollback:
+          alarms: [{{name: {group}-5xx}}]
+          feature-flags:
+            - {{application: {}, environment: prod-env, profile: {}, flags: [new-checkout-flow]}}
+",
+            flags.application, flags.profile
+        ),
+    )
+    .unwrap();
+    let table = unique("cli-idem");
+    create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("AWS_ENDPOINT_URL_CODEDEPLOY", codedeploy_split.uri()),
+        ("AWS_ENDPOINT_URL_APPCONFIG", appconfig_split.uri()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SAFESHIP_IDEMPOTENCY_TABLE", table),
+        ("USER", "alice".into()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec();
+    World {
+        _dir: dir,
+        env,
+        policy,
+        app,
+        group,
+        deployment,
+        flags,
+        sdk,
+        codedeploy_mock,
+        appconfig_mock,
+        _splits: (codedeploy_split, appconfig_split),
+    }
+}
+
+impl World {
+    async fn run(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_safeship"))
+            .arg("--policy")
+            .arg(&self.policy)
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("safeship runs")
+    }
+
+    async fn expect_stop(&self, times: u64) {
+        Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+            .and(body_json(
+                json!({"deploymentId": self.deployment, "autoRollbackEnabled": true}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "application/x-amz-json-1.1")
+                    .set_body_json(json!({"status": "Pending", "statusMessage": "Stop requested"})),
+            )
+            .expect(times)
+            .mount(&self.codedeploy_mock)
+            .await;
+    }
+
+    async fn expect_flag_deployment(&self, version: &str, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments",
+                self.flags.application
+            )))
+            .and(body_partial_json(json!({
+                "ConfigurationProfileId": self.flags.profile,
+                "ConfigurationVersion": version,
+                "DeploymentStrategyId": "AppConfig.AllAtOnce",
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "ApplicationId": self.flags.application, "EnvironmentId": "prod-env",
+                "ConfigurationProfileId": self.flags.profile, "ConfigurationVersion": version,
+                "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
+                "State": "DEPLOYING"
+            })))
+            .expect(times)
+            .mount(&self.appconfig_mock)
+            .await;
+    }
+
+    /// What AppConfig says once `version` is the latest hosted version and the one deployed.
+    async fn serving(&self, version: i32) {
+        let items: Vec<Value> = (1..=version)
+            .rev()
+            .map(|v| {
+                json!({"ApplicationId": self.flags.application,
+                "ConfigurationProfileId": self.flags.profile, "VersionNumber": v,
+                "ContentType": "application/json"})
+            })
+            .collect();
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+                self.flags.application, self.flags.profile
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": items})))
+            .with_priority(1)
+            .mount(&self.appconfig_mock)
+            .await;
+        let deployment = json!({"DeploymentNumber": 7, "ConfigurationName": "release-flags",
+            "ConfigurationVersion": version.to_string(), "DeploymentDurationInMinutes": 0,
+            "GrowthType": "LINEAR", "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
+            "State": "COMPLETE", "PercentageComplete": 100.0});
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments",
+                self.flags.application
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [deployment]})))
+            .with_priority(1)
+            .mount(&self.appconfig_mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments/7",
+                self.flags.application
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ApplicationId": self.flags.application, "EnvironmentId": "prod-env",
+                "DeploymentStrategyId": "AppConfig.AllAtOnce",
+                "ConfigurationProfileId": self.flags.profile, "DeploymentNumber": 7,
+                "ConfigurationName": "release-flags", "ConfigurationVersion": version.to_string(),
+                "State": "COMPLETE"})))
+            .with_priority(1)
+            .mount(&self.appconfig_mock)
+            .await;
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn rollback_stops_the_deployment_and_switches_the_flags_off_once_then_flags_on_after_the_fix()
+{
+    let w = world().await;
+    w.expect_stop(1).await;
+    w.expect_flag_deployment("2", 1).await;
+    let out = w
+        .run(&[
+            "rollback",
+            "--application",
+            &w.app,
+            "--group",
+            &w.group,
+            "--reason",
+            "5xx after deploy",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.starts_with("ACTION"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "stop-deployment {} (with rollback)  done",
+            w.deployment
+        )),
+        "{said}"
+    );
+    let off = w
+        .flags
+        .hosted_version(&w.sdk, 2)
+        .await
+        .expect("version 2 written");
+    assert_eq!(off["values"]["new-checkout-flow"]["enabled"], false);
+
+    // Asked again (or an alarm meanwhile): the stop is not repeated, and says it was done.
+    w.serving(2).await;
+    let again = w
+        .run(&[
+            "--json",
+            "rollback",
+            "--application",
+            &w.app,
+            "--group",
+            &w.group,
+        ])
+        .await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let report: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let stop = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"].as_str().unwrap().starts_with("stop-deployment"))
+        .unwrap();
+    assert!(
+        stop["detail"].as_str().unwrap().contains("earlier"),
+        "{stop}"
+    );
+
+    // After the fix: the flag back on, in version 3 built on 2, deployed.
+    w.expect_flag_deployment("3", 1).await;
+    let on = w
+        .run(&[
+            "flags",
+            "on",
+            "--application",
+            &w.flags.application,
+            "--environment",
+            "prod-env",
+            "--profile",
+            &w.flags.profile,
+            "new-checkout-flow",
+        ])
+        .await;
+    assert_eq!(on.status.code(), Some(0), "{}", text(&on));
+    assert!(
+        text(&on).starts_with("switched on: new-checkout-flow"),
+        "{}",
+        text(&on)
+    );
+    let v3 = w
+        .flags
+        .hosted_version(&w.sdk, 3)
+        .await
+        .expect("version 3 written");
+    assert_eq!(v3["values"]["new-checkout-flow"]["enabled"], true);
+    assert_eq!(v3["flags"], off["flags"]);
+    w.codedeploy_mock.verify().await;
+    w.appconfig_mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_rollback_changes_nothing_and_an_unknown_group_or_flag_is_a_usage_error() {
+    let w = world().await;
+    w.expect_stop(0).await;
+    w.expect_flag_deployment("2", 0).await;
+    let out = w
+        .run(&[
+            "rollback",
+            "--application",
+            &w.app,
+            "--group",
+            &w.group,
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("dry run: nothing was changed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(w.flags.hosted_version(&w.sdk, 2).await, None);
+
+    let out = w
+        .run(&["rollback", "--application", &w.app, "--group", "nope"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not a deployment group of the policy"),
+        "{}",
+        text(&out)
+    );
+
+    let out = w
+        .run(&[
+            "flags",
+            "off",
+            "--application",
+            &w.flags.application,
+            "--environment",
+            "prod-env",
+            "--profile",
+            &w.flags.profile,
+            "no-such-flag",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no-such-flag not defined"),
+        "{}",
+        text(&out)
+    );
+    w.codedeploy_mock.verify().await;
+    w.appconfig_mock.verify().await;
+}
