@@ -17,6 +17,7 @@ pub mod check;
 pub mod exit;
 pub mod invoke;
 pub mod policy;
+pub mod restore;
 pub mod rollback;
 pub mod snapshot;
 
@@ -103,6 +104,29 @@ pub enum SnapshotCommand {
     List {
         #[arg(long)]
         database: String,
+    },
+    /// Delete safeship's snapshots past the database's retention (never its newest keep-newest).
+    #[command(after_help = "Example:\n  safeship snapshot prune --database checkout-db --dry-run")]
+    Prune {
+        #[arg(long)]
+        database: String,
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Restore the newest available pre-deploy snapshot (or --snapshot) into a new instance or cluster.
+    #[command(
+        after_help = "Example:\n  safeship snapshot restore --database checkout-db --to checkout-restore-drill"
+    )]
+    Restore {
+        #[arg(long)]
+        database: String,
+        /// The new DB instance (or cluster) identifier.
+        #[arg(long, value_name = "NEW-ID")]
+        to: String,
+        /// A snapshot of safeship's to restore instead of the newest.
+        #[arg(long)]
+        snapshot: Option<String>,
     },
     /// The migration gate: exit 0 when an available snapshot is newer than --max-age, else 1.
     #[command(

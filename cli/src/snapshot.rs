@@ -38,7 +38,74 @@ pub async fn run(env: &Env, command: SnapshotCommand, json: bool) -> Result<Outc
         SnapshotCommand::Create(args) => create(&deps, args, json).await,
         SnapshotCommand::List { database } => list(&deps, &database).await,
         SnapshotCommand::Fresh { database, max_age } => fresh(&deps, &database, max_age).await,
+        SnapshotCommand::Prune { database, dry_run } => prune(&deps, &database, dry_run).await,
+        SnapshotCommand::Restore {
+            database,
+            to,
+            snapshot,
+        } => restore(&deps, &database, &to, snapshot.as_deref()).await,
     }
+}
+
+async fn prune(deps: &Deps, database: &str, dry_run: bool) -> Result<Outcome, Error> {
+    let done = predeploy_snapshot::prune_now(deps, database, dry_run).await?;
+    let verb = if dry_run { "would prune" } else { "pruned" };
+    let mut summary = if done.pruned.is_empty() {
+        format!("{database}: nothing past its retention")
+    } else {
+        format!("{database}: {verb} {}", done.pruned.join(", "))
+    };
+    for f in &done.failed {
+        summary.push_str(&format!(
+            "
+FAILED {f}"
+        ));
+    }
+    Ok(Outcome {
+        exit: if done.failed.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Remote
+        },
+        summary,
+        json: serde_json::to_value(&done).expect("serialises"),
+    })
+}
+
+async fn restore(
+    deps: &Deps,
+    database: &str,
+    to: &str,
+    snapshot: Option<&str>,
+) -> Result<Outcome, Error> {
+    let db = deps.common.policy.databases.get(database).ok_or_else(|| {
+        Error::Usage(format!(
+            "--database {database}: not in the policy's databases (known: {})",
+            deps.common
+                .policy
+                .databases
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let owned = predeploy_snapshot::owned_snapshots(deps, database).await?;
+    let chosen = crate::restore::choose(&owned, snapshot)?;
+    let restored = crate::restore::restore(&deps.rds, db, chosen, to).await?;
+    let mut summary = format!(
+        "restoring {} (deployment {}) into {} {}: {}",
+        restored.snapshot_id, restored.deployment, restored.kind, restored.target, restored.status
+    );
+    if db.kind == safeship::policy::DatabaseKind::Cluster {
+        summary.push_str("
+a restored Aurora cluster has no instance yet: add one (rds create-db-instance --db-cluster-identifier …) to connect");
+    }
+    Ok(Outcome {
+        exit: Exit::Ok,
+        summary,
+        json: serde_json::to_value(&restored).expect("serialises"),
+    })
 }
 
 async fn create(deps: &Deps, args: CreateArgs, json: bool) -> Result<Outcome, Error> {

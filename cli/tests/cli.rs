@@ -455,3 +455,99 @@ async fn completions_are_printed_for_a_shell() {
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).contains("_safeship()"), "{}", stdout(&out));
 }
+
+#[tokio::test]
+async fn restore_puts_the_newest_pre_deploy_snapshot_into_a_new_instance_and_prune_keeps_fresh_ones(
+) {
+    let (policy, _) = policy_with_database().await;
+    let t = terminal(&policy).await;
+    // Nothing to restore yet: said, exit 2, nothing created.
+    let target = unique("restored").to_lowercase();
+    let out = t
+        .run(&[
+            "snapshot",
+            "restore",
+            "--database",
+            "orders-db",
+            "--to",
+            &target,
+        ])
+        .await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no available snapshot"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = t
+        .run(&[
+            "--json",
+            "snapshot",
+            "create",
+            "--database",
+            "orders-db",
+            "--reason",
+            "drill",
+            "--request-id",
+            &unique("run"),
+            "--wait",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let snapshot = json_out(&out)["snapshot-id"].as_str().unwrap().to_owned();
+
+    let out = t
+        .run(&[
+            "snapshot",
+            "restore",
+            "--database",
+            "orders-db",
+            "--to",
+            &target,
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!(
+            "restoring {snapshot} (deployment none) into DB instance {target}"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let restored = rds
+        .describe_db_instances()
+        .db_instance_identifier(&target)
+        .send()
+        .await
+        .expect("the restored instance exists");
+    let arn = restored.db_instances()[0]
+        .db_instance_arn()
+        .unwrap()
+        .to_owned();
+    let tags = rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_list()
+            .iter()
+            .any(|t| t.key() == Some("safeship:restored-from")
+                && t.value() == Some(snapshot.as_str()))
+    );
+
+    // A snapshot made just now is within retention: prune keeps it (and says so).
+    let out = t
+        .run(&["snapshot", "prune", "--database", "orders-db"])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "orders-db: nothing past its retention");
+    let out = t
+        .run(&["snapshot", "list", "--database", "orders-db"])
+        .await;
+    assert!(stdout(&out).contains(&snapshot));
+}

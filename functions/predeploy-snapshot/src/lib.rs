@@ -189,6 +189,47 @@ pub async fn owned_snapshots(deps: &Deps, database: &str) -> Result<Vec<OwnedSna
     Ok(owned)
 }
 
+/// What pruning by hand found and did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Pruned {
+    /// Deleted (or, in a dry run, to be deleted).
+    pub pruned: Vec<String>,
+    /// `<snapshot id>: <error>` for each deletion RDS refused.
+    pub failed: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// Retention by hand (the CLI's `snapshot prune`): the same rule as after each snapshot (older
+/// than the retention, beyond the newest `keep-newest`, only safeship's own), every failure
+/// reported rather than logged.
+pub async fn prune_now(deps: &Deps, database: &str, dry_run: bool) -> Result<Pruned, Error> {
+    let db = job::resolve_database(&deps.common.policy, database)?;
+    let owned = rds::owned(&deps.rds, db).await?;
+    let old = retention::to_prune(
+        &owned,
+        (deps.clock)(),
+        job::retention_days(db),
+        db.snapshot.keep_newest,
+    );
+    let mut done = Pruned {
+        pruned: vec![],
+        failed: vec![],
+        dry_run,
+    };
+    for id in old {
+        if dry_run {
+            done.pruned.push(id);
+            continue;
+        }
+        match rds::delete(&deps.rds, db, &id).await {
+            Ok(()) => done.pruned.push(id),
+            Err(e) => done.failed.push(format!("{id}: {e}")),
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
