@@ -53,7 +53,9 @@ pub async fn run(env: &Env, args: InvokeArgs) -> Result<Outcome, Error> {
             Ok(deploy_notify::handler(&deps, event).await?)
         }
         Function::IntegrityCheck => {
-            let deps = integrity_check::Deps::from_env(env).await?;
+            let mut deps = integrity_check::Deps::from_env(env).await?;
+            // EMF on stdout feeds CloudWatch only in Lambda; here it would corrupt the answer.
+            deps.metrics = safeship::metrics::MetricsSink::memory().0;
             Ok(integrity_check::handler(&deps, event).await?)
         }
     }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod check;
 pub mod exit;
+pub mod integrity;
 pub mod invoke;
 pub mod policy;
 pub mod restore;
@@ -67,6 +68,9 @@ pub enum Command {
         after_help = "Example:\n  safeship check --application checkout --group checkout-prod --version 42 \\\n    --url-override http://checkout.internal=http://localhost:8081"
     )]
     Check(check::CheckArgs),
+    /// The nightly integrity check, now.
+    #[command(subcommand)]
+    Integrity(IntegrityCommand),
     /// Run one function's handler on an event file, here, as Lambda would.
     #[command(
         after_help = "Example:\n  safeship invoke alarm-rollback --event events/alarm-eventbridge-metric.json"
@@ -80,6 +84,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrityCommand {
+    /// Count every checked table and compare with the last run: exit 1 on any finding.
+    #[command(after_help = "Example:\n  safeship integrity run --database checkout-db")]
+    Run(integrity::IntegrityArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +277,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Rollback(args) => rollback::rollback(&env, args).await,
         Command::Flags(command) => rollback::flags(&env, command).await,
         Command::Invoke(args) => invoke::run(&env, args).await,
+        Command::Integrity(IntegrityCommand::Run(args)) => integrity::run(&env, args).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(
