@@ -17,6 +17,7 @@ pub mod check;
 pub mod exit;
 pub mod integrity;
 pub mod invoke;
+pub mod notify;
 pub mod policy;
 pub mod restore;
 pub mod rollback;
@@ -71,6 +72,9 @@ pub enum Command {
     /// The nightly integrity check, now.
     #[command(subcommand)]
     Integrity(IntegrityCommand),
+    /// Notifications: a test message to every configured channel.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Run one function's handler on an event file, here, as Lambda would.
     #[command(
         after_help = "Example:\n  safeship invoke alarm-rollback --event events/alarm-eventbridge-metric.json"
@@ -91,6 +95,13 @@ pub enum IntegrityCommand {
     /// Count every checked table and compare with the last run: exit 1 on any finding.
     #[command(after_help = "Example:\n  safeship integrity run --database checkout-db")]
     Run(integrity::IntegrityArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to Slack and email, as configured: exit 3 if a channel fails.
+    #[command(after_help = "Example:\n  safeship notify test")]
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +289,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Flags(command) => rollback::flags(&env, command).await,
         Command::Invoke(args) => invoke::run(&env, args).await,
         Command::Integrity(IntegrityCommand::Run(args)) => integrity::run(&env, args).await,
+        Command::Notify(NotifyCommand::Test) => notify::test(&env).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(

@@ -367,6 +367,45 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     }))
 }
 
+/// A test message to every configured channel (the CLI's `safeship notify test`), each channel
+/// on its own: one that fails does not keep the other from being tried. Not once-only: asking
+/// again sends again, which is the point of a test.
+pub async fn send_test(
+    deps: &Deps,
+    requested_by: &str,
+    deadline: tokio::time::Instant,
+) -> Vec<(Channel, Result<String, Error>)> {
+    let message = message::Message {
+        severity: safeship::policy::Severity::Info,
+        emoji: ":wave:",
+        headline: "safeship test message".into(),
+        application: None,
+        deployment_group: None,
+        deployment_id: None,
+        environment: None,
+        trigger: format!("safeship notify test, by {requested_by}"),
+        reason: Some("If you can read this, safeship's notifications reach this channel.".into()),
+        details: vec![],
+        snapshot_id: None,
+        links: vec![],
+        dry_run: false,
+    };
+    let mut channels = Vec::new();
+    if deps.slack.is_some() {
+        channels.push(Channel::Slack);
+    }
+    if deps.email_topic.is_some() {
+        channels.push(Channel::Email);
+    }
+    let message = &message;
+    futures_util::future::join_all(
+        channels
+            .into_iter()
+            .map(|c| async move { (c, send(deps, c, message, deadline).await) }),
+    )
+    .await
+}
+
 /// What each channel shows (or would show) of the message.
 fn preview(message: &message::Message) -> Value {
     json!({
