@@ -17,6 +17,7 @@ pub mod check;
 pub mod exit;
 pub mod integrity;
 pub mod invoke;
+pub mod lambda;
 pub mod notify;
 pub mod policy;
 pub mod restore;
@@ -72,6 +73,9 @@ pub enum Command {
     /// The nightly integrity check, now.
     #[command(subcommand)]
     Integrity(IntegrityCommand),
+    /// Functions not deployed through CodeDeploy: point an alias back.
+    #[command(subcommand)]
+    Lambda(LambdaCommand),
     /// Notifications: a test message to every configured channel.
     #[command(subcommand)]
     Notify(NotifyCommand),
@@ -95,6 +99,15 @@ pub enum IntegrityCommand {
     /// Count every checked table and compare with the last run: exit 1 on any finding.
     #[command(after_help = "Example:\n  safeship integrity run --database checkout-db")]
     Run(integrity::IntegrityArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LambdaCommand {
+    /// Point the alias at the version before it (or --to-version); stops a weighted shift.
+    #[command(
+        after_help = "Example:\n  safeship lambda rollback --function checkout-api --alias live"
+    )]
+    Rollback(lambda::LambdaRollbackArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +303,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Invoke(args) => invoke::run(&env, args).await,
         Command::Integrity(IntegrityCommand::Run(args)) => integrity::run(&env, args).await,
         Command::Notify(NotifyCommand::Test) => notify::test(&env).await,
+        Command::Lambda(LambdaCommand::Rollback(args)) => lambda::rollback(&env, args).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(
