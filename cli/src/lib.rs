@@ -23,6 +23,7 @@ pub mod policy;
 pub mod restore;
 pub mod rollback;
 pub mod snapshot;
+pub mod status;
 
 pub use exit::Exit;
 
@@ -51,6 +52,9 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// What is deploying now in each guarded group, its last success, and its guard rails.
+    #[command(after_help = "Example:\n  safeship status --application checkout")]
+    Status(status::StatusArgs),
     /// Validate a policy, or explain what each deployment group gets.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -294,6 +298,7 @@ fn init_logging() {
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
     let env = environment(&cli.global)?;
     match cli.command {
+        Command::Status(args) => status::run(&env, args).await,
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Explain { file }) => policy::explain(&file),
         Command::Snapshot(command) => snapshot::run(&env, command, cli.global.json).await,

@@ -348,3 +348,51 @@ async fn a_dry_run_rollback_changes_nothing_and_an_unknown_group_or_flag_is_a_us
     w.codedeploy_mock.verify().await;
     w.appconfig_mock.verify().await;
 }
+
+#[tokio::test]
+async fn status_shows_the_deployment_in_flight_and_the_groups_guard_rails() {
+    let w = world().await;
+    let out = w.run(&["status", "--application", &w.app]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.starts_with(&format!("{}/{} (prod)\n", w.app, w.group)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("  deploying: {} (Created, created ", w.deployment)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("rollback on alarm {}-5xx", w.group)),
+        "{said}"
+    );
+    assert!(
+        said.contains("hooks report Failed: no smoke checks"),
+        "{said}"
+    );
+
+    let out = w
+        .run(&[
+            "--json",
+            "status",
+            "--application",
+            &w.app,
+            "--group",
+            &w.group,
+        ])
+        .await;
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["groups"][0]["in-flight"][0]["id"],
+        w.deployment.as_str()
+    );
+
+    let out = w.run(&["status", "--application", "nope"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the policy guards no group of application nope"),
+        "{}",
+        text(&out)
+    );
+}

@@ -23,6 +23,7 @@ mod rollback;
 mod steps;
 
 pub use decide::Decision;
+pub use plan::IN_FLIGHT;
 
 use decide::{decide, group_name};
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// CodeDeploy statuses of a deployment still in flight: stopping it rolls it back.
-pub(crate) const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
+pub const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
 
 /// How a revert safeship creates describes itself (`safeship: alarm <name> reverts <d-new> to
 /// the revision of <d-old>`): the plan recognises its own reverts by this prefix.
