@@ -95,6 +95,22 @@ applications:
 }
 
 impl World {
+    /// `safeship flags <state> … <flag>` on this world's profile.
+    async fn switch_flags(&self, state: &str, flag: &str) -> Output {
+        self.run(&[
+            "flags",
+            state,
+            "--application",
+            &self.flags.application,
+            "--environment",
+            "prod-env",
+            "--profile",
+            &self.flags.profile,
+            flag,
+        ])
+        .await
+    }
+
     async fn run(&self, args: &[&str]) -> Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_safeship"))
             .arg("--policy")
@@ -144,54 +160,6 @@ impl World {
             .mount(&self.appconfig_mock)
             .await;
     }
-
-    /// What AppConfig says once `version` is the latest hosted version and the one deployed.
-    async fn serving(&self, version: i32) {
-        let items: Vec<Value> = (1..=version)
-            .rev()
-            .map(|v| {
-                json!({"ApplicationId": self.flags.application,
-                "ConfigurationProfileId": self.flags.profile, "VersionNumber": v,
-                "ContentType": "application/json"})
-            })
-            .collect();
-        Mock::given(method("GET"))
-            .and(path(format!(
-                "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
-                self.flags.application, self.flags.profile
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": items})))
-            .with_priority(1)
-            .mount(&self.appconfig_mock)
-            .await;
-        let deployment = json!({"DeploymentNumber": 7, "ConfigurationName": "release-flags",
-            "ConfigurationVersion": version.to_string(), "DeploymentDurationInMinutes": 0,
-            "GrowthType": "LINEAR", "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
-            "State": "COMPLETE", "PercentageComplete": 100.0});
-        Mock::given(method("GET"))
-            .and(path(format!(
-                "/applications/{}/environments/prod-env/deployments",
-                self.flags.application
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [deployment]})))
-            .with_priority(1)
-            .mount(&self.appconfig_mock)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(format!(
-                "/applications/{}/environments/prod-env/deployments/7",
-                self.flags.application
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "ApplicationId": self.flags.application, "EnvironmentId": "prod-env",
-                "DeploymentStrategyId": "AppConfig.AllAtOnce",
-                "ConfigurationProfileId": self.flags.profile, "DeploymentNumber": 7,
-                "ConfigurationName": "release-flags", "ConfigurationVersion": version.to_string(),
-                "State": "COMPLETE"})))
-            .with_priority(1)
-            .mount(&self.appconfig_mock)
-            .await;
-    }
 }
 
 fn text(out: &Output) -> String {
@@ -237,7 +205,8 @@ async fn rollback_stops_the_deployment_and_switches_the_flags_off_once_then_flag
     assert_eq!(off["values"]["new-checkout-flow"]["enabled"], false);
 
     // Asked again (or an alarm meanwhile): the stop is not repeated, and says it was done.
-    w.serving(2).await;
+    w.flags.mount_versions(&w.appconfig_mock, 2).await;
+    w.flags.mount_deployed(&w.appconfig_mock, "2").await;
     let again = w
         .run(&[
             "--json",
@@ -263,19 +232,7 @@ async fn rollback_stops_the_deployment_and_switches_the_flags_off_once_then_flag
 
     // After the fix: the flag back on, in version 3 built on 2, deployed.
     w.expect_flag_deployment("3", 1).await;
-    let on = w
-        .run(&[
-            "flags",
-            "on",
-            "--application",
-            &w.flags.application,
-            "--environment",
-            "prod-env",
-            "--profile",
-            &w.flags.profile,
-            "new-checkout-flow",
-        ])
-        .await;
+    let on = w.switch_flags("on", "new-checkout-flow").await;
     assert_eq!(on.status.code(), Some(0), "{}", text(&on));
     assert!(
         text(&on).starts_with("switched on: new-checkout-flow"),
@@ -326,19 +283,7 @@ async fn a_dry_run_rollback_changes_nothing_and_an_unknown_group_or_flag_is_a_us
         text(&out)
     );
 
-    let out = w
-        .run(&[
-            "flags",
-            "off",
-            "--application",
-            &w.flags.application,
-            "--environment",
-            "prod-env",
-            "--profile",
-            &w.flags.profile,
-            "no-such-flag",
-        ])
-        .await;
+    let out = w.switch_flags("off", "no-such-flag").await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("no-such-flag not defined"),

@@ -61,19 +61,12 @@ pub(crate) async fn hand_over(deps: &Deps, state: &Continuation) -> Result<(), E
         .clone()
         .unwrap_or_else(|| FUNCTION.to_owned());
     let payload = serde_json::json!({ "safeship-continuation": state });
-    deps.lambda
-        .invoke()
-        .function_name(&function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(
-            serde_json::to_vec(&payload).expect("JSON serialises"),
-        ))
-        .send()
+    crate::handoff::invoke_async(deps, &function, &payload)
         .await
-        .map_err(|e| Error::Continue {
+        .map_err(|problem| Error::Continue {
             snapshot_id: state.snapshot_id.clone(),
             function,
-            problem: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            problem,
         })?;
     tracing::info!(snapshot = %state.snapshot_id, attempt = state.attempt, "the wait continues in a new invocation");
     Ok(())

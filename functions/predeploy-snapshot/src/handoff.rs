@@ -32,21 +32,34 @@ pub(crate) async fn hand_to_traffic_hook(
         "DeploymentId": hook.deployment_id,
         "LifecycleEventHookExecutionId": hook.lifecycle_event_hook_execution_id,
     });
-    deps.lambda
-        .invoke()
-        .function_name(&function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(
-            serde_json::to_vec(&payload).expect("JSON serialises"),
-        ))
-        .send()
+    invoke_async(deps, &function, &payload)
         .await
-        .map_err(|e| Error::HandOver {
+        .map_err(|problem| Error::HandOver {
             hook_execution: hook.lifecycle_event_hook_execution_id.clone(),
             function: function.clone(),
-            problem: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
+            problem,
         })?;
     tracing::info!(deployment = %hook.deployment_id, function = %function,
         "snapshot done: the hook goes to the traffic hook, which runs the checks and reports");
     Ok(function)
+}
+
+/// An asynchronous (`Event`) invocation of `function` with `payload`: the hand-over's and the
+/// continuation's one way to pass work on. The error is Lambda's, in full.
+pub(crate) async fn invoke_async(
+    deps: &Deps,
+    function: &str,
+    payload: &serde_json::Value,
+) -> Result<(), String> {
+    deps.lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            serde_json::to_vec(payload).expect("JSON serialises"),
+        ))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(&e).to_string())
 }

@@ -1237,43 +1237,12 @@ async fn a_second_alarm_never_stops_safeships_revert_in_flight() {
 
 /// AppConfig's deployments of `flags` to `prod-env`: version `version`, deployment 1, complete.
 /// `ListDeployments` does not name the profile here (older answers do not): `GetDeployment` does.
-async fn deployed_flags(w: &World, version: &str) {
-    let flags = &w.flags;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/applications/{}/environments/prod-env/deployments",
-            flags.application
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
-            {"DeploymentNumber": 1, "ConfigurationName": "release-flags",
-             "ConfigurationVersion": version, "DeploymentDurationInMinutes": 0,
-             "GrowthType": "LINEAR", "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
-             "State": "COMPLETE", "PercentageComplete": 100.0}
-        ]})))
-        .with_priority(1)
-        .mount(&w.appconfig_mock)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/applications/{}/environments/prod-env/deployments/1",
-            flags.application
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "ApplicationId": flags.application, "EnvironmentId": "prod-env",
-            "DeploymentStrategyId": "AppConfig.AllAtOnce",
-            "ConfigurationProfileId": flags.profile, "DeploymentNumber": 1,
-            "ConfigurationName": "release-flags", "ConfigurationVersion": version,
-            "State": "COMPLETE"})))
-        .mount(&w.appconfig_mock)
-        .await;
-}
-
 #[tokio::test]
 async fn flags_written_but_not_deployed_are_deployed_by_the_retry() {
     let w = world(DEFAULT).await;
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 1).await;
-    deployed_flags(&w, "1").await;
+    w.flags.mount_deployed(&w.appconfig_mock, "1").await;
     // AppConfig runs one deployment per environment at a time: the first StartDeployment is
     // refused (409 ConflictException), after version 2 (flags off) was written.
     Mock::given(method("POST"))
@@ -1305,19 +1274,7 @@ async fn flags_written_but_not_deployed_are_deployed_by_the_retry() {
         "version 2 was written"
     );
     // AppConfig now lists both versions; the environment still serves version 1 (flags on).
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
-            w.flags.application, w.flags.profile
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
-            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
-             "VersionNumber": 2, "ContentType": "application/json"},
-            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
-             "VersionNumber": 1, "ContentType": "application/json"}]})))
-        .with_priority(1)
-        .mount(&w.appconfig_mock)
-        .await;
+    w.flags.mount_versions(&w.appconfig_mock, 2).await;
     // The retry deploys version 2, the flags-off version, and writes no third one.
     w.expect_flag_deployment("2", 1).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
@@ -1347,7 +1304,7 @@ async fn flags_already_off_in_the_deployed_version_are_not_deployed_again() {
     .await;
     let deployment = w.in_flight_deployment().await;
     w.expect_stop(&deployment, 1).await;
-    deployed_flags(&w, "1").await;
+    w.flags.mount_deployed(&w.appconfig_mock, "1").await;
     w.expect_flag_deployment("2", 0).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
     let flags = report
@@ -1793,7 +1750,8 @@ async fn an_alarm_and_a_person_asking_for_the_same_rollback_stop_the_deployment_
             w.deliver("alarm-eventbridge-metric.json").await.unwrap()
         };
         // AppConfig now holds version 2, flags off, and serves it (the mock's listing says so).
-        flags_off_deployed_as_version_2(&w).await;
+        w.flags.mount_versions(&w.appconfig_mock, 2).await;
+        w.flags.mount_deployed(&w.appconfig_mock, "2").await;
         let second = if person_first {
             w.deliver("alarm-eventbridge-metric.json").await.unwrap()
         } else {
@@ -1852,22 +1810,4 @@ async fn a_rollback_by_hand_of_a_group_without_a_rollback_section_is_refused_bef
         .await
         .unwrap()
         .is_empty());
-}
-
-/// What AppConfig says once version 2 (flags off) is written and deployed.
-async fn flags_off_deployed_as_version_2(w: &World) {
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
-            w.flags.application, w.flags.profile
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
-            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
-             "VersionNumber": 2, "ContentType": "application/json"},
-            {"ApplicationId": w.flags.application, "ConfigurationProfileId": w.flags.profile,
-             "VersionNumber": 1, "ContentType": "application/json"}]})))
-        .with_priority(1)
-        .mount(&w.appconfig_mock)
-        .await;
-    deployed_flags(w, "2").await;
 }

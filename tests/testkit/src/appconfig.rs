@@ -123,6 +123,60 @@ impl FlagProfile {
             .await;
     }
 
+    /// AppConfig lists hosted versions `latest` down to 1 (over [`Self::mount_version_list`]'s
+    /// one): what it says once a flag switch wrote a new version.
+    pub async fn mount_versions(&self, mock: &MockServer, latest: i32) {
+        let items: Vec<Value> = (1..=latest)
+            .rev()
+            .map(|v| {
+                json!({"ApplicationId": self.application, "ConfigurationProfileId": self.profile,
+                       "VersionNumber": v, "ContentType": "application/json"})
+            })
+            .collect();
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/configurationprofiles/{}/hostedconfigurationversions",
+                self.application, self.profile
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": items})))
+            .with_priority(1)
+            .mount(mock)
+            .await;
+    }
+
+    /// The environment `prod-env` serves `version` of this profile: its one complete deployment
+    /// (`ListDeployments`, `GetDeployment`).
+    pub async fn mount_deployed(&self, mock: &MockServer, version: &str) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments",
+                self.application
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
+                {"DeploymentNumber": 1, "ConfigurationName": "release-flags",
+                 "ConfigurationVersion": version, "DeploymentDurationInMinutes": 0,
+                 "GrowthType": "LINEAR", "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
+                 "State": "COMPLETE", "PercentageComplete": 100.0}
+            ]})))
+            .with_priority(1)
+            .mount(mock)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments/1",
+                self.application
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ApplicationId": self.application, "EnvironmentId": "prod-env",
+                "DeploymentStrategyId": "AppConfig.AllAtOnce",
+                "ConfigurationProfileId": self.profile, "DeploymentNumber": 1,
+                "ConfigurationName": "release-flags", "ConfigurationVersion": version,
+                "State": "COMPLETE"})))
+            .with_priority(1)
+            .mount(mock)
+            .await;
+    }
+
     pub async fn hosted_version(&self, sdk: &SdkConfig, version: i32) -> Option<Value> {
         let out = aws_sdk_appconfig::Client::new(sdk)
             .get_hosted_configuration_version()
