@@ -8,7 +8,8 @@ use std::process::Output;
 use axum::routing::get;
 use axum::{Json, Router};
 use safeship_testkit::emulators::{
-    create_idempotency_table, moto_endpoint, sdk_config, unique, REGION,
+    create_db_instance, create_idempotency_table, manual_snapshot_ids, moto_endpoint, sdk_config,
+    unique, REGION,
 };
 use serde_json::{json, Value};
 
@@ -91,15 +92,7 @@ fn example(path: &str) -> PathBuf {
 async fn policy_with_database() -> (String, String) {
     let sdk = sdk_config(&moto_endpoint()).await;
     let identifier = unique("cli-db");
-    aws_sdk_rds::Client::new(&sdk)
-        .create_db_instance()
-        .db_instance_identifier(&identifier)
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("orders")
-        .master_user_password("not-a-secret-in-moto")
-        .send()
+    create_db_instance(&aws_sdk_rds::Client::new(&sdk), &identifier)
         .await
         .expect("moto CreateDBInstance");
     let policy = format!(
@@ -282,16 +275,12 @@ async fn snapshot_create_wait_then_list_then_the_freshness_gate() {
     let id = created["snapshot-id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("safeship-orders-db-"), "{id}");
 
-    // The snapshot is in RDS, tagged with the deployment.
+    // The snapshot is in RDS.
     let sdk = sdk_config(&moto_endpoint()).await;
-    let listed = aws_sdk_rds::Client::new(&sdk)
-        .describe_db_snapshots()
-        .db_instance_identifier(&identifier)
-        .snapshot_type("manual")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.db_snapshots().len(), 1);
+    assert_eq!(
+        manual_snapshot_ids(&aws_sdk_rds::Client::new(&sdk), &identifier).await,
+        vec![id.clone()]
+    );
 
     let out = t
         .run(&["snapshot", "list", "--database", "orders-db"])

@@ -18,7 +18,9 @@ use chrono::Utc;
 use lambda_runtime::{Context, LambdaEvent};
 use predeploy_snapshot::{HookStatus, SnapshotSettings, SnapshotStatus};
 use safeship_testkit::codedeploy;
-use safeship_testkit::emulators::{common_with_policy, moto_endpoint, sdk_config, unique};
+use safeship_testkit::emulators::{
+    common_with_policy, create_db_instance, manual_snapshot_ids, moto_endpoint, sdk_config, unique,
+};
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use traffic_hook::checks::CheckClients;
@@ -60,14 +62,7 @@ async fn world(on_failure: &str, instance_exists: bool) -> World {
     let rds = aws_sdk_rds::Client::new(&sdk);
     let identifier = unique("orders-db");
     if instance_exists {
-        rds.create_db_instance()
-            .db_instance_identifier(&identifier)
-            .engine("postgres")
-            .db_instance_class("db.t3.micro")
-            .allocated_storage(20)
-            .master_username("orders")
-            .master_user_password("not-a-secret-in-moto")
-            .send()
+        create_db_instance(&rds, &identifier)
             .await
             .expect("moto CreateDBInstance");
     }
@@ -262,18 +257,7 @@ impl World {
     }
 
     async fn manual_snapshots(&self) -> Vec<String> {
-        self.rds
-            .describe_db_snapshots()
-            .db_instance_identifier(&self.identifier)
-            .snapshot_type("manual")
-            .send()
-            .await
-            .unwrap()
-            .db_snapshots
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| s.db_snapshot_identifier)
-            .collect()
+        manual_snapshot_ids(&self.rds, &self.identifier).await
     }
 }
 

@@ -13,8 +13,8 @@ use predeploy_snapshot::{Deps, HookStatus, Job, SnapshotSettings, SnapshotStatus
 use safeship::guard::Outcome;
 use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
-    common_with_policy, create_idempotency_table, function_binary, moto_endpoint, sample_event,
-    sdk_config, unique, REGION,
+    common_with_policy, create_db_instance, create_idempotency_table, function_binary,
+    manual_snapshot_ids, moto_endpoint, sample_event, sdk_config, unique, REGION,
 };
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::runtime::{Answer, LocalRuntime};
@@ -52,14 +52,7 @@ async fn world_with(kind: &str, quota: u32, on_failure: &str) -> World {
     let identifier = unique("checkout-db");
     match kind {
         "instance" => {
-            rds.create_db_instance()
-                .db_instance_identifier(&identifier)
-                .engine("postgres")
-                .db_instance_class("db.t3.micro")
-                .allocated_storage(20)
-                .master_username("checkout")
-                .master_user_password("not-a-secret-in-moto")
-                .send()
+            create_db_instance(&rds, &identifier)
                 .await
                 .expect("moto CreateDBInstance");
         }
@@ -167,18 +160,7 @@ fn soon() -> tokio::time::Instant {
 
 /// The instance's manual snapshots (moto also makes an automated one when an instance is created).
 async fn instance_snapshot_ids(w: &World) -> Vec<String> {
-    w.rds
-        .describe_db_snapshots()
-        .db_instance_identifier(&w.identifier)
-        .snapshot_type("manual")
-        .send()
-        .await
-        .unwrap()
-        .db_snapshots
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|s| s.db_snapshot_identifier)
-        .collect()
+    manual_snapshot_ids(&w.rds, &w.identifier).await
 }
 
 /// An instance snapshot's tags, sorted.

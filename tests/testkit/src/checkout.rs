@@ -91,18 +91,8 @@ pub async fn serve_health(version: &'static str) -> String {
 
 /// The example policy's `checkout-db`: the RDS instance `checkout-prod-db` (reused if present).
 pub async fn create_database(rds: &aws_sdk_rds::Client) -> anyhow::Result<()> {
-    let created = rds
-        .create_db_instance()
-        .db_instance_identifier("checkout-prod-db")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("checkout")
-        .master_user_password("not-a-secret-in-moto")
-        .send()
-        .await;
-    match created {
-        Ok(_) => Ok(()),
+    match crate::emulators::create_db_instance(rds, "checkout-prod-db").await {
+        Ok(()) => Ok(()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_db_instance_already_exists_fault()) =>

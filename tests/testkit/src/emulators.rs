@@ -159,3 +159,38 @@ pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship:
         ),
     }
 }
+
+/// A PostgreSQL DB instance in moto (the smallest class; moto checks no password).
+pub async fn create_db_instance(
+    rds: &aws_sdk_rds::Client,
+    identifier: &str,
+) -> Result<
+    (),
+    aws_sdk_rds::error::SdkError<aws_sdk_rds::operation::create_db_instance::CreateDBInstanceError>,
+> {
+    rds.create_db_instance()
+        .db_instance_identifier(identifier)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("safeship")
+        .master_user_password("not-a-secret-in-moto")
+        .send()
+        .await
+        .map(|_| ())
+}
+
+/// The manual snapshots of a moto DB instance (moto also makes an automated one at creation).
+pub async fn manual_snapshot_ids(rds: &aws_sdk_rds::Client, instance: &str) -> Vec<String> {
+    rds.describe_db_snapshots()
+        .db_instance_identifier(instance)
+        .snapshot_type("manual")
+        .send()
+        .await
+        .expect("moto DescribeDBSnapshots")
+        .db_snapshots
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.db_snapshot_identifier)
+        .collect()
+}
