@@ -82,7 +82,7 @@ pub async fn rollback(env: &Env, args: RollbackArgs) -> Result<Outcome, Error> {
         .map(|a| {
             [
                 a.action.clone(),
-                if a.succeeded { "done" } else { "FAILED" }.to_owned(),
+                if a.succeeded { "ok" } else { "FAILED" }.to_owned(),
                 a.detail.clone().unwrap_or_default(),
             ]
         })

@@ -192,7 +192,7 @@ async fn rollback_stops_the_deployment_and_switches_the_flags_off_once_then_flag
     assert!(said.starts_with("ACTION"), "{said}");
     assert!(
         said.contains(&format!(
-            "stop-deployment {} (with rollback)  done",
+            "stop-deployment {} (with rollback)  ok",
             w.deployment
         )),
         "{said}"

@@ -354,6 +354,45 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
                 )];
             }
         }
+        Outcome::IntegrityFindings {
+            database,
+            findings,
+            more,
+            since_deployments,
+            problems,
+        } => {
+            let total = findings.len() + *more as usize;
+            let warnings_only = findings.iter().all(|f| f.severity < Severity::Failure);
+            m.emoji = if warnings_only && problems.is_none() {
+                ":warning:"
+            } else {
+                ":mag:"
+            };
+            m.headline = format!(
+                "Integrity check of {database}: {total} {}",
+                if total == 1 { "finding" } else { "findings" }
+            );
+            m.trigger = "nightly integrity check".into();
+            if !since_deployments.is_empty() {
+                m.reason = Some(format!(
+                    "{} {} completed since the last run",
+                    if since_deployments.len() == 1 {
+                        "deployment"
+                    } else {
+                        "deployments"
+                    },
+                    since_deployments.join(", ")
+                ));
+            }
+            // Worst first, as the run listed them.
+            m.details = findings.iter().map(finding_line).collect();
+            if *more > 0 {
+                m.details.push(format!("… and {more} more"));
+            }
+            if let Some(p) = problems {
+                m.details.push(format!("not checked: {p}"));
+            }
+        }
         Outcome::IntegrityRunFailed { database, error } => {
             m.emoji = ":x:";
             m.headline = format!("Integrity check of {database} could not run");
@@ -382,6 +421,23 @@ pub fn state_name(state: DeploymentState) -> &'static str {
 
 fn hook_trigger(lifecycle_event: Option<&str>) -> String {
     format!("{} hook", lifecycle_event.unwrap_or("traffic"))
+}
+
+fn finding_line(f: &safeship::guard::IntegrityFinding) -> String {
+    format!(
+        "{} {}{}: {}",
+        if f.severity < Severity::Failure {
+            "⚠"
+        } else {
+            "✗"
+        },
+        f.table,
+        f.column
+            .as_deref()
+            .map(|c| format!(".{c}"))
+            .unwrap_or_default(),
+        f.description
+    )
 }
 
 fn check_line(c: &safeship::guard::CheckResult) -> String {

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use deploy_notify::{message, render};
 use safeship::event::{AlarmKind, AlarmState, DeploymentState, DeploymentStateChange};
-use safeship::guard::{ActionResult, AlarmSummary, CheckResult, Guard, GuardEvent, Outcome};
+use safeship::guard::{
+    ActionResult, AlarmSummary, CheckResult, Guard, GuardEvent, IntegrityFinding, Outcome,
+};
 use safeship::policy::Severity;
 
 fn at() -> DateTime<Utc> {
@@ -107,6 +109,32 @@ fn outcomes() -> Vec<Outcome> {
             description: "rows grew 80.0% since the last run (1000 → 1800), over the 50% bound".into(),
             since_deployments: vec![],
             severity: Severity::Warning,
+        },
+        Outcome::IntegrityFindings {
+            database: "checkout-db".into(),
+            findings: vec![
+                IntegrityFinding {
+                    table: "public.orders".into(),
+                    column: None,
+                    description: "rows fell 5.0% since the last run (2000 → 1900), over the 1% bound".into(),
+                    severity: Severity::Failure,
+                },
+                IntegrityFinding {
+                    table: "public.orders".into(),
+                    column: Some("customer_id".into()),
+                    description: "customer_id holds 12 NULL(s), where none may be".into(),
+                    severity: Severity::Failure,
+                },
+                IntegrityFinding {
+                    table: "orphaned_order_items".into(),
+                    column: None,
+                    description: "found 40 row(s), where none may be".into(),
+                    severity: Severity::Warning,
+                },
+            ],
+            more: 2,
+            since_deployments: vec!["d-ABCDEF123".into()],
+            problems: Some("public.events: statement timeout".into()),
         },
         Outcome::IntegrityRunFailed {
             database: "checkout-db".into(),

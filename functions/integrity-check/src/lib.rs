@@ -582,42 +582,48 @@ async fn by_deadline<T>(
     }
 }
 
-/// The run's guard events: one `integrity-anomaly` per finding and one `integrity-run-failed`
-/// when the run could not check everything. Their ids are stable per run and finding, so a
-/// re-publish is recognised.
+/// At most this many findings are listed in a run's event (the worst ones); the rest are
+/// counted. Each is a line of text, so the event stays far inside EventBridge's 256 KB.
+const LISTED_FINDINGS: usize = 50;
+
+/// The run's guard event: one `integrity-findings` listing what the run found, worst first, and
+/// what kept it from checking everything; or, with nothing found but something unchecked, one
+/// `integrity-run-failed`. One run, one message. Its id is stable per run, so a re-publish is
+/// recognised.
 fn guard_events(report: &Report) -> Vec<GuardEvent> {
     let run = report.run_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let since: Vec<String> = report
-        .deployments_since
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
-    let mut events: Vec<GuardEvent> = report
-        .findings
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let id = format!("integrity:{}:{run}:{}:{i}", report.database, f.table);
-            let outcome = Outcome::IntegrityAnomaly {
-                database: report.database.clone(),
-                table: f.table.clone(),
-                column: f.column.clone(),
-                description: f.description.clone(),
-                since_deployments: since.clone(),
-                severity: f.severity,
-            };
-            guard_event(report, id, outcome)
-        })
-        .collect();
-    if let Some(problems) = report.problems() {
-        let outcome = Outcome::IntegrityRunFailed {
-            database: report.database.clone(),
-            error: problems,
-        };
-        let id = format!("integrity:{}:{run}:run", report.database);
-        events.push(guard_event(report, id, outcome));
+    let problems = report.problems();
+    if report.findings.is_empty() {
+        return problems
+            .map(|error| {
+                let outcome = Outcome::IntegrityRunFailed {
+                    database: report.database.clone(),
+                    error,
+                };
+                let id = format!("integrity:{}:{run}:run", report.database);
+                guard_event(report, id, outcome)
+            })
+            .into_iter()
+            .collect();
     }
-    events
+    let mut findings = report.findings.clone();
+    // Stable: findings of one severity keep the order the run found them in.
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let more = u32::try_from(findings.len().saturating_sub(LISTED_FINDINGS)).unwrap_or(u32::MAX);
+    findings.truncate(LISTED_FINDINGS);
+    let outcome = Outcome::IntegrityFindings {
+        database: report.database.clone(),
+        findings,
+        more,
+        since_deployments: report
+            .deployments_since
+            .iter()
+            .map(|d| d.id.clone())
+            .collect(),
+        problems,
+    };
+    let id = format!("integrity:{}:{run}:findings", report.database);
+    vec![guard_event(report, id, outcome)]
 }
 
 fn millis(since: Instant) -> u64 {
@@ -630,34 +636,123 @@ mod tests {
     use crate::report::Finding;
     use safeship::policy::Severity;
 
+    fn finding(table: &str, severity: Severity) -> Finding {
+        Finding {
+            table: table.into(),
+            column: None,
+            description: format!("{table} is off"),
+            severity,
+        }
+    }
+
     #[test]
-    fn a_runs_guard_events_are_its_findings_and_its_problems_under_ids_stable_per_run() {
+    fn a_run_is_one_guard_event_listing_its_findings_worst_first_with_its_problems() {
         let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().unwrap();
         let mut report = Report::failed("checkout-db", at, 5, String::new());
         report.error = None;
-        report.findings.push(Finding {
-            table: "public.orders".into(),
-            column: Some("customer_id".into()),
-            description: "customer_id holds 3 NULL(s)".into(),
-            severity: Severity::Failure,
-        });
+        report.findings = vec![
+            finding("public.customers", Severity::Warning),
+            finding("public.orders", Severity::Failure),
+            finding("public.items", Severity::Warning),
+            finding("public.payments", Severity::Failure),
+        ];
         report.unfinished.push("public.events".into());
         let events = guard_events(&report);
-        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(events.len(), 1, "one run, one event: {events:?}");
         assert_eq!(
-            ids,
-            [
-                "integrity:checkout-db:2026-11-20T03:00:00Z:public.orders:0",
-                "integrity:checkout-db:2026-11-20T03:00:00Z:run",
-            ]
+            events[0].id,
+            "integrity:checkout-db:2026-11-20T03:00:00Z:findings"
         );
         assert_eq!(
             guard_events(&report),
             events,
-            "the same run, the same events"
+            "the same run, the same event"
         );
-        assert!(matches!(&events[1].outcome,
+        let Outcome::IntegrityFindings {
+            findings,
+            more,
+            problems,
+            ..
+        } = &events[0].outcome
+        else {
+            panic!("{events:?}")
+        };
+        let order: Vec<&str> = findings.iter().map(|f| f.table.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "public.orders",
+                "public.payments",
+                "public.customers",
+                "public.items"
+            ],
+            "failures first, each severity in the order found"
+        );
+        assert_eq!(*more, 0);
+        assert_eq!(
+            problems.as_deref(),
+            Some("not finished before the deadline: public.events")
+        );
+        assert_eq!(events[0].outcome.severity(), Severity::Failure);
+
+        // Nothing found but something unchecked: the run's failure alone.
+        let mut unfinished = report.clone();
+        unfinished.findings.clear();
+        let failed = guard_events(&unfinished);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(
+            failed[0].id,
+            "integrity:checkout-db:2026-11-20T03:00:00Z:run"
+        );
+        assert!(matches!(&failed[0].outcome,
             Outcome::IntegrityRunFailed { error, .. } if error == "not finished before the deadline: public.events"));
+
+        // Clean: nothing to tell.
+        let mut clean = unfinished.clone();
+        clean.unfinished.clear();
+        assert!(guard_events(&clean).is_empty());
+    }
+
+    #[test]
+    fn a_run_with_very_many_findings_lists_the_worst_and_counts_the_rest() {
+        let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().unwrap();
+        let mut report = Report::failed("checkout-db", at, 5, String::new());
+        report.error = None;
+        report.findings = (0..400)
+            .map(|i| {
+                finding(
+                    &format!("public.t{i}"),
+                    if i == 399 {
+                        Severity::Failure
+                    } else {
+                        Severity::Warning
+                    },
+                )
+            })
+            .collect();
+        let events = guard_events(&report);
+        let Outcome::IntegrityFindings { findings, more, .. } = &events[0].outcome else {
+            panic!("{events:?}")
+        };
+        assert_eq!(findings.len(), LISTED_FINDINGS);
+        assert_eq!(
+            findings[0].table, "public.t399",
+            "the failure is listed first"
+        );
+        assert_eq!(*more, 400 - LISTED_FINDINGS as u32);
+        let size = serde_json::to_vec(&events[0]).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes");
+    }
+
+    #[test]
+    fn what_the_idempotency_record_keeps_reads_back() {
+        let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().unwrap();
+        let mut report = Report::failed("checkout-db", at, 5, String::new());
+        report.error = None;
+        report
+            .findings
+            .push(finding("public.orders", Severity::Failure));
+        let events = guard_events(&report);
         // What the idempotency record keeps reads back, and an older record (the summary
         // alone) still reads.
         let recorded = Recorded::Run {

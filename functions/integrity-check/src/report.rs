@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use safeship::policy::Severity;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,17 +44,9 @@ pub struct QueryResult {
     pub duration_ms: u64,
 }
 
-/// Something that is wrong (or, at `warning`, unusual) in the data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Finding {
-    /// `schema.table`, or the zero-count query's name.
-    pub table: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
-    pub description: String,
-    pub severity: Severity,
-}
+/// Something that is wrong (or, at `warning`, unusual) in the data: the same record the run's
+/// guard event carries.
+pub use safeship::guard::IntegrityFinding as Finding;
 
 /// A check that ran but could not be finished (statement timeout, lost connection, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

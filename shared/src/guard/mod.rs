@@ -120,6 +120,21 @@ pub enum Outcome {
         database: String,
         error: String,
     },
+    /// One integrity run's findings, worst first: a run is one message, not one per finding.
+    /// (`integrity-anomaly`, one event per finding, is what releases before it wrote; readers
+    /// still read it.)
+    IntegrityFindings {
+        database: String,
+        findings: Vec<IntegrityFinding>,
+        /// Findings left out so the event stays far inside EventBridge's 256 KB entry limit.
+        #[serde(default)]
+        more: u32,
+        /// Deployments of the database's groups that completed since the previous run.
+        since_deployments: Vec<String>,
+        /// What kept the run from checking everything, when something did.
+        #[serde(default)]
+        problems: Option<String>,
+    },
     /// An outcome kind this reader does not know (a newer safeship wrote it).
     #[serde(other)]
     Unknown,
@@ -140,6 +155,7 @@ impl Outcome {
             Outcome::SnapshotQuotaWarning { .. } => "snapshot-quota-warning",
             Outcome::IntegrityAnomaly { .. } => "integrity-anomaly",
             Outcome::IntegrityRunFailed { .. } => "integrity-run-failed",
+            Outcome::IntegrityFindings { .. } => "integrity-findings",
             Outcome::Unknown => "unknown",
         }
     }
@@ -161,6 +177,16 @@ impl Outcome {
             | Outcome::SnapshotFailed { .. }
             | Outcome::IntegrityRunFailed { .. } => Severity::Failure,
             Outcome::IntegrityAnomaly { severity, .. } => *severity,
+            Outcome::IntegrityFindings {
+                findings, problems, ..
+            } => {
+                let worst = findings.iter().map(|f| f.severity).max();
+                if problems.is_some() {
+                    Severity::Failure
+                } else {
+                    worst.unwrap_or(Severity::Info)
+                }
+            }
         }
     }
 }
@@ -171,6 +197,18 @@ fn first_version() -> u32 {
 
 fn failure() -> Severity {
     Severity::Failure
+}
+
+/// One thing an integrity run found wrong (or, at `warning`, unusual).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IntegrityFinding {
+    /// `schema.table`, or the name of a zero-count query.
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub description: String,
+    pub severity: Severity,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

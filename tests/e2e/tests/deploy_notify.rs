@@ -152,6 +152,13 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
             ":mag: Integrity anomaly in checkout-db.orders",
         ),
         (
+            json!({"kind": "integrity-findings", "database": "checkout-db", "findings": [
+                {"table": "public.orders", "description": "rows fell 5.0%", "severity": "failure"},
+                {"table": "public.customers", "description": "rows grew 80%", "severity": "warning"}],
+            "more": 0, "since-deployments": ["d-ABCDEF123"], "problems": null}),
+            ":mag: Integrity check of checkout-db: 2 findings",
+        ),
+        (
             json!({"kind": "flags-switched-off", "alarm": alarm, "profile": "checkout-flags/prod/release-flags",
             "flags": ["new-checkout-flow"], "version": 7}),
             ":triangular_flag_on_post: Feature flags switched off",
@@ -199,7 +206,7 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
         assert_eq!(posted.len(), i + 1);
         assert_eq!(posted[i]["blocks"][0]["text"]["text"], header);
     }
-    // the six failures also went by email; warnings and information did not
+    // the seven failures also went by email; warnings and information did not
     let subjects: Vec<String> = w
         .channels
         .emails()
@@ -207,7 +214,7 @@ async fn each_guard_event_kind_renders_for_slack_and_email() {
         .iter()
         .map(|e| e["Subject"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(subjects.len(), 6, "{subjects:?}");
+    assert_eq!(subjects.len(), 7, "{subjects:?}");
     assert!(
         subjects.iter().all(|s| s.len() < 100 && s.is_ascii()),
         "{subjects:?}"

@@ -234,22 +234,27 @@ async fn the_first_run_is_the_baseline_and_a_lost_5_percent_names_the_deployment
         Some((night(1) - chrono::Duration::days(1)).timestamp() as f64)
     );
 
-    // each anomaly is a guard event that names the deployment
+    // the run is one guard event: both findings, worst first, naming the deployment
     let events = w.inbox.events().await;
-    assert_eq!(events.len(), 2, "{events:?}");
-    for e in &events {
-        assert_eq!(e.deployment_id.as_deref(), Some("d-BADMIGRATE"));
-        let Outcome::IntegrityAnomaly {
-            since_deployments,
-            database,
-            ..
-        } = &e.outcome
-        else {
-            panic!("{e:?}")
-        };
-        assert_eq!(since_deployments, &["d-BADMIGRATE"]);
-        assert_eq!(database, "checkout-db");
-    }
+    assert_eq!(events.len(), 1, "one run, one event: {events:?}");
+    let e = &events[0];
+    assert_eq!(e.deployment_id.as_deref(), Some("d-BADMIGRATE"));
+    let Outcome::IntegrityFindings {
+        since_deployments,
+        database,
+        findings,
+        more,
+        problems,
+    } = &e.outcome
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(since_deployments, &["d-BADMIGRATE"]);
+    assert_eq!(database, "checkout-db");
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    let tables: Vec<&str> = findings.iter().map(|f| f.table.as_str()).collect();
+    assert_eq!(tables, [w.table("orders").as_str(), "orphaned-order-items"]);
+    assert_eq!((*more, problems), (0, &None));
 
     // the metrics: row counts, null counts, the query and the run, in EMF
     let docs: Vec<Value> = w
@@ -296,7 +301,8 @@ async fn nulls_in_a_required_column_are_an_anomaly() {
     );
     let events = w.inbox.events().await;
     assert!(
-        matches!(&events[0].outcome, Outcome::IntegrityAnomaly { column: Some(c), .. } if c == "customer_id")
+        matches!(&events[0].outcome, Outcome::IntegrityFindings { findings, .. }
+            if matches!(&findings[..], [f] if f.column.as_deref() == Some("customer_id")))
     );
 }
 
@@ -740,11 +746,12 @@ async fn an_anomaly_that_cannot_be_published_fails_the_run_and_the_retry_publish
     let run = night(14).format("%Y-%m-%dT%H:%M:%SZ");
     assert_eq!(
         events[0].id,
-        format!("integrity:checkout-db:{run}:{}:0", w.table("orders"))
+        format!("integrity:checkout-db:{run}:findings")
     );
-    let Outcome::IntegrityAnomaly { description, .. } = &events[0].outcome else {
+    let Outcome::IntegrityFindings { findings, .. } = &events[0].outcome else {
         panic!("{events:?}")
     };
+    let description = &findings[0].description;
     assert!(
         description.starts_with("customer_id holds 20 NULL(s)"),
         "the first attempt's finding, not a recount: {description}"
@@ -1035,13 +1042,12 @@ async fn a_retry_after_a_crash_of_the_binary_mid_run_finishes_the_run_exactly_on
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(
         ids,
-        [format!(
-            "integrity:checkout-db:2026-11-20T03:00:00Z:{orders}:0"
-        )],
+        ["integrity:checkout-db:2026-11-20T03:00:00Z:findings"],
         "{events:?}"
     );
     assert!(
-        matches!(&events[0].outcome, Outcome::IntegrityAnomaly { column: Some(c), .. } if c == "customer_id"),
+        matches!(&events[0].outcome, Outcome::IntegrityFindings { findings, .. }
+            if findings.iter().any(|f| f.table == orders && f.column.as_deref() == Some("customer_id"))),
         "{events:?}"
     );
 
