@@ -1,15 +1,27 @@
-//! `scripts/demo`: a deployment story replayed through the real function binaries, each running
-//! under a local Lambda Runtime API, with AWS emulated by moto (and wiremock for the CodeDeploy
-//! operations moto lacks). Prints a timeline of what each guard rail saw and did.
+//! `scripts/demo`: one deployment day of checkout/checkout-prod, told through the real function
+//! binaries (each under a local Lambda Runtime API) and the operator's CLI, with AWS emulated by
+//! moto (and wiremock for the operations moto lacks). Every act checks its outcome at the
+//! emulators; the demo exits non-zero when the story does not happen.
+//!
+//! 1. Deployment 1 (version 4): START → the snapshot, the migration's freshness gate, the hook
+//!    passes, SUCCESS.
+//! 2. Deployment 2 (version 5, which never came up): its hook fails and CodeDeploy is told.
+//! 3. Deployment 3 (version 6, migration 042): the hook passes, the 5xx alarm fires in the bake,
+//!    the deployment is stopped with rollback and the flags switched off, once, though the alarm
+//!    arrives twice.
+//! 4. The night: the integrity check finds the rows migration 042 deleted, one message.
+//! 5. The operator: `safeship status`, `safeship snapshot restore`, `safeship flags on`.
 
 mod stage;
 mod timeline;
 
-use anyhow::Context as _;
+use anyhow::{ensure, Context as _};
 use safeship_testkit::checkout;
-use safeship_testkit::emulators::{sample_event, unique};
+use safeship_testkit::codedeploy::metric_alarm;
+use safeship_testkit::emulators::{manual_snapshot_ids, sample_event, unique};
 use safeship_testkit::integrity::{admin, DAMAGE};
-use serde_json::json;
+use safeship_testkit::runtime::Answer;
+use serde_json::{json, Value};
 
 use crate::stage::Stage;
 use crate::timeline::{
@@ -17,247 +29,513 @@ use crate::timeline::{
     describe_notification, describe_snapshot, show,
 };
 
+const INSTANCE: &str = "checkout-prod-db";
+const ALARM: &str = "checkout-prod-5xx-rate";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let stage = Stage::build().await?;
-    night_before(&stage).await;
-    deployment_start(&stage).await;
-    bad_migration(&stage).await?;
-    let canary = healthy_hook(&stage).await?;
-    alarm_storm(&stage, &canary).await;
-    failing_hook(&stage).await?;
-    failure_notification(&stage).await;
-    next_night(&stage).await;
-    bad_input(&stage).await;
-
-    let reports = stage
-        .codedeploy
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .len();
-    println!("\nCodeDeploy (wiremock) received {reports} request(s) in all.");
+    let started = std::time::Instant::now();
+    night_before(&stage).await?;
+    let first = healthy_deployment(&stage).await?;
+    let second = broken_deployment(&stage).await?;
+    let third = deployment_tripping_the_alarm(&stage).await?;
+    let restored = next_night_and_the_operator(&stage, &[&first, &second, &third]).await?;
+    bad_input(&stage).await?;
+    println!(
+        "\nThe story happened as told ({:.1} s): {first} succeeded, {second} failed its hook, {third} was stopped by its alarm; \
+         the damage was found and the operator restored the pre-deploy snapshot into {restored} and switched the flags back on.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-/// 0. The night before: the nightly check counts the checkout database (the baseline).
-async fn night_before(stage: &Stage) {
+/// The night before: the nightly check counts the checkout database (the baseline).
+async fn night_before(stage: &Stage) -> anyhow::Result<()> {
+    stage.t.act("The night before");
+    stage.t.line("eventbridge", "the nightly schedule fires");
+    let answer = stage
+        .invoke("integrity-check", schedule_event())
+        .await
+        .ok()?;
+    stage.t.line("integrity-check", describe_integrity(&answer));
+    ensure!(
+        answer["runs"][0]["status"] == "clean",
+        "the baseline run is not clean: {answer}"
+    );
+    Ok(())
+}
+
+/// Deployment 1 ships version 4: snapshot, gate, hook, success.
+async fn healthy_deployment(stage: &Stage) -> anyhow::Result<String> {
+    let d = start(stage, "4", "version 4").await?;
     stage
         .t
-        .line("eventbridge", "nightly schedule fires (2026-11-20 03:00)");
-    show(
-        &stage.t,
-        "integrity-check",
-        stage
-            .invoke("integrity-check", sample_event("scheduled-event.json"))
-            .await,
-        describe_integrity,
+        .line("migration 041", "adds an index; the gate let it run");
+    admin()
+        .await
+        .batch_execute(
+            &"CREATE INDEX IF NOT EXISTS orders_customer ON @s.orders (customer_id)"
+                .replace("@s", &stage.shop),
+        )
+        .await
+        .context("running migration 041")?;
+    stage.service.answer_as("4");
+    let report = hook(stage, &d).await?;
+    ensure!(
+        report["status"] == "Succeeded",
+        "deployment {d}'s hook reported {report}, not Succeeded"
     );
+    finish(stage, &d, "Succeeded", "SUCCESS").await?;
+    Ok(d)
 }
 
-/// 1. CodeDeploy starts the deployment: the notifier tells of it, the database is snapshotted,
-///    and the migration step asks the freshness gate before it runs.
-async fn deployment_start(stage: &Stage) {
-    let t = &stage.t;
-    let start = sample_event("codedeploy-deployment-start.json");
-    t.line(
-        "codedeploy",
-        "deployment d-ABCDEF123 of checkout/checkout-prod: START",
+/// Deployment 2 claims version 5, but version 5 never came up: the service still answers 4.
+async fn broken_deployment(stage: &Stage) -> anyhow::Result<String> {
+    let d = start(stage, "5", "version 5").await?;
+    stage.t.line(
+        "checkout",
+        "version 5 crashed at start: the service still answers 4",
     );
-    show(
-        t,
-        "deploy-notify",
-        stage.invoke("deploy-notify", start.clone()).await,
-        describe_notification,
+    let report = hook(stage, &d).await?;
+    ensure!(
+        report["status"] == "Failed",
+        "deployment {d}'s hook reported {report}, not Failed"
     );
-    show(
-        t,
-        "predeploy-snapshot",
-        stage.invoke("predeploy-snapshot", start).await,
-        describe_snapshot,
-    );
-    // The migration step asks the freshness gate before it runs.
-    show(
-        t,
-        "predeploy-snapshot",
-        stage
-            .invoke(
-                "predeploy-snapshot",
-                json!({"fresh": {"database": "checkout-db", "max-age-minutes": 60}}),
-            )
-            .await,
-        describe_freshness,
-    );
+    finish(stage, &d, "Failed", "FAILURE").await?;
+    Ok(d)
 }
 
-/// Migration 042 runs, and does damage nobody notices during the deployment.
-async fn bad_migration(stage: &Stage) -> anyhow::Result<()> {
+/// Deployment 3 ships version 6 and migration 042; the hook passes, then the 5xx alarm fires in
+/// the bake. The deployment is stopped with rollback and the flags switched off, once, though the
+/// alarm arrives twice (EventBridge, then SNS).
+async fn deployment_tripping_the_alarm(stage: &Stage) -> anyhow::Result<String> {
+    let d = start(stage, "6", "version 6 and migration 042").await?;
     stage.t.line(
         "migration 042",
-        "deletes 5% of the orders, blanks some customer ids, orphans their items",
+        "deletes 5% of the orders and blanks some customer ids; nobody notices yet",
     );
     admin()
         .await
         .batch_execute(&DAMAGE.replace("@s", &stage.shop))
         .await
-        .context("running the bad migration")
-}
+        .context("running migration 042")?;
+    stage.service.answer_as("6");
+    let report = hook(stage, &d).await?;
+    ensure!(
+        report["status"] == "Succeeded",
+        "deployment {d}'s hook reported {report}, not Succeeded"
+    );
+    let slack_before = stage.channels.slack.received().len();
 
-/// 2. The BeforeAllowTraffic hook of a healthy version passes; traffic shifts to the canary.
-///    Returns the canary's deployment id.
-async fn healthy_hook(stage: &Stage) -> anyhow::Result<String> {
-    run_hook(stage, "4", "healthy version 4").await
-}
-
-/// 3. The canary's 5xx alarm fires, by EventBridge and (the same transition) by SNS; an
-///    unmapped composite alarm fires; then the 5xx alarm recovers. The rollback stops the
-///    canary's deployment and switches the flags off.
-async fn alarm_storm(stage: &Stage, canary: &str) {
-    let t = &stage.t;
-    for (sample, how) in [
-        ("alarm-eventbridge-metric.json", "EventBridge"),
-        ("alarm-sns-metric.json", "SNS (the same transition again)"),
+    stage.t.line(
+        "checkout",
+        "traffic on version 6; 5xx responses climb during the bake",
+    );
+    metric_alarm(
+        &aws_sdk_cloudwatch::Client::new(&stage.sdk),
+        ALARM,
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "Threshold Crossed: 48 target 5xx responses in a minute",
+    )
+    .await?;
+    let changed_at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string();
+    for (event, how) in [
+        (alarm_by_eventbridge(&changed_at), "EventBridge"),
         (
-            "alarm-eventbridge-composite.json",
-            "EventBridge (composite)",
+            alarm_by_sns(&changed_at)?,
+            "SNS (the same transition again)",
         ),
-        ("alarm-eventbridge-ok.json", "EventBridge"),
     ] {
-        let event = sample_event(sample);
-        t.line("cloudwatch", format!("alarm state change via {how}"));
-        show(
-            t,
-            "alarm-rollback",
-            stage.invoke("alarm-rollback", event).await,
-            describe_alarm_rollback,
-        );
+        stage
+            .t
+            .line("cloudwatch", format!("{ALARM} → ALARM, delivered by {how}"));
+        let answer = stage.invoke("alarm-rollback", event).await.ok()?;
+        stage
+            .t
+            .line("alarm-rollback", describe_alarm_rollback(&answer));
     }
-    show_codedeploy_received(stage, "StopDeployment").await;
-    if let Some(v2) = stage.flag_version(2).await {
-        t.detail(format!(
-            "AppConfig hosted version 2 values: {}",
-            v2["values"]
-        ));
-    }
-    t.detail(format!("canary {canary} stopped with rollback"));
-}
-
-/// 4. The next deployment claims version 5, but the service still answers 4: the hook fails it.
-async fn failing_hook(stage: &Stage) -> anyhow::Result<()> {
-    run_hook(stage, "5", "version 5, but the service still answers 4").await?;
-    show_codedeploy_received(stage, "PutLifecycleEventHookExecutionStatus").await;
-    Ok(())
-}
-
-/// 4. The deployment fails; the notifier routes it.
-async fn failure_notification(stage: &Stage) {
+    let stops = stage.received("StopDeployment").await;
+    ensure!(
+        stops == [json!({"deploymentId": d, "autoRollbackEnabled": true})],
+        "CodeDeploy was to be asked once to stop {d} with rollback; it received {stops:?}"
+    );
     stage
         .t
-        .line("codedeploy", "deployment d-ABCDEF123: FAILURE");
-    show(
-        &stage.t,
-        "deploy-notify",
-        stage
-            .invoke(
-                "deploy-notify",
-                sample_event("codedeploy-deployment-failure.json"),
-            )
-            .await,
-        describe_notification,
+        .detail(format!("CodeDeploy received StopDeployment {}", stops[0]));
+    let off = stage
+        .flag_version(2)
+        .await
+        .context("the flags switched off: AppConfig has no hosted version 2")?;
+    ensure!(
+        off["values"]["new-checkout-flow"]["enabled"] == false,
+        "new-checkout-flow is still on in version 2: {off}"
     );
+    stage.t.detail(format!(
+        "AppConfig hosted version 2: new-checkout-flow {}, one-click-pay {}",
+        off["values"]["new-checkout-flow"], off["values"]["one-click-pay"]
+    ));
+    relay_guard_events(stage).await?;
+    finish(stage, &d, "Stopped", "STOP").await?;
+    // AppConfig (wiremock) now serves the version the rollback wrote.
+    stage.flags.mount_versions(&stage.appconfig, 2).await;
+    stage
+        .flags
+        .mount_deployed_in(&stage.appconfig, "prod", "2")
+        .await;
+
+    people_read(stage, slack_before).await?;
+    Ok(d)
 }
 
-/// 5. The next night the check catches the migration's damage and names the deployment; the
-///    notifier tells of each guard event it published.
-async fn next_night(stage: &Stage) {
-    let t = &stage.t;
-    stage.inbox.envelopes().await; // what earlier steps published has been told already
-    let mut next_night = sample_event("scheduled-event.json");
-    next_night["id"] = json!("6a7e8feb-b491-4cf7-a9f1-bf3703467718");
-    next_night["time"] = json!("2026-11-21T03:00:00Z");
-    t.line("eventbridge", "nightly schedule fires (2026-11-21 03:00)");
-    show(
-        t,
-        "integrity-check",
-        stage.invoke("integrity-check", next_night).await,
-        describe_integrity,
+/// The next night the check finds migration 042's damage and names the deployments since; then
+/// the operator looks, restores the pre-deploy snapshot and switches the flags back on. Returns
+/// the restored instance.
+async fn next_night_and_the_operator(
+    stage: &Stage,
+    deployments: &[&str],
+) -> anyhow::Result<String> {
+    stage.t.act("The next night");
+    stage.t.line("eventbridge", "the nightly schedule fires");
+    let answer = stage
+        .invoke("integrity-check", schedule_event())
+        .await
+        .ok()?;
+    stage.t.line("integrity-check", describe_integrity(&answer));
+    let run = &answer["runs"][0];
+    ensure!(
+        run["status"] == "anomalies",
+        "the damage was not found: {answer}"
     );
-    for envelope in stage.inbox.envelopes().await {
-        show(
-            t,
-            "deploy-notify",
-            stage.invoke("deploy-notify", envelope).await,
-            describe_notification,
-        );
-    }
+    let since: Vec<&str> = run["deployments-since"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    ensure!(
+        deployments.iter().all(|d| since.contains(d)),
+        "the run names deployments {since:?}, not {deployments:?}"
+    );
+    let slack_before = stage.channels.slack.received().len();
+    let told = relay_guard_events(stage).await?;
+    ensure!(told == 1, "the run was to be one message; it was {told}");
+    let posted = stage.channels.slack.received();
+    let header = posted
+        .get(slack_before)
+        .map(|m| m["blocks"][0]["text"]["text"].clone());
+    ensure!(
+        header
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|h| h.starts_with(":mag: Integrity check of checkout-db")),
+        "Slack did not get the run's message: {header:?}"
+    );
+
+    stage.t.act("The operator, from a terminal");
+    let (code, said) = cli(stage, &["status", "--application", "checkout"]).await?;
+    ensure!(code == 0, "safeship status exited {code}: {said}");
+    ensure!(
+        said.contains(deployments[0]),
+        "safeship status does not name the last success {}: {said}",
+        deployments[0]
+    );
+
+    let restored = unique("checkout-db-restored");
+    let (code, said) = cli(
+        stage,
+        &[
+            "snapshot",
+            "restore",
+            "--database",
+            "checkout-db",
+            "--to",
+            &restored,
+        ],
+    )
+    .await?;
+    ensure!(code == 0, "safeship snapshot restore exited {code}: {said}");
+    let snapshot_of_third = snapshot_of(stage, deployments[2]).await?;
+    ensure!(
+        said.contains(&snapshot_of_third),
+        "the restore was to use {snapshot_of_third}, taken before migration 042: {said}"
+    );
+    let instance = aws_sdk_rds::Client::new(&stage.sdk)
+        .describe_db_instances()
+        .db_instance_identifier(&restored)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_rds::error::DisplayErrorContext(e)))
+        .context("moto DescribeDBInstances of the restored instance")?;
+    ensure!(
+        instance.db_instances().len() == 1,
+        "RDS has no instance {restored}"
+    );
+
+    let (code, said) = cli(
+        stage,
+        &[
+            "flags",
+            "on",
+            "--application",
+            &stage.flags.application,
+            "--environment",
+            "prod",
+            "--profile",
+            &stage.flags.profile,
+            "new-checkout-flow",
+        ],
+    )
+    .await?;
+    ensure!(code == 0, "safeship flags on exited {code}: {said}");
+    let on = stage
+        .flag_version(3)
+        .await
+        .context("flags on wrote no hosted version 3")?;
+    ensure!(
+        on["values"]["new-checkout-flow"]["enabled"] == true,
+        "new-checkout-flow is not on in version 3: {on}"
+    );
+    stage.t.detail(format!(
+        "AppConfig hosted version 3: new-checkout-flow {}",
+        on["values"]["new-checkout-flow"]
+    ));
+    Ok(restored)
 }
 
-/// 6. Bad input: rejected with the field named, nothing done.
-async fn bad_input(stage: &Stage) {
-    let t = &stage.t;
-    t.line(
+/// Bad input: rejected with the field named, nothing done.
+async fn bad_input(stage: &Stage) -> anyhow::Result<()> {
+    stage.t.act("Bad input");
+    let stops = stage.received("StopDeployment").await.len();
+    stage.t.line(
         "someone",
         "sends alarm-rollback a hook event without its hook id",
     );
-    show(
-        t,
-        "alarm-rollback",
-        stage
-            .invoke("alarm-rollback", json!({"DeploymentId": "d-ABCDEF123"}))
-            .await,
-        |b| b.to_string(),
+    let answer = stage
+        .invoke("alarm-rollback", json!({"DeploymentId": "d-ABCDEF123"}))
+        .await;
+    show(&stage.t, "alarm-rollback", &answer, |b| b.to_string());
+    ensure!(
+        answer.ok().is_err() && stage.received("StopDeployment").await.len() == stops,
+        "a malformed event was answered or acted on"
     );
-    show(
-        t,
-        "predeploy-snapshot",
-        stage
-            .invoke(
-                "predeploy-snapshot",
-                json!({"database": "orders-db", "reason": "migration"}),
-            )
-            .await,
-        |b| b.to_string(),
-    );
+    Ok(())
 }
 
-/// A Lambda deployment to `target_version` in moto, and its BeforeAllowTraffic hook run through
-/// the traffic-hook binary. Returns the deployment id.
-async fn run_hook(stage: &Stage, target_version: &str, story: &str) -> anyhow::Result<String> {
-    let deployment_id = checkout::lambda_deployment(&stage.codedeploy_moto, target_version).await?;
-    let mut hook = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
-    hook["DeploymentId"] = json!(deployment_id);
-    hook["LifecycleEventHookExecutionId"] = json!(unique("hook-execution"));
+/// A deployment of `version` created in CodeDeploy (moto), and its START as CodeDeploy tells it:
+/// the notifier announces it, the snapshot is taken (checked in RDS), and the migration's
+/// freshness gate passes.
+async fn start(stage: &Stage, version: &str, story: &str) -> anyhow::Result<String> {
+    let d = checkout::lambda_deployment(&stage.codedeploy_moto, version).await?;
+    stage.ledger.track(&d);
+    stage.t.act(&format!("Deployment {d}: {story}"));
+    stage.t.line("codedeploy", format!("{d}: START"));
+    let event = state_change(&d, "START");
+    notify(stage, event.clone()).await?;
+    let snapshot = stage.invoke("predeploy-snapshot", event).await.ok()?;
+    stage
+        .t
+        .line("predeploy-snapshot", describe_snapshot(&snapshot));
+    let id = snapshot_of(stage, &d).await?;
+    ensure!(
+        snapshot["snapshot-id"] == id.as_str(),
+        "the snapshot taken ({}) is not RDS's {id}",
+        snapshot["snapshot-id"]
+    );
+    let gate = stage
+        .invoke(
+            "predeploy-snapshot",
+            json!({"fresh": {"database": "checkout-db", "max-age-minutes": 30}}),
+        )
+        .await
+        .ok()?;
+    stage
+        .t
+        .line("predeploy-snapshot", describe_freshness(&gate));
+    ensure!(
+        gate["status"] == "fresh",
+        "the freshness gate refused: {gate}"
+    );
+    relay_guard_events(stage).await?;
+    Ok(d)
+}
+
+/// Deployment `d`'s BeforeAllowTraffic hook through the traffic hook, and what CodeDeploy
+/// (wiremock) received for it.
+async fn hook(stage: &Stage, d: &str) -> anyhow::Result<Value> {
+    let execution = unique("hook-execution");
+    let mut event = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
+    event["DeploymentId"] = json!(d);
+    event["LifecycleEventHookExecutionId"] = json!(execution);
     stage.t.line(
         "codedeploy",
-        format!("deployment {deployment_id} ({story}): invokes the BeforeAllowTraffic hook"),
+        format!("{d}: invokes the BeforeAllowTraffic hook"),
     );
-    show(
-        &stage.t,
-        "traffic-hook",
-        stage.invoke("traffic-hook", hook).await,
-        describe_hook,
+    let answer = stage.invoke("traffic-hook", event).await;
+    show(&stage.t, "traffic-hook", &answer, describe_hook);
+    let reports: Vec<Value> = stage
+        .received("PutLifecycleEventHookExecutionStatus")
+        .await
+        .into_iter()
+        .filter(|r| r["lifecycleEventHookExecutionId"] == execution.as_str())
+        .collect();
+    ensure!(
+        reports.len() == 1 && reports[0]["deploymentId"] == d,
+        "CodeDeploy was to receive one report for {d}'s hook; it received {reports:?}"
     );
-    Ok(deployment_id)
+    stage.t.detail(format!(
+        "CodeDeploy received PutLifecycleEventHookExecutionStatus {}",
+        reports[0]
+    ));
+    relay_guard_events(stage).await?;
+    Ok(reports[0].clone())
 }
 
-/// Every request of `operation` CodeDeploy (wiremock) has received so far, with its body.
-async fn show_codedeploy_received(stage: &Stage, operation: &str) {
-    for request in stage
-        .codedeploy
-        .received_requests()
-        .await
-        .unwrap_or_default()
-    {
-        let target = request
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?");
-        if target.ends_with(operation) {
-            stage.t.detail(format!(
-                "CodeDeploy received {operation} {}",
-                String::from_utf8_lossy(&request.body)
-            ));
+/// Deployment `d` ends as `status`, and CodeDeploy tells of it (`state`).
+async fn finish(stage: &Stage, d: &str, status: &str, state: &str) -> anyhow::Result<()> {
+    stage.ledger.finish(d, status);
+    stage.t.line("codedeploy", format!("{d}: {state}"));
+    notify(stage, state_change(d, state)).await
+}
+
+/// The notifier, given `event` as its EventBridge rule would.
+async fn notify(stage: &Stage, event: Value) -> anyhow::Result<()> {
+    let answer = stage.invoke("deploy-notify", event).await;
+    show(&stage.t, "deploy-notify", &answer, describe_notification);
+    answer.ok().map(|_| ())
+}
+
+/// What the guard rails published since the last relay, handed to the notifier as the bus's
+/// rule would. Returns how many.
+async fn relay_guard_events(stage: &Stage) -> anyhow::Result<usize> {
+    let envelopes = stage.inbox.envelopes().await;
+    for envelope in &envelopes {
+        notify(stage, envelope.clone()).await?;
+    }
+    Ok(envelopes.len())
+}
+
+/// The incident as people read it: the Slack messages since `slack_before`, and the emails.
+async fn people_read(stage: &Stage, slack_before: usize) -> anyhow::Result<()> {
+    let posted = stage.channels.slack.received();
+    let incident = &posted[slack_before.min(posted.len())..];
+    ensure!(!incident.is_empty(), "nobody was told of the rollback");
+    println!("\n  #deploys on Slack, as the team sees the incident:");
+    for message in incident {
+        println!("    {}", slack_text(message));
+    }
+    let emails = stage.channels.emails().await;
+    println!("  email (failures only):");
+    for email in &emails {
+        println!("    Subject: {}", email["Subject"].as_str().unwrap_or("?"));
+    }
+    println!();
+    Ok(())
+}
+
+/// A Block Kit message as Slack shows it: the header, then each section and context, plainly.
+fn slack_text(message: &Value) -> String {
+    let mut lines = Vec::new();
+    for block in message["blocks"].as_array().into_iter().flatten() {
+        match block["type"].as_str() {
+            Some("header") | Some("section") => {
+                if let Some(text) = block["text"]["text"].as_str() {
+                    lines.extend(text.lines().map(str::to_owned));
+                }
+            }
+            Some("context") => {
+                let parts: Vec<&str> = block["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["text"].as_str())
+                    .collect();
+                lines.push(parts.join("  "));
+            }
+            _ => {}
+        }
+    }
+    lines.join("\n      ")
+}
+
+/// The safeship CLI, its command line and output printed as in a terminal.
+async fn cli(stage: &Stage, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    println!("  $ safeship {}", args.join(" "));
+    let (code, said) = stage.cli(args).await?;
+    for line in said.lines() {
+        println!("    {line}");
+    }
+    println!("    (exit {code})");
+    Ok((code, said))
+}
+
+/// The pre-deploy snapshot RDS (moto) holds for deployment `d`.
+async fn snapshot_of(stage: &Stage, d: &str) -> anyhow::Result<String> {
+    let ids = manual_snapshot_ids(&aws_sdk_rds::Client::new(&stage.sdk), INSTANCE).await;
+    let wanted = d.to_lowercase();
+    ids.into_iter()
+        .find(|id| id.contains(&wanted))
+        .with_context(|| format!("RDS holds no snapshot of {INSTANCE} for {d}"))
+}
+
+/// A CodeDeploy state change of deployment `d`, now, as EventBridge delivers it.
+fn state_change(d: &str, state: &str) -> Value {
+    let mut event = sample_event("codedeploy-deployment-start.json");
+    event["id"] = json!(unique("codedeploy-event"));
+    event["time"] = json!(now());
+    event["detail"]["deploymentId"] = json!(d);
+    event["detail"]["state"] = json!(state);
+    event
+}
+
+/// The nightly schedule, firing now.
+fn schedule_event() -> Value {
+    let mut event = sample_event("scheduled-event.json");
+    event["id"] = json!(unique("schedule"));
+    event["time"] = json!(now());
+    event
+}
+
+/// The alarm's transition to ALARM at `changed_at`, by EventBridge.
+fn alarm_by_eventbridge(changed_at: &str) -> Value {
+    let mut event = sample_event("alarm-eventbridge-metric.json");
+    event["id"] = json!(unique("alarm-event"));
+    event["time"] = json!(now());
+    event["detail"]["state"]["timestamp"] = json!(changed_at);
+    event
+}
+
+/// The same transition by SNS (the alarm's action on its topic).
+fn alarm_by_sns(changed_at: &str) -> anyhow::Result<Value> {
+    let mut event = sample_event("alarm-sns-metric.json");
+    let sns = &mut event["Records"][0]["Sns"];
+    let mut message: Value = serde_json::from_str(sns["Message"].as_str().unwrap_or("{}"))
+        .context("the SNS sample's Message")?;
+    message["StateChangeTime"] = json!(changed_at);
+    sns["Message"] = json!(message.to_string());
+    sns["MessageId"] = json!(unique("sns-message"));
+    Ok(event)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An answer the story needs: the function's response, or an error saying what it answered.
+trait Needed {
+    fn ok(self) -> anyhow::Result<Value>;
+}
+
+impl Needed for Answer {
+    fn ok(self) -> anyhow::Result<Value> {
+        match self {
+            Answer::Response(body) => Ok(body),
+            Answer::Error {
+                error_type,
+                error_message,
+            } => Err(anyhow::anyhow!("{error_type}: {error_message}")),
         }
     }
 }

@@ -8,16 +8,16 @@ use anyhow::{bail, Context as _};
 use aws_config::SdkConfig;
 use aws_sdk_ssm::types::ParameterType;
 use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
-use safeship_testkit::checkout;
+use safeship_testkit::checkout::{self, HealthService};
 use safeship_testkit::emulators::{
     create_idempotency_table, example_policy, function_binary, moto_endpoint, sdk_config, unique,
     REGION,
 };
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::integrity::{
-    checkout_schema, create_history_table, database_secret, local_integrity,
-    mount_completed_deployments, postgres,
+    checkout_schema, create_history_table, database_secret, local_integrity, postgres,
 };
+use safeship_testkit::lifecycle::DeploymentLedger;
 use safeship_testkit::runtime::{Answer, LocalRuntime};
 use safeship_testkit::slack::Channels;
 use safeship_testkit::split::SplitEndpoint;
@@ -48,23 +48,25 @@ pub struct Stage {
     pub t: Timeline,
     /// The checkout database's schema in the local PostgreSQL.
     pub shop: String,
+    /// The checkout service the hooks check; each deployment changes the version it answers.
+    pub service: HealthService,
     /// CodeDeploy's hook-report and stop operations (wiremock).
     pub codedeploy: MockServer,
     /// CodeDeploy in moto, where the deployments are created.
     pub codedeploy_moto: aws_sdk_codedeploy::Client,
+    /// Where each deployment of the story stands (moto's never finish).
+    pub ledger: DeploymentLedger,
     /// The bus guard events land on, read back for the notifier.
     pub inbox: GuardInbox,
-    /// The feature-flag profile in moto, and the SDK configuration to read it with.
-    flags: FlagProfile,
-    sdk: SdkConfig,
-    _servers: (
-        MockServer,
-        SplitEndpoint,
-        MockServer,
-        SplitEndpoint,
-        MockServer,
-    ),
-    _channels: Channels,
+    /// The feature-flag profile in moto, and AppConfig's operations moto lacks (wiremock).
+    pub flags: FlagProfile,
+    pub appconfig: MockServer,
+    /// Where notifications land: the Slack webhook and the email topic's queue.
+    pub channels: Channels,
+    pub sdk: SdkConfig,
+    /// The environment the functions run with, and so the operator's CLI.
+    pub env: Vec<(String, String)>,
+    _servers: (SplitEndpoint, SplitEndpoint, MockServer),
 }
 
 impl Stage {
@@ -74,13 +76,12 @@ impl Stage {
         let t = Timeline::start();
         let moto = moto_endpoint();
         let sdk = sdk_config(&moto).await;
-        println!("safeship demo: one deployment of checkout/checkout-prod, through the real function binaries");
-        println!(
-            "AWS emulated by moto at {moto}; CodeDeploy's hook and stop operations by wiremock\n"
-        );
+        println!("safeship demo: three deployments of checkout/checkout-prod, a night and an operator, through the real function binaries and CLI");
+        println!("AWS emulated by moto at {moto}; by wiremock what moto lacks (CodeDeploy's hook report and StopDeployment,");
+        println!("AppConfig's StartDeployment and deployment listing); deployments finishing (moto's never do) applied by the demo\n");
 
-        // The service under smoke test: it answers as version 4.
-        let service = checkout::serve_health("4").await;
+        // The service under smoke test: version 3 is live.
+        let service = HealthService::start("3").await;
 
         // The feature flags the rollback switches off: a profile in moto (AppConfig's version
         // listing and StartDeployment, which moto lacks, by wiremock).
@@ -93,19 +94,8 @@ impl Stage {
         let channels = Channels::create(&sdk).await;
 
         // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly
-        // check sees it; CodeDeploy's record of the day's deployment for the check (wiremock:
-        // moto's deployments never complete).
+        // check sees it.
         let shop = checkout_schema().await;
-        let integrity_codedeploy = MockServer::start().await;
-        mount_completed_deployments(
-            &integrity_codedeploy,
-            &[(
-                "d-ABCDEF123",
-                "Succeeded",
-                "2026-11-20T10:21:47Z".parse().expect("a time"),
-            )],
-        )
-        .await;
         let history = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
         // Guard events land on a bus of their own, read back for the notifier.
         let inbox = GuardInbox::create(&sdk).await;
@@ -118,7 +108,7 @@ impl Stage {
             .put_parameter()
             .name(&parameter)
             .value(flags.into_policy(&local_integrity(
-                &example_policy().replace("http://127.0.0.1:8081", &service),
+                &example_policy().replace("http://127.0.0.1:8081", &service.url),
                 &shop,
                 &database_secret(&sdk, &postgres().user).await,
             )))
@@ -145,13 +135,16 @@ impl Stage {
             ))
             .mount(&codedeploy)
             .await;
-        // One CodeDeploy endpoint: the report to wiremock, GetDeployment & co. to moto.
-        let codedeploy_split = SplitEndpoint::json_operations(
-            &moto,
-            &codedeploy.uri(),
-            &["PutLifecycleEventHookExecutionStatus", "StopDeployment"],
-        )
-        .await;
+        // One CodeDeploy endpoint: the report and the stop to wiremock, GetDeployment & co. to
+        // moto, through the ledger of where each deployment stands.
+        let ledger = DeploymentLedger::default();
+        let codedeploy_split = ledger
+            .endpoint(
+                &moto,
+                &codedeploy.uri(),
+                &["PutLifecycleEventHookExecutionStatus", "StopDeployment"],
+            )
+            .await;
         let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
         checkout::register_in_codedeploy(&codedeploy_moto).await?;
         checkout::create_database(&aws_sdk_rds::Client::new(&sdk)).await?;
@@ -184,26 +177,24 @@ impl Stage {
         env.push(("SAFESHIP_INTEGRITY_TABLE".into(), history.clone()));
         env.push(("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()));
         env.extend(channels.env());
-        let functions = start_functions(&t, &env, &integrity_codedeploy.uri()).await?;
+        let functions = start_functions(&t, &env).await?;
         println!();
 
         Ok(Stage {
             functions,
             t,
             shop,
+            service,
             codedeploy,
             codedeploy_moto,
+            ledger,
             inbox,
             flags,
+            appconfig: appconfig_mock,
+            channels,
             sdk,
-            _servers: (
-                appconfig_mock,
-                appconfig_split,
-                integrity_codedeploy,
-                codedeploy_split,
-                lambda,
-            ),
-            _channels: channels,
+            env,
+            _servers: (appconfig_split, codedeploy_split, lambda),
         })
     }
 
@@ -221,27 +212,49 @@ impl Stage {
     pub async fn flag_version(&self, version: i32) -> Option<Value> {
         self.flags.hosted_version(&self.sdk, version).await
     }
+
+    /// The bodies of the requests for `operation` CodeDeploy (wiremock) has received so far.
+    pub async fn received(&self, operation: &str) -> Vec<Value> {
+        let target = format!("CodeDeploy_20141006.{operation}");
+        self.codedeploy
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| {
+                r.headers
+                    .get("x-amz-target")
+                    .is_some_and(|v| v == target.as_str())
+            })
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// The operator's `safeship` binary with `args`, in the functions' environment (from a
+    /// terminal with no stdin): its exit code and what it printed.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let out = tokio::process::Command::new(function_binary("safeship"))
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .context("running safeship")?;
+        let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.code().unwrap_or(-1), said))
+    }
 }
 
-/// Starts the five function binaries with `env` (the integrity check with its own CodeDeploy),
-/// each under a Runtime API of its own, and prints each one's cold start.
-async fn start_functions(
-    t: &Timeline,
-    env: &[(String, String)],
-    integrity_codedeploy: &str,
-) -> anyhow::Result<Vec<Function>> {
+/// Starts the five function binaries with `env`, each under a Runtime API of its own, and prints
+/// each one's cold start.
+async fn start_functions(t: &Timeline, env: &[(String, String)]) -> anyhow::Result<Vec<Function>> {
     let mut functions = Vec::new();
     for name in FUNCTIONS {
         let runtime = LocalRuntime::start().await;
         let started = Instant::now();
-        let mut env = env.to_vec();
-        if name == "integrity-check" {
-            env.push((
-                "AWS_ENDPOINT_URL_CODEDEPLOY".into(),
-                integrity_codedeploy.to_owned(),
-            ));
-        }
-        let process = runtime.spawn_function(&function_binary(name), name, &env);
+        let process = runtime.spawn_function(&function_binary(name), name, env);
         match runtime.ready(Duration::from_secs(30)).await {
             Ok(at) => t.line(
                 name,

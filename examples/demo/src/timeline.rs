@@ -21,14 +21,18 @@ impl Timeline {
             self.start.elapsed().as_secs_f64()
         );
     }
+    /// The start of an act of the story.
+    pub fn act(&self, title: &str) {
+        println!("\n── {title}");
+    }
     pub fn detail(&self, what: impl std::fmt::Display) {
         println!("{:>29} {what}", "");
     }
 }
 
-pub fn show(t: &Timeline, who: &str, answer: Answer, describe: impl Fn(&Value) -> String) {
+pub fn show(t: &Timeline, who: &str, answer: &Answer, describe: impl Fn(&Value) -> String) {
     match answer {
-        Answer::Response(body) => t.line(who, describe(&body)),
+        Answer::Response(body) => t.line(who, describe(body)),
         Answer::Error { error_message, .. } => t.line(who, format!("rejected: {error_message}")),
     }
 }
@@ -174,7 +178,7 @@ pub fn describe_snapshot(b: &Value) -> String {
 /// The snapshot freshness gate's answer to the migration step.
 pub fn describe_freshness(b: &Value) -> String {
     format!(
-        "freshness gate for migration 042: {} — {}",
+        "freshness gate before the migration: {} — {}",
         b["status"].as_str().unwrap_or("?"),
         b["detail"].as_str().unwrap_or("")
     )

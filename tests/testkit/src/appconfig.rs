@@ -147,9 +147,15 @@ impl FlagProfile {
     /// The environment `prod-env` serves `version` of this profile: its one complete deployment
     /// (`ListDeployments`, `GetDeployment`).
     pub async fn mount_deployed(&self, mock: &MockServer, version: &str) {
+        self.mount_deployed_in(mock, "prod-env", version).await;
+    }
+
+    /// The environment `environment` serves `version` of this profile, as
+    /// [`Self::mount_deployed`].
+    pub async fn mount_deployed_in(&self, mock: &MockServer, environment: &str, version: &str) {
         Mock::given(method("GET"))
             .and(path(format!(
-                "/applications/{}/environments/prod-env/deployments",
+                "/applications/{}/environments/{environment}/deployments",
                 self.application
             )))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Items": [
@@ -163,11 +169,11 @@ impl FlagProfile {
             .await;
         Mock::given(method("GET"))
             .and(path(format!(
-                "/applications/{}/environments/prod-env/deployments/1",
+                "/applications/{}/environments/{environment}/deployments/1",
                 self.application
             )))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "ApplicationId": self.application, "EnvironmentId": "prod-env",
+                "ApplicationId": self.application, "EnvironmentId": environment,
                 "DeploymentStrategyId": "AppConfig.AllAtOnce",
                 "ConfigurationProfileId": self.profile, "DeploymentNumber": 1,
                 "ConfigurationName": "release-flags", "ConfigurationVersion": version,

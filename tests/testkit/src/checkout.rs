@@ -75,18 +75,43 @@ pub async fn quiet_alarm(
 }
 
 /// The checkout service's health endpoint, answering as version `version`.
-pub async fn serve_health(version: &'static str) -> String {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/health",
-        get(move || async move { axum::Json(json!({"version": version, "db": "ok"})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port on 127.0.0.1");
-    let addr = listener.local_addr().expect("bound address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+pub async fn serve_health(version: &str) -> String {
+    HealthService::start(version).await.url
+}
+
+/// The checkout service's health endpoint, whose version a story changes as it deploys.
+pub struct HealthService {
+    pub url: String,
+    version: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl HealthService {
+    pub async fn start(version: &str) -> HealthService {
+        use axum::routing::get;
+        let current = std::sync::Arc::new(std::sync::Mutex::new(version.to_owned()));
+        let answering = current.clone();
+        let app = axum::Router::new().route(
+            "/health",
+            get(move || {
+                let version = answering.lock().unwrap().clone();
+                async move { axum::Json(json!({"version": version, "db": "ok"})) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        HealthService {
+            url: format!("http://{addr}"),
+            version: current,
+        }
+    }
+
+    /// From now on the service answers as `version` (a new version took the traffic).
+    pub fn answer_as(&self, version: &str) {
+        *self.version.lock().unwrap() = version.to_owned();
+    }
 }
 
 /// The example policy's `checkout-db`: the RDS instance `checkout-prod-db` (reused if present).

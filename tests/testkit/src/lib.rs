@@ -7,6 +7,7 @@ pub mod codedeploy;
 pub mod emulators;
 pub mod guard_inbox;
 pub mod integrity;
+pub mod lifecycle;
 pub mod notify;
 pub mod runtime;
 pub mod slack;

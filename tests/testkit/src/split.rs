@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -17,10 +17,27 @@ use axum::Router;
 
 type Route = dyn Fn(&Parts) -> bool + Send + Sync;
 
+/// What an endpoint changes on its way through: for emulator behaviour moto lacks but a story
+/// needs (e.g. deployments that complete, [`crate::lifecycle::DeploymentLedger`]).
+pub trait Adjust: Send + Sync {
+    /// The body forwarded for `operation` (the last part of `x-amz-target`).
+    fn request(&self, _operation: &str, body: Bytes) -> Bytes {
+        body
+    }
+    /// The body answered for `operation`, given the body the caller sent.
+    fn response(&self, _operation: &str, _request: &[u8], body: Bytes) -> Bytes {
+        body
+    }
+}
+
+struct Unchanged;
+impl Adjust for Unchanged {}
+
 struct Split {
     moto: String,
     mock: String,
     to_mock: Box<Route>,
+    adjust: Arc<dyn Adjust>,
     client: reqwest::Client,
     waits: Arc<Mutex<Vec<Wait>>>,
 }
@@ -45,11 +62,22 @@ impl SplitEndpoint {
         mock: &str,
         to_mock: impl Fn(&Parts) -> bool + Send + Sync + 'static,
     ) -> SplitEndpoint {
+        Self::start_adjusted(moto, mock, to_mock, Arc::new(Unchanged)).await
+    }
+
+    /// As [`Self::start`], with `adjust` applied to what passes through.
+    pub async fn start_adjusted(
+        moto: &str,
+        mock: &str,
+        to_mock: impl Fn(&Parts) -> bool + Send + Sync + 'static,
+        adjust: Arc<dyn Adjust>,
+    ) -> SplitEndpoint {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
             moto: moto.trim_end_matches('/').to_owned(),
             mock: mock.trim_end_matches('/').to_owned(),
             to_mock: Box::new(to_mock),
+            adjust,
             client: reqwest::Client::new(),
             waits: waits.clone(),
         });
@@ -71,16 +99,26 @@ impl SplitEndpoint {
         mock: &str,
         operations: &'static [&'static str],
     ) -> Self {
-        Self::start(moto, mock, move |parts| {
-            let target = parts
-                .headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            operations
-                .iter()
-                .any(|op| target.rsplit('.').next() == Some(op))
-        })
+        Self::json_operations_adjusted(moto, mock, operations, Arc::new(Unchanged)).await
+    }
+
+    /// As [`Self::json_operations`], with `adjust` applied to what passes through.
+    pub async fn json_operations_adjusted(
+        moto: &str,
+        mock: &str,
+        operations: &'static [&'static str],
+        adjust: Arc<dyn Adjust>,
+    ) -> Self {
+        Self::start_adjusted(
+            moto,
+            mock,
+            move |parts| {
+                operations
+                    .iter()
+                    .any(|op| json_operation(parts) == Some(*op))
+            },
+            adjust,
+        )
         .await
     }
 
@@ -114,8 +152,19 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
     response
 }
 
+/// A JSON 1.1 request's operation: the last part of its `x-amz-target`.
+fn json_operation(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+}
+
 async fn forward_parts(split: &Split, parts: Parts, body: Body) -> Response {
-    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let operation = json_operation(&parts).unwrap_or_default().to_owned();
+    let body = split.adjust.request(&operation, sent.clone());
     let base = if (split.to_mock)(&parts) {
         &split.mock
     } else {
@@ -142,6 +191,7 @@ async fn forward_parts(split: &Split, parts: Parts, body: Body) -> Response {
                 }
             }
             let bytes = answer.bytes().await.unwrap_or_default();
+            let bytes = split.adjust.response(&operation, &sent, bytes);
             response.body(Body::from(bytes)).unwrap()
         }
         Err(e) => Response::builder()
