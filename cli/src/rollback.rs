@@ -122,8 +122,16 @@ pub async fn flags(env: &Env, command: FlagsCommand) -> Result<Outcome, Error> {
             set.detail
         )
     };
+    // The switch stands; that nobody was told is an AWS error to see, not a silent success.
+    let (exit, summary) = match &set.unannounced {
+        Some(why) => (
+            Exit::Remote,
+            format!("{summary}\nbut its guard event could not be published, so no one was notified: {why}"),
+        ),
+        None => (Exit::Ok, summary),
+    };
     Ok(Outcome {
-        exit: Exit::Ok,
+        exit,
         summary,
         json: json!({"state": state, "result": set}),
     })

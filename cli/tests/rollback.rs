@@ -11,6 +11,7 @@ use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
     create_idempotency_table, moto_endpoint, sdk_config, unique, REGION,
 };
+use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_partial_json, header, method, path};
@@ -27,6 +28,8 @@ struct World {
     sdk: aws_config::SdkConfig,
     codedeploy_mock: MockServer,
     appconfig_mock: MockServer,
+    /// The bus the CLI publishes its guard events to, read back.
+    inbox: GuardInbox,
     _splits: (SplitEndpoint, SplitEndpoint),
 }
 
@@ -67,6 +70,7 @@ applications:
     .unwrap();
     let table = unique("cli-idem");
     create_idempotency_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+    let inbox = GuardInbox::create(&sdk).await;
     let env = [
         ("AWS_ENDPOINT_URL", moto.clone()),
         ("AWS_ENDPOINT_URL_CODEDEPLOY", codedeploy_split.uri()),
@@ -75,6 +79,7 @@ applications:
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("SAFESHIP_IDEMPOTENCY_TABLE", table),
+        ("SAFESHIP_EVENT_BUS", inbox.bus.clone()),
         ("USER", "alice".into()),
     ]
     .map(|(k, v)| (k.to_owned(), v))
@@ -90,6 +95,7 @@ applications:
         sdk,
         codedeploy_mock,
         appconfig_mock,
+        inbox,
         _splits: (codedeploy_split, appconfig_split),
     }
 }
@@ -246,6 +252,22 @@ async fn rollback_stops_the_deployment_and_switches_the_flags_off_once_then_flag
         .expect("version 3 written");
     assert_eq!(v3["values"]["new-checkout-flow"]["enabled"], true);
     assert_eq!(v3["flags"], off["flags"]);
+    // People are told, about the group whose rollback names these flags.
+    let told: Vec<_> = w
+        .inbox
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.outcome.kind() == "flags-switched-by-hand")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].deployment_group.as_deref(), Some(w.group.as_str()));
+    assert!(
+        matches!(&told[0].outcome,
+            safeship::guard::Outcome::FlagsSwitchedByHand { enabled: true, version: Some(3), by, flags, .. }
+                if by == "alice" && flags == &["new-checkout-flow"]),
+        "{told:?}"
+    );
     w.codedeploy_mock.verify().await;
     w.appconfig_mock.verify().await;
 }
@@ -340,4 +362,35 @@ async fn status_shows_the_deployment_in_flight_and_the_groups_guard_rails() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test]
+async fn flags_switched_whose_guard_event_cannot_be_published_say_so_and_exit_3() {
+    let mut w = world().await;
+    // The bus is gone: EventBridge refuses the event.
+    for (k, v) in &mut w.env {
+        if k == "SAFESHIP_EVENT_BUS" {
+            *v = unique("no-such-bus");
+        }
+    }
+    w.expect_flag_deployment("2", 1).await;
+    let out = w.switch_flags("off", "new-checkout-flow").await;
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        said.starts_with("switched off: new-checkout-flow"),
+        "{said}"
+    );
+    assert!(
+        said.contains("but its guard event could not be published, so no one was notified"),
+        "{said}"
+    );
+    // The switch stands.
+    let off = w
+        .flags
+        .hosted_version(&w.sdk, 2)
+        .await
+        .expect("version 2 written");
+    assert_eq!(off["values"]["new-checkout-flow"]["enabled"], false);
+    w.appconfig_mock.verify().await;
 }

@@ -5,12 +5,24 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
-/// Where the documents go: stdout in Lambda, memory in tests.
-#[derive(Debug, Clone, Default)]
+/// Where the documents go: stdout in Lambda (CloudWatch Logs reads them there), stderr from a
+/// terminal (so a script reading the CLI's `--json` gets only the answer), memory in tests.
+#[derive(Debug, Clone)]
 pub enum MetricsSink {
-    #[default]
     Stdout,
+    Stderr,
     Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl Default for MetricsSink {
+    /// Stdout under a Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set), else stderr.
+    fn default() -> Self {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            MetricsSink::Stdout
+        } else {
+            MetricsSink::Stderr
+        }
+    }
 }
 
 impl MetricsSink {
@@ -27,6 +39,14 @@ impl MetricsSink {
                 use std::io::Write;
                 // One lock for all lines: no log line lands inside a document.
                 let mut out = std::io::stdout().lock();
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = out.flush();
+            }
+            MetricsSink::Stderr => {
+                use std::io::Write;
+                let mut out = std::io::stderr().lock();
                 for line in lines {
                     let _ = writeln!(out, "{line}");
                 }

@@ -110,6 +110,7 @@ async fn broken_deployment(stage: &Stage) -> anyhow::Result<String> {
 /// the bake. The deployment is stopped with rollback and the flags switched off, once, though the
 /// alarm arrives twice (EventBridge, then SNS).
 async fn deployment_tripping_the_alarm(stage: &Stage) -> anyhow::Result<String> {
+    let slack_before = stage.channels.slack.received().len();
     let d = start(stage, "6", "version 6 and migration 042").await?;
     stage.t.line(
         "migration 042",
@@ -126,7 +127,6 @@ async fn deployment_tripping_the_alarm(stage: &Stage) -> anyhow::Result<String> 
         report["status"] == "Succeeded",
         "deployment {d}'s hook reported {report}, not Succeeded"
     );
-    let slack_before = stage.channels.slack.received().len();
 
     stage.t.line(
         "checkout",
@@ -302,6 +302,18 @@ async fn next_night_and_the_operator(
         "AppConfig hosted version 3: new-checkout-flow {}",
         on["values"]["new-checkout-flow"]
     ));
+    // The switch by hand is a guard event like any other: the team is told who did it.
+    let slack_before = stage.channels.slack.received().len();
+    relay_guard_events(stage).await?;
+    let told = stage.channels.slack.received();
+    ensure!(
+        told[slack_before..]
+            .iter()
+            .any(|m| m["blocks"][0]["text"]["text"]
+                .as_str()
+                .is_some_and(|h| h.contains("Feature flags switched on by"))),
+        "nobody was told the flags were switched back on"
+    );
     Ok(restored)
 }
 
@@ -417,14 +429,36 @@ async fn relay_guard_events(stage: &Stage) -> anyhow::Result<usize> {
     Ok(envelopes.len())
 }
 
-/// The incident as people read it: the Slack messages since `slack_before`, and the emails.
+/// The incident as people read it: the Slack messages since `slack_before` (the deployment's
+/// thread: its START opens it, the rest reply, failures shown in the channel too), and the
+/// emails.
 async fn people_read(stage: &Stage, slack_before: usize) -> anyhow::Result<()> {
     let posted = stage.channels.slack.received();
     let incident = &posted[slack_before.min(posted.len())..];
-    ensure!(!incident.is_empty(), "nobody was told of the rollback");
-    println!("\n  #deploys on Slack, as the team sees the incident:");
+    ensure!(incident.len() > 1, "nobody was told of the rollback");
+    let parent = &incident[0];
+    ensure!(
+        parent.get("thread_ts").is_none()
+            && incident[1..].iter().all(|m| m["thread_ts"].is_string()),
+        "the deployment's messages are not one thread: {incident:?}"
+    );
+    println!("\n  #deploys on Slack, as the team sees the incident: one thread for the deployment");
     for message in incident {
-        println!("    {}", slack_text(message));
+        let marker = match (
+            message["thread_ts"].is_string(),
+            message["reply_broadcast"] == true,
+        ) {
+            (false, _) => "●",
+            (true, false) => "  ↳",
+            (true, true) => "  ↳ (also sent to the channel)",
+        };
+        println!(
+            "    {marker} {}",
+            slack_text(message).replace(
+                '\n',
+                &format!("\n    {:width$}", "", width = marker.chars().count() + 1)
+            )
+        );
     }
     let emails = stage.channels.emails().await;
     println!("  email (failures only):");
@@ -457,7 +491,7 @@ fn slack_text(message: &Value) -> String {
             _ => {}
         }
     }
-    lines.join("\n      ")
+    lines.join("\n")
 }
 
 /// The safeship CLI, its command line and output printed as in a terminal.

@@ -90,8 +90,9 @@ impl Stage {
         flags.mount_accepting_deployments(&appconfig_mock).await;
         let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
 
-        // Where notifications land: a local Slack webhook and an SNS email topic read through SQS.
-        let channels = Channels::create(&sdk).await;
+        // Where notifications land: a local Slack (its Web API, with a bot token, so a
+        // deployment's messages are one thread) and an SNS email topic read through SQS.
+        let channels = Channels::create_with_bot(&sdk).await;
 
         // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly
         // check sees it.
@@ -237,6 +238,7 @@ impl Stage {
             .args(args)
             .env_clear()
             .envs(self.env.iter().cloned())
+            .env("USER", "the on-call engineer")
             .stdin(std::process::Stdio::null())
             .output()
             .await

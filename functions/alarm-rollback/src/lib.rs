@@ -6,7 +6,7 @@
 use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
 use safeship::event::{AlarmStateChange, Inbound};
-use safeship::guard::ActionResult;
+use safeship::guard::{ActionResult, GuardEvent};
 use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde::Serialize;
 use serde_json::Value;
@@ -199,6 +199,10 @@ pub struct FlagsSet {
     /// The hosted version written and deployed, if any.
     pub version: Option<i32>,
     pub detail: String,
+    /// Why the switch's guard event (`flags-switched-by-hand`) could not be published, if so:
+    /// the switch stands, but nobody was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unannounced: Option<String>,
 }
 
 /// Flags off, or back on after the fix, by hand (the CLI's `safeship flags`): judged on the
@@ -216,11 +220,74 @@ pub async fn set_flags(
     );
     let (switched, version, detail) =
         rollback::switch_and_deploy(deps, target, &description, enabled).await?;
+    let mut unannounced = None;
+    if !switched.is_empty() {
+        let event = flags_by_hand_event(deps, target, &switched, enabled, version, requested_by);
+        if let Err(e) = deps.common.guard.publish(&event).await {
+            unannounced = Some(e.to_string());
+        }
+    }
     Ok(FlagsSet {
         switched,
         version,
         detail,
+        unannounced,
     })
+}
+
+/// The guard event of flags switched by hand: about the one group whose rollback names this
+/// flag target, when exactly one does; its id stable per version written, so a re-publish is
+/// recognised.
+fn flags_by_hand_event(
+    deps: &Deps,
+    target: &safeship::policy::FeatureFlagTarget,
+    switched: &[String],
+    enabled: bool,
+    version: Option<i32>,
+    by: &str,
+) -> GuardEvent {
+    let profile = format!(
+        "{}/{}/{}",
+        target.application, target.environment, target.profile
+    );
+    let owners: Vec<_> = deps
+        .common
+        .policy
+        .groups()
+        .filter(|g| {
+            g.policy.rollback.as_ref().is_some_and(|r| {
+                r.feature_flags.iter().any(|f| {
+                    (&f.application, &f.environment, &f.profile)
+                        == (&target.application, &target.environment, &target.profile)
+                })
+            })
+        })
+        .collect();
+    let owner = match owners.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    };
+    let state = if enabled { "on" } else { "off" };
+    GuardEvent {
+        version: safeship::guard::GUARD_EVENT_VERSION,
+        id: format!(
+            "{FUNCTION}:flags-by-hand:{profile}:{}:{state}",
+            version.map_or_else(|| "unversioned".to_owned(), |v| v.to_string())
+        ),
+        time: chrono::Utc::now(),
+        guard: safeship::guard::Guard::AlarmRollback,
+        application: owner.map(|g| g.application.to_owned()),
+        deployment_group: owner.map(|g| g.deployment_group.to_owned()),
+        deployment_id: None,
+        dry_run: false,
+        outcome: safeship::guard::Outcome::FlagsSwitchedByHand {
+            profile,
+            flags: switched.to_vec(),
+            enabled,
+            version,
+            by: by.to_owned(),
+        },
+    }
 }
 
 /// Carries out `decision` for the `mapped` groups of one transition (an alarm's, or a person's

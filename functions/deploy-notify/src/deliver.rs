@@ -1,5 +1,13 @@
-//! Delivering a message: Slack's incoming webhook (URL from Secrets Manager, cached, never
-//! printed) and email through an SNS topic, each bounded by the invocation's deadline.
+//! Delivering a message: Slack (an incoming webhook, or the Web API's `chat.postMessage` with a
+//! bot token, which can thread; either from Secrets Manager, cached, never printed) and email
+//! through an SNS topic, each bounded by the invocation's deadline.
+//!
+//! The secret holds `{"webhook_url": "https://hooks.slack.com/…"}` (or the bare URL), or
+//! `{"bot_token": "xoxb-…", "channel": "C0123456789"}`. An incoming webhook answers `ok` and no
+//! message id, so nothing can reply to what it posted: only the bot token threads a deployment's
+//! messages. The Web API answers HTTP 200 with `{"ok": false, "error": …}` for most errors; those
+//! are read as the table's rows below (`ratelimited` as 429, `service_unavailable` as a 5xx,
+//! `internal_error`/`fatal_error`/`request_timeout` as "maybe posted", the rest as refused).
 //!
 //! # Slack: retry or give up, per failure
 //!
@@ -150,13 +158,44 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Where Slack's Web API is, unless `SAFESHIP_SLACK_API_URL` says otherwise.
+pub const SLACK_API: &str = "https://slack.com/api";
+
+/// What the secret says to post to.
+enum Target {
+    Webhook(SecretString),
+    /// `chat.postMessage` into `channel` with a bot token.
+    Api {
+        token: SecretString,
+        channel: String,
+    },
+}
+
+/// A message Slack took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub attempts: u32,
+    /// The message's id in its channel (the Web API's `ts`); an incoming webhook gives none.
+    pub ts: Option<String>,
+}
+
+/// Where in the channel a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement<'a> {
+    /// A message of its own.
+    Channel,
+    /// A reply in the thread of the message `ts`; `broadcast` shows it in the channel too.
+    Reply { ts: &'a str, broadcast: bool },
+}
+
 pub struct Slack {
     client: reqwest::Client,
     secrets: aws_sdk_secretsmanager::Client,
     secret_arn: String,
-    /// How errors name the destination: a channel name, never the URL.
+    /// How errors name the destination: a channel name, never the URL or the token.
     pub channel: String,
-    url: OnceCell<SecretString>,
+    api: String,
+    target: OnceCell<Target>,
 }
 
 impl Slack {
@@ -171,8 +210,23 @@ impl Slack {
             secrets,
             secret_arn: secret_arn.into(),
             channel: channel.into(),
-            url: OnceCell::new(),
+            api: SLACK_API.to_owned(),
+            target: OnceCell::new(),
         }
+    }
+
+    /// Slack's Web API at `base` instead of [`SLACK_API`] (a proxy, or a local server in tests).
+    pub fn with_api(mut self, base: &str) -> Self {
+        self.api = base.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Whether this channel can thread (the secret holds a bot token), reading the secret once.
+    pub async fn threads(&self, deadline: Instant) -> Result<bool, Error> {
+        Ok(matches!(
+            self.target_by(deadline).await?,
+            Target::Api { .. }
+        ))
     }
 
     fn error(&self, problem: impl Into<String>) -> Error {
@@ -184,8 +238,8 @@ impl Slack {
 
     /// The webhook URL, read once per cold start. The secret is the URL itself or JSON with a
     /// `webhook_url` key.
-    async fn url(&self) -> Result<&SecretString, Error> {
-        self.url
+    async fn target(&self) -> Result<&Target, Error> {
+        self.target
             .get_or_try_init(|| async {
                 let out = self
                     .secrets
@@ -201,81 +255,127 @@ impl Slack {
                         )
                     })?;
                 let text = out.secret_string.unwrap_or_default();
-                let url = match serde_json::from_str::<Value>(&text) {
-                    Ok(v) => v["webhook_url"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            self.error(format!(
-                                "secret {} is JSON without a webhook_url key",
-                                self.secret_arn
-                            ))
-                        })?,
-                    Err(_) => text.trim().to_owned(),
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    return Ok(Target::Webhook(SecretString::from(text.trim().to_owned())));
                 };
-                Ok::<_, Error>(SecretString::from(url))
+                match (
+                    v["webhook_url"].as_str(),
+                    v["bot_token"].as_str(),
+                    v["channel"].as_str(),
+                ) {
+                    (Some(url), _, _) => Ok(Target::Webhook(SecretString::from(url.to_owned()))),
+                    (None, Some(token), Some(channel)) if !channel.trim().is_empty() => {
+                        Ok(Target::Api {
+                            token: SecretString::from(token.to_owned()),
+                            channel: channel.trim().to_owned(),
+                        })
+                    }
+                    (None, Some(_), _) => Err(self.error(format!(
+                        "secret {} holds a bot_token without the channel (id) to post to",
+                        self.secret_arn
+                    ))),
+                    (None, None, _) => Err(self.error(format!(
+                        "secret {} is JSON without a webhook_url or bot_token key",
+                        self.secret_arn
+                    ))),
+                }
             })
             .await
     }
 
-    /// One POST, cut at `timeout`, as an [`Attempt`]. reqwest's messages carry the URL: only the
-    /// kind of failure is kept.
-    async fn attempt(&self, url: &SecretString, payload: &Value, timeout: Duration) -> Attempt {
-        let sent = self
-            .client
-            .post(url.expose_secret())
-            .json(payload)
-            .timeout(timeout)
-            .send()
-            .await;
+    async fn target_by(&self, deadline: Instant) -> Result<&Target, Error> {
+        match tokio::time::timeout_at(deadline, self.target()).await {
+            Ok(target) => target,
+            Err(_) => Err(self.error(format!(
+                "reading the Slack secret {} did not finish before the deadline",
+                self.secret_arn
+            ))),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        target: &Target,
+        payload: &Value,
+        place: Placement<'_>,
+        timeout: Duration,
+    ) -> (Attempt, Option<String>) {
+        let request = match target {
+            Target::Webhook(url) => self.client.post(url.expose_secret()).json(payload),
+            Target::Api { token, channel } => {
+                let mut body = payload.clone();
+                body["channel"] = Value::from(channel.as_str());
+                if let Placement::Reply { ts, broadcast } = place {
+                    body["thread_ts"] = Value::from(ts);
+                    if broadcast {
+                        body["reply_broadcast"] = Value::from(true);
+                    }
+                }
+                self.client
+                    .post(format!("{}/chat.postMessage", self.api))
+                    .bearer_auth(token.expose_secret())
+                    .json(&body)
+            }
+        };
+        let sent = request.timeout(timeout).send().await;
         match sent {
-            Ok(r) if r.status().is_success() => Attempt::Accepted,
-            Ok(r) if r.status().as_u16() == 429 => Attempt::RateLimited(retry_after(r.headers())),
+            Ok(r) if r.status().is_success() => match target {
+                Target::Webhook(_) => (Attempt::Accepted, None),
+                Target::Api { .. } => {
+                    let headers = r.headers().clone();
+                    let answer: Value = r.json().await.unwrap_or(Value::Null);
+                    web_api_answer(&answer, retry_after(&headers))
+                }
+            },
+            Ok(r) if r.status().as_u16() == 429 => {
+                (Attempt::RateLimited(retry_after(r.headers())), None)
+            }
             Ok(r) => {
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap_or_default();
                 let body: String = body.chars().take(200).collect();
-                if status == 504 {
-                    // A gateway gave up waiting for Slack's server, which may have posted it.
+                let attempt = if status == 504 {
                     Attempt::MaybeSent("a gateway timeout (504)".into())
                 } else if (500..600).contains(&status) {
                     Attempt::ServerError { status, body }
                 } else {
                     Attempt::Refused { status, body }
-                }
+                };
+                (attempt, None)
             }
-            Err(e) if e.is_builder() => Attempt::Refused {
-                status: 0,
-                body: format!(
-                    "the webhook URL in secret {} is not a valid URL",
-                    self.secret_arn
-                ),
-            },
-            // Connect errors (connect timeouts included) come before any byte of the request.
-            Err(e) if e.is_connect() => Attempt::NotSent(if e.is_timeout() {
-                "could not connect (timed out)".into()
-            } else {
-                "could not connect".into()
-            }),
-            Err(e) if e.is_timeout() => {
-                Attempt::MaybeSent(format!("no answer within {}", seconds(timeout)))
-            }
-            Err(_) => Attempt::MaybeSent("the connection failed".into()),
+            Err(e) if e.is_builder() => (
+                Attempt::Refused {
+                    status: 0,
+                    body: format!(
+                        "the webhook URL in secret {} is not a valid URL",
+                        self.secret_arn
+                    ),
+                },
+                None,
+            ),
+            Err(e) if e.is_connect() => (
+                Attempt::NotSent(if e.is_timeout() {
+                    "could not connect (timed out)".into()
+                } else {
+                    "could not connect".into()
+                }),
+                None,
+            ),
+            Err(e) if e.is_timeout() => (
+                Attempt::MaybeSent(format!("no answer within {}", seconds(timeout))),
+                None,
+            ),
+            Err(_) => (Attempt::MaybeSent("the connection failed".into()), None),
         }
     }
 
-    /// Posts the Block Kit payload by `deadline`, retrying only what Slack cannot have posted
-    /// (see the module documentation). Returns the number of attempts made.
-    pub async fn post(&self, payload: &Value, deadline: Instant) -> Result<u32, Error> {
-        let url = match tokio::time::timeout_at(deadline, self.url()).await {
-            Ok(url) => url?,
-            Err(_) => {
-                return Err(self.error(format!(
-                    "reading the webhook URL from secret {} did not finish before the deadline",
-                    self.secret_arn
-                )))
-            }
-        };
+    pub async fn post(
+        &self,
+        payload: &Value,
+        place: Placement<'_>,
+        deadline: Instant,
+    ) -> Result<Posted, Error> {
+        let target = self.target_by(deadline).await?;
         let mut pause = FIRST_PAUSE;
         let mut made = 0;
         loop {
@@ -288,10 +388,12 @@ impl Slack {
                 )));
             }
             made += 1;
-            let attempt = self.attempt(url, payload, left.min(ATTEMPT_TIMEOUT)).await;
+            let (attempt, ts) = self
+                .attempt(target, payload, place, left.min(ATTEMPT_TIMEOUT))
+                .await;
             let left = deadline.saturating_duration_since(Instant::now());
             match next_step(&attempt, made, pause, left) {
-                Next::Done => return Ok(made),
+                Next::Done => return Ok(Posted { attempts: made, ts }),
                 Next::GiveUp(problem) => return Err(self.error(problem)),
                 Next::Retry(wait) => {
                     tracing::warn!(channel = %self.channel, attempt = made, ?attempt,
@@ -307,7 +409,33 @@ impl Slack {
     }
 }
 
-/// Email subscribers of an SNS topic, published by `deadline`.
+/// The Web API's answer to `chat.postMessage` (HTTP 200), as an attempt, with the message's `ts`.
+fn web_api_answer(answer: &Value, retry_after: Option<Duration>) -> (Attempt, Option<String>) {
+    if answer["ok"] == true {
+        return (Attempt::Accepted, answer["ts"].as_str().map(str::to_owned));
+    }
+    let error = answer["error"]
+        .as_str()
+        .unwrap_or("no error given")
+        .to_owned();
+    let attempt = match error.as_str() {
+        "ratelimited" => Attempt::RateLimited(retry_after),
+        "service_unavailable" => Attempt::ServerError {
+            status: 200,
+            body: error,
+        },
+        // Slack says some of the operation may have succeeded.
+        "internal_error" | "fatal_error" | "request_timeout" => {
+            Attempt::MaybeSent(format!("Slack answered {error}"))
+        }
+        _ => Attempt::Refused {
+            status: 200,
+            body: error,
+        },
+    };
+    (attempt, None)
+}
+
 pub async fn email(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
@@ -345,6 +473,45 @@ pub async fn email(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_web_apis_answers_are_read_as_the_webhooks_are() {
+        let (ok, ts) = web_api_answer(
+            &serde_json::json!({"ok": true, "channel": "C1", "ts": "1700000000.000100"}),
+            None,
+        );
+        assert_eq!(
+            (ok, ts.as_deref()),
+            (Attempt::Accepted, Some("1700000000.000100"))
+        );
+        let read = |error: &str| {
+            web_api_answer(
+                &serde_json::json!({"ok": false, "error": error}),
+                Some(Duration::from_secs(3)),
+            )
+            .0
+        };
+        assert_eq!(
+            read("ratelimited"),
+            Attempt::RateLimited(Some(Duration::from_secs(3)))
+        );
+        assert!(matches!(
+            read("service_unavailable"),
+            Attempt::ServerError { .. }
+        ));
+        assert!(matches!(read("internal_error"), Attempt::MaybeSent(_)));
+        assert_eq!(
+            read("channel_not_found"),
+            Attempt::Refused {
+                status: 200,
+                body: "channel_not_found".into()
+            }
+        );
+        assert!(matches!(
+            next_step(&read("not_in_channel"), 1, PAUSE, PLENTY),
+            Next::GiveUp(text) if text == "Slack refused the message (200): not_in_channel"
+        ));
+    }
 
     const PAUSE: Duration = Duration::from_millis(200);
     const PLENTY: Duration = Duration::from_secs(50);

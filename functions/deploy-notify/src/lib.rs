@@ -118,12 +118,18 @@ impl Deps {
                 env,
                 concat!("safeship-deploy-notify/", env!("CARGO_PKG_VERSION")),
             )?;
-            Some(deliver::Slack::new(
-                client,
-                aws_sdk_secretsmanager::Client::new(&common.sdk),
-                arn,
-                env.optional("SAFESHIP_SLACK_CHANNEL").unwrap_or("slack"),
-            ))
+            Some(
+                deliver::Slack::new(
+                    client,
+                    aws_sdk_secretsmanager::Client::new(&common.sdk),
+                    arn,
+                    env.optional("SAFESHIP_SLACK_CHANNEL").unwrap_or("slack"),
+                )
+                .with_api(
+                    env.optional("SAFESHIP_SLACK_API_URL")
+                        .unwrap_or(deliver::SLACK_API),
+                ),
+            )
         } else {
             None
         };
@@ -313,11 +319,12 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     let outcomes = futures_util::future::join_all(routed.iter().map(|channel| {
         let key = format!("{event_key}:{channel:?}").to_lowercase();
         let message = &message;
+        let event_key = &event_key;
         async move {
             let once = deps
                 .common
                 .idempotency
-                .once(&key, || send(deps, *channel, message, deadline))
+                .once(&key, || send(deps, *channel, message, event_key, deadline))
                 .await;
             (*channel, once)
         }
@@ -401,7 +408,7 @@ pub async fn send_test(
     futures_util::future::join_all(
         channels
             .into_iter()
-            .map(|c| async move { (c, send(deps, c, message, deadline).await) }),
+            .map(|c| async move { (c, send(deps, c, message, "test", deadline).await) }),
     )
     .await
 }
@@ -414,10 +421,12 @@ fn preview(message: &message::Message) -> Value {
     })
 }
 
+/// Sends `message` (of the event `event_key`) on `channel`.
 async fn send(
     deps: &Deps,
     channel: Channel,
     message: &message::Message,
+    event_key: &str,
     deadline: tokio::time::Instant,
 ) -> Result<String, Error> {
     match channel {
@@ -428,15 +437,77 @@ async fn send(
                     "is required when the policy routes to Slack",
                 )
             })?;
-            let attempts = slack.post(&render::slack(message), deadline).await?;
-            Ok(format!(
-                "posted to {}{}",
-                slack.channel,
-                if attempts > 1 {
-                    format!(" (attempt {attempts})")
+            let payload = render::slack(message);
+            let attempt = |posted: &deliver::Posted| {
+                if posted.attempts > 1 {
+                    format!(" (attempt {})", posted.attempts)
                 } else {
                     String::new()
                 }
+            };
+            let deployment = match &message.deployment_id {
+                Some(d) if slack.threads(deadline).await? => d,
+                _ => {
+                    let posted = slack
+                        .post(&payload, deliver::Placement::Channel, deadline)
+                        .await?;
+                    return Ok(format!("posted to {}{}", slack.channel, attempt(&posted)));
+                }
+            };
+            // A deployment's first message opens its thread; the rest reply in it, so an
+            // incident reads as one story in the channel. Failures are also shown in the channel.
+            // The thread's record names the event that opened it: a retry of that event (its
+            // post done, its own record not) is not posted again as a reply.
+            let mut opened = None;
+            let thread = deps
+                .common
+                .idempotency
+                .once(&format!("thread:{deployment}:slack"), || async {
+                    let posted = slack
+                        .post(&payload, deliver::Placement::Channel, deadline)
+                        .await?;
+                    let record = json!({"ts": posted.ts, "event": event_key});
+                    opened = Some(posted);
+                    Ok::<_, Error>(record)
+                })
+                .await?;
+            let parent = match thread {
+                Once::Ran(_) => {
+                    let posted = opened.expect("the thread was opened in this delivery");
+                    return Ok(format!(
+                        "posted to {}, opening deployment {deployment}'s thread{}",
+                        slack.channel,
+                        attempt(&posted)
+                    ));
+                }
+                Once::AlreadyDone(record) if record["event"] == event_key => {
+                    return Ok(format!(
+                        "posted to {} as deployment {deployment}'s first message by an earlier delivery",
+                        slack.channel
+                    ))
+                }
+                Once::AlreadyDone(record) => record["ts"].as_str().map(str::to_owned),
+            };
+            let place = match &parent {
+                Some(ts) => deliver::Placement::Reply {
+                    ts,
+                    broadcast: message.severity >= safeship::policy::Severity::Failure,
+                },
+                None => deliver::Placement::Channel,
+            };
+            let posted = slack.post(&payload, place, deadline).await?;
+            Ok(format!(
+                "posted to {}{}{}",
+                slack.channel,
+                match place {
+                    deliver::Placement::Reply {
+                        broadcast: true, ..
+                    } => format!(" in deployment {deployment}'s thread, and to the channel"),
+                    deliver::Placement::Reply { .. } =>
+                        format!(" in deployment {deployment}'s thread"),
+                    deliver::Placement::Channel => String::new(),
+                },
+                attempt(&posted)
             ))
         }
         Channel::Email => {

@@ -276,6 +276,29 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
                     .unwrap_or_default()
             )];
         }
+        Outcome::FlagsSwitchedByHand {
+            profile,
+            flags,
+            enabled,
+            version,
+            by,
+        } => {
+            let state = if *enabled { "on" } else { "off" };
+            m.emoji = if *enabled {
+                ":large_green_circle:"
+            } else {
+                ":triangular_flag_on_post:"
+            };
+            m.headline = format!("Feature flags switched {state} by {by}");
+            m.trigger = format!("safeship flags {state}, from a terminal");
+            m.details = vec![format!(
+                "{} {state} in {profile}{}",
+                flags.join(", "),
+                version
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default()
+            )];
+        }
         Outcome::SnapshotStarted {
             database,
             snapshot_id,

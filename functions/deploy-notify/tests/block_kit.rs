@@ -72,6 +72,13 @@ fn outcomes() -> Vec<Outcome> {
             flags: vec!["new-checkout-flow".into()],
             version: Some(7),
         },
+        Outcome::FlagsSwitchedByHand {
+            profile: "checkout-flags/prod/release-flags".into(),
+            flags: vec!["new-checkout-flow".into()],
+            enabled: true,
+            version: Some(3),
+            by: "alice".into(),
+        },
         Outcome::SnapshotStarted {
             database: "checkout-db".into(),
             snapshot_id: "safeship-checkout-db-d-abcdef123".into(),

@@ -131,7 +131,7 @@ impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let config = IntegrityConfig::from_env(env)?;
         let common = Common::load(FUNCTION, env).await?;
-        Ok(Deps::new(common, config, MetricsSink::Stdout))
+        Ok(Deps::new(common, config, MetricsSink::default()))
     }
 
     pub fn new(common: Common, config: IntegrityConfig, metrics: MetricsSink) -> Deps {

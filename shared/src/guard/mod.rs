@@ -81,6 +81,15 @@ pub enum Outcome {
         flags: Vec<String>,
         version: Option<i32>,
     },
+    /// Feature flags switched off or back on by a person (`safeship flags off|on`).
+    FlagsSwitchedByHand {
+        /// `application/environment/profile`.
+        profile: String,
+        flags: Vec<String>,
+        enabled: bool,
+        version: Option<i32>,
+        by: String,
+    },
     SnapshotStarted {
         database: String,
         snapshot_id: String,
@@ -148,6 +157,7 @@ impl Outcome {
             Outcome::RollbackPerformed { .. } => "rollback-performed",
             Outcome::NothingToRollBack { .. } => "nothing-to-roll-back",
             Outcome::FlagsSwitchedOff { .. } => "flags-switched-off",
+            Outcome::FlagsSwitchedByHand { .. } => "flags-switched-by-hand",
             Outcome::SnapshotStarted { .. } => "snapshot-started",
             Outcome::SnapshotAvailable { .. } => "snapshot-available",
             Outcome::SnapshotFailed { .. } => "snapshot-failed",
@@ -171,6 +181,9 @@ impl Outcome {
             Outcome::NothingToRollBack { .. } | Outcome::SnapshotQuotaWarning { .. } => {
                 Severity::Warning
             }
+            // Off by hand is someone acting on trouble; back on is the end of it.
+            Outcome::FlagsSwitchedByHand { enabled: false, .. } => Severity::Warning,
+            Outcome::FlagsSwitchedByHand { enabled: true, .. } => Severity::Info,
             Outcome::HookFailed { .. }
             | Outcome::RollbackPerformed { .. }
             | Outcome::FlagsSwitchedOff { .. }

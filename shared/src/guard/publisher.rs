@@ -31,11 +31,11 @@ impl GuardPublisher {
         GuardPublisher {
             client,
             bus: bus.into(),
-            metrics: MetricsSink::Stdout,
+            metrics: MetricsSink::default(),
         }
     }
 
-    /// Where the unpublished-event metric goes (stdout by default).
+    /// Where the unpublished-event metric goes ([`MetricsSink::default`] unless given).
     #[must_use]
     pub fn with_metrics(mut self, metrics: MetricsSink) -> Self {
         self.metrics = metrics;

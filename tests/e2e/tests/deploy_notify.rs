@@ -926,3 +926,183 @@ async fn an_alarm_not_safeships_own_is_ignored_without_a_message() {
     assert!(w.channels.slack.received().is_empty());
     assert!(w.channels.emails().await.is_empty());
 }
+
+// ---- Slack's Web API with a bot token: a deployment's messages in one thread ------------------
+
+mod threads {
+    use safeship_testkit::emulators::{moto_endpoint, sample_event, sdk_config};
+    use safeship_testkit::notify::threaded_world;
+    use safeship_testkit::slack::BOT_TOKEN;
+    use serde_json::{json, Value};
+
+    fn guard(kind_and_fields: Value, deployment: Option<&str>) -> Value {
+        json!({
+            "version": "0", "id": safeship_testkit::emulators::unique("eb"),
+            "detail-type": "Safeship Guard Event", "source": "safeship",
+            "account": safeship_testkit::emulators::ACCOUNT, "time": "2026-11-20T10:12:45Z",
+            "region": safeship_testkit::emulators::REGION, "resources": [],
+            "detail": {"id": safeship_testkit::emulators::unique("guard"), "time": "2026-11-20T10:12:45Z",
+                       "guard": "alarm-rollback", "application": "checkout",
+                       "deployment-group": "checkout-prod", "deployment-id": deployment,
+                       "dry-run": false, "outcome": kind_and_fields}
+        })
+    }
+
+    fn rollback() -> Value {
+        json!({"kind": "rollback-performed", "alarm": {"name": "checkout-prod-5xx-rate",
+            "kind": "metric", "state": "ALARM", "reason": "Threshold Crossed",
+            "state-changed-at": "2026-11-20T10:12:40.123Z"},
+            "actions": [{"action": "stop-deployment d-ABCDEF123 (with rollback)", "succeeded": true}]})
+    }
+
+    #[tokio::test]
+    async fn a_deployments_messages_are_one_thread_and_its_failures_also_reach_the_channel() {
+        let w = threaded_world().await;
+        let start = w
+            .deliver(sample_event("codedeploy-deployment-start.json"))
+            .await
+            .unwrap();
+        assert!(
+            start["sent"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("opening deployment d-ABCDEF123's thread"),
+            "{start}"
+        );
+        w.deliver(guard(
+            json!({"kind": "hook-passed", "lifecycle-event": "BeforeAllowTraffic", "checks": []}),
+            Some("d-ABCDEF123"),
+        ))
+        .await
+        .unwrap();
+        let rolled_back = w
+            .deliver(guard(rollback(), Some("d-ABCDEF123")))
+            .await
+            .unwrap();
+        assert!(
+            rolled_back["sent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["detail"]
+                    == "posted to #deploys in deployment d-ABCDEF123's thread, and to the channel"),
+            "{rolled_back}"
+        );
+        // Not about a deployment: a message of its own.
+        w.deliver(guard(
+            json!({"kind": "snapshot-quota-warning", "manual-snapshots": 92, "quota": 100}),
+            None,
+        ))
+        .await
+        .unwrap();
+
+        let posted = w.channels.slack.received();
+        assert_eq!(posted.len(), 4, "{posted:?}");
+        assert!(
+            posted.iter().all(|p| p["channel"] == "C0DEPLOYS1"),
+            "{posted:?}"
+        );
+        let parent = "1764700000.000001";
+        assert!(posted[0].get("thread_ts").is_none(), "{}", posted[0]);
+        assert_eq!(
+            posted[0]["blocks"][0]["text"]["text"],
+            ":rocket: Deployment started"
+        );
+        assert_eq!(
+            posted[1]["thread_ts"], parent,
+            "the hook's pass replies in the thread"
+        );
+        assert!(posted[1].get("reply_broadcast").is_none(), "{}", posted[1]);
+        assert_eq!(posted[2]["thread_ts"], parent);
+        assert_eq!(
+            posted[2]["reply_broadcast"], true,
+            "a failure is shown in the channel too"
+        );
+        assert!(posted[3].get("thread_ts").is_none(), "{}", posted[3]);
+        assert!(
+            w.channels
+                .slack
+                .authorizations()
+                .iter()
+                .all(|a| *a == format!("Bearer {BOT_TOKEN}")),
+            "{:?}",
+            w.channels.slack.authorizations()
+        );
+        for answer in [&start, &rolled_back] {
+            assert!(!answer.to_string().contains(BOT_TOKEN), "{answer}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_retry_of_the_event_that_opened_the_thread_does_not_post_it_again() {
+        let w = threaded_world().await;
+        let start = sample_event("codedeploy-deployment-start.json");
+        w.deliver(start.clone()).await.unwrap();
+        // The process died after the thread's record was written and before the START's own
+        // record was: a retry takes the START's claim over, which is what its absence gives.
+        let sdk = sdk_config(&moto_endpoint()).await;
+        aws_sdk_dynamodb::Client::new(&sdk)
+            .delete_item()
+            .table_name(&w.deps.common.config.idempotency_table)
+            .key(
+                "pk",
+                // The tests' store is the function `test`'s.
+                aws_sdk_dynamodb::types::AttributeValue::S("test#d-abcdef123:start:slack".into()),
+            )
+            .send()
+            .await
+            .unwrap();
+        let retry = w.deliver(start).await.unwrap();
+        assert_eq!(
+            retry["sent"][0]["detail"],
+            "posted to #deploys as deployment d-ABCDEF123's first message by an earlier delivery",
+            "{retry}"
+        );
+        assert_eq!(w.channels.slack.received().len(), 1, "posted once");
+
+        // The next event of the deployment still replies in the thread.
+        w.deliver(guard(rollback(), Some("d-ABCDEF123")))
+            .await
+            .unwrap();
+        let posted = w.channels.slack.received();
+        assert_eq!(posted.len(), 2);
+        assert_eq!(posted[1]["thread_ts"], "1764700000.000001");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_in_the_web_apis_answer_is_an_error_naming_the_channel_never_the_token() {
+        let w = threaded_world().await;
+        w.channels
+            .slack
+            .answer(200, None, r#"{"ok":false,"error":"not_in_channel"}"#, 1);
+        let err = w
+            .deliver(sample_event("codedeploy-deployment-start.json"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.ends_with("posting to Slack channel #deploys: Slack refused the message (200): not_in_channel"),
+            "{err}"
+        );
+        assert!(!err.contains(BOT_TOKEN));
+        assert_eq!(
+            w.channels.slack.received().len(),
+            1,
+            "a refusal is not retried"
+        );
+        // The failed post opened no thread: the retry posts the START as the thread's first.
+        w.deliver(sample_event("codedeploy-deployment-start.json"))
+            .await
+            .unwrap();
+        let posted = w.channels.slack.received();
+        assert_eq!(posted.len(), 2);
+        assert!(posted[1].get("thread_ts").is_none());
+        w.deliver(guard(rollback(), Some("d-ABCDEF123")))
+            .await
+            .unwrap();
+        assert_eq!(
+            w.channels.slack.received()[2]["thread_ts"],
+            "1764700000.000002",
+            "the thread is the message that was posted"
+        );
+    }
+}

@@ -40,10 +40,20 @@ pub async fn world() -> World {
     world_with_policy(POLICY).await
 }
 
+/// The notifier posting to Slack's Web API with a bot token: a deployment's messages threaded.
+pub async fn threaded_world() -> World {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    world_with(POLICY, Channels::create_with_bot(&sdk).await).await
+}
+
 /// The notifier with another policy (its routes, say).
 pub async fn world_with_policy(policy: &str) -> World {
     let sdk = sdk_config(&moto_endpoint()).await;
-    let channels = Channels::create(&sdk).await;
+    world_with(policy, Channels::create(&sdk).await).await
+}
+
+async fn world_with(policy: &str, channels: Channels) -> World {
+    let sdk = sdk_config(&moto_endpoint()).await;
     let codedeploy = MockServer::start().await;
     Mock::given(header("x-amz-target", "CodeDeploy_20141006.GetDeployment"))
         .and(body_json(json!({"deploymentId": "d-ABCDEF123"})))
@@ -71,12 +81,15 @@ pub async fn world_with_policy(policy: &str) -> World {
                 .build(),
         ),
         common: common_with_policy(&sdk, policy).await,
-        slack: Some(Slack::new(
-            reqwest::Client::new(),
-            aws_sdk_secretsmanager::Client::new(&sdk),
-            &channels.secret_arn,
-            "#deploys",
-        )),
+        slack: Some(
+            Slack::new(
+                reqwest::Client::new(),
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                &channels.secret_arn,
+                "#deploys",
+            )
+            .with_api(&channels.slack.api_url()),
+        ),
         sns: aws_sdk_sns::Client::new(&sdk),
         email_topic: Some(channels.topic_arn.clone()),
         margin: deploy_notify::DEFAULT_MARGIN,

@@ -1,6 +1,8 @@
-//! A local Slack incoming webhook: it records every body it receives and answers from a script
-//! (200 `ok` once the script is used up), so a test can play Slack being rate-limited, down,
-//! refusing a channel, or taking a request and never answering it.
+//! A local Slack: an incoming webhook and the Web API's `chat.postMessage` (with a bot token). It
+//! records every body it receives and answers from a script (once the script is used up: the
+//! webhook's 200 `ok`, the Web API's `{"ok": true, "ts": …}` with a new `ts` each time), so a test
+//! can play Slack being rate-limited, down, refusing a channel, or taking a request and never
+//! answering it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,12 @@ struct Shared {
     received: Mutex<Vec<Value>>,
     /// How many requests were answered 2xx: messages Slack would have posted.
     accepted: Mutex<usize>,
+    /// The `Authorization` header of each Web API request.
+    authorizations: Mutex<Vec<String>>,
 }
+
+/// The bot token the Web API's secret holds in the tests.
+pub const BOT_TOKEN: &str = "xoxb-0000-SECRETBOTTOKEN";
 
 pub struct SlackWebhook {
     pub url: String,
@@ -39,6 +46,7 @@ impl SlackWebhook {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/services/T000/B000/XXXXSECRETXXXX", post(hook))
+            .route("/api/chat.postMessage", post(post_message))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -65,6 +73,17 @@ impl SlackWebhook {
         }
     }
 
+    /// Where the Web API is (`SAFESHIP_SLACK_API_URL`).
+    pub fn api_url(&self) -> String {
+        self.url
+            .replace("/services/T000/B000/XXXXSECRETXXXX", "/api")
+    }
+
+    /// The `Authorization` header of each Web API request so far.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared.authorizations.lock().unwrap().clone()
+    }
+
     /// Every body received, answered or not.
     pub fn received(&self) -> Vec<Value> {
         self.shared.received.lock().unwrap().clone()
@@ -89,17 +108,47 @@ impl SlackWebhook {
 }
 
 async fn hook(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, HeaderMap, String) {
+    answer(&shared, &body, || "ok".into()).await
+}
+
+async fn post_message(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, String) {
+    shared.authorizations.lock().unwrap().push(
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let channel = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)["channel"].clone();
+    let n = shared.received.lock().unwrap().len() + 1;
+    answer(&shared, &body, || {
+        serde_json::json!({"ok": true, "channel": channel, "ts": format!("1764700000.{n:06}")})
+            .to_string()
+    })
+    .await
+}
+
+/// Records `body` and answers the script's next reply, or `otherwise` with 200.
+async fn answer(
+    shared: &Shared,
+    body: &[u8],
+    otherwise: impl FnOnce() -> String,
+) -> (StatusCode, HeaderMap, String) {
     shared
         .received
         .lock()
         .unwrap()
-        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        .push(serde_json::from_slice(body).unwrap_or(Value::Null));
     let reply = shared
         .script
         .lock()
         .unwrap()
         .pop_front()
-        .unwrap_or_else(|| Reply::Answer(200, None, "ok".into()));
+        .unwrap_or_else(|| Reply::Answer(200, None, otherwise()));
     let (status, retry_after, text) = match reply {
         Reply::Answer(status, retry_after, text) => (status, retry_after, text),
         Reply::Hang => std::future::pending().await,
@@ -119,6 +168,8 @@ async fn hook(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, He
 /// email subscriber would get.
 pub struct Channels {
     pub slack: SlackWebhook,
+    /// The secret holds a bot token for the Web API (which threads), not the webhook's URL.
+    pub bot: bool,
     pub secret_arn: String,
     pub topic_arn: String,
     queue_url: String,
@@ -127,12 +178,27 @@ pub struct Channels {
 
 impl Channels {
     pub async fn create(sdk: &aws_config::SdkConfig) -> Channels {
+        Self::create_with(sdk, false).await
+    }
+
+    /// As [`Self::create`], with the Slack secret holding a bot token and channel id for the
+    /// Web API (`SAFESHIP_SLACK_API_URL` pointed at the local one).
+    pub async fn create_with_bot(sdk: &aws_config::SdkConfig) -> Channels {
+        Self::create_with(sdk, true).await
+    }
+
+    async fn create_with(sdk: &aws_config::SdkConfig, bot: bool) -> Channels {
         use crate::emulators::{unique, ACCOUNT, REGION};
         let slack = SlackWebhook::start().await;
+        let secret = if bot {
+            serde_json::json!({"bot_token": BOT_TOKEN, "channel": "C0DEPLOYS1"})
+        } else {
+            serde_json::json!({"webhook_url": slack.url})
+        };
         let secret_arn = aws_sdk_secretsmanager::Client::new(sdk)
             .create_secret()
             .name(unique("safeship/slack-webhook"))
-            .secret_string(serde_json::json!({"webhook_url": slack.url}).to_string())
+            .secret_string(secret.to_string())
             .send()
             .await
             .expect("moto CreateSecret")
@@ -166,6 +232,7 @@ impl Channels {
             .expect("moto Subscribe");
         Channels {
             slack,
+            bot,
             secret_arn,
             topic_arn,
             queue_url,
@@ -175,14 +242,18 @@ impl Channels {
 
     /// The notifier's configuration for these channels.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "SAFESHIP_SLACK_WEBHOOK_SECRET_ARN".into(),
                 self.secret_arn.clone(),
             ),
             ("SAFESHIP_SLACK_CHANNEL".into(), "#deploys".into()),
             ("SAFESHIP_EMAIL_TOPIC_ARN".into(), self.topic_arn.clone()),
-        ]
+        ];
+        if self.bot {
+            env.push(("SAFESHIP_SLACK_API_URL".into(), self.slack.api_url()));
+        }
+        env
     }
 
     /// The SNS notifications that reached the email queue since the last call.
