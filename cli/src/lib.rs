@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod check;
 pub mod exit;
+pub mod history;
 pub mod integrity;
 pub mod invoke;
 pub mod lambda;

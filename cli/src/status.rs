@@ -1,6 +1,7 @@
 //! `safeship status`: for each group the policy guards, what is deploying now, the last
 //! success (and whether it is still inside the bake window an alarm would revert it in), and
-//! which guard rails watch it.
+//! which guard rails watch it, and its latest guard events (from the history the notifier
+//! keeps, `SAFESHIP_GUARD_HISTORY_TABLE`).
 
 use clap::Args;
 use safeship::env::Env;
@@ -17,7 +18,13 @@ pub struct StatusArgs {
     /// Only this deployment group (with --application).
     #[arg(long, requires = "application")]
     group: Option<String>,
+    /// How many of each group's latest guard events to show.
+    #[arg(long, default_value_t = LATEST, value_parser = clap::value_parser!(i32).range(0..=100))]
+    events: i32,
 }
+
+/// How many guard events `status` shows per group unless told.
+const LATEST: i32 = 5;
 
 /// The guard rails on one line: what would act, and on what.
 pub fn guarded_by(g: &GroupExplained) -> String {
@@ -44,6 +51,9 @@ pub fn guarded_by(g: &GroupExplained) -> String {
 pub async fn run(env: &Env, args: StatusArgs) -> Result<Outcome, Error> {
     let common = safeship::runtime::Common::load("safeship-cli", env).await?;
     let codedeploy = aws_sdk_codedeploy::Client::new(&common.sdk);
+    let history = env
+        .optional("SAFESHIP_GUARD_HISTORY_TABLE")
+        .map(|t| (aws_sdk_dynamodb::Client::new(&common.sdk), t.to_owned()));
     let groups: Vec<GroupExplained> = explained(&common.policy)
         .into_iter()
         .filter(|g| {
@@ -116,7 +126,41 @@ pub async fn run(env: &Env, args: StatusArgs) -> Result<Outcome, Error> {
             ));
         }
         lines.push(format!("  guarded by: {}", guarded_by(g)));
+        let events = match &history {
+            Some((ddb, table)) if args.events > 0 => {
+                crate::history::latest(
+                    ddb,
+                    table,
+                    &deploy_notify::history::group_partition(app, group),
+                    args.events,
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        match (&history, events.is_empty()) {
+            (None, _) => lines.push(
+                "  latest guard events: not kept here (SAFESHIP_GUARD_HISTORY_TABLE is not set; the stack's GuardHistoryTable output names it)".into(),
+            ),
+            (Some(_), true) => lines.push("  latest guard events: none recorded".into()),
+            (Some(_), false) => {
+                lines.push("  latest guard events:".into());
+                for e in &events {
+                    lines.push(format!(
+                        "    {}  {:<22} {}{}",
+                        crate::history::short_time(&e.time),
+                        e.kind,
+                        e.headline,
+                        e.deployment_id
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
         out.push(json!({
+            "latest-guard-events": events,
             "application": app, "deployment-group": group, "environment": g.environment,
             "in-flight": flying.iter().map(|d| json!({"id": d.id, "status": d.status, "created": d.create_time})).collect::<Vec<_>>(),
             "last-success": last.map(|d| json!({"id": d.id, "completed": d.complete_time})),

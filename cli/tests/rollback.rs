@@ -355,6 +355,15 @@ async fn status_shows_the_deployment_in_flight_and_the_groups_guard_rails() {
         w.deployment.as_str()
     );
 
+    let out = w.run(&["status", "--application", &w.app]).await;
+    assert!(
+        text(&out).contains(
+            "latest guard events: not kept here (SAFESHIP_GUARD_HISTORY_TABLE is not set"
+        ),
+        "{}",
+        text(&out)
+    );
+
     let out = w.run(&["status", "--application", "nope"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -362,6 +371,77 @@ async fn status_shows_the_deployment_in_flight_and_the_groups_guard_rails() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test]
+async fn status_shows_each_groups_latest_guard_events_newest_first() {
+    let mut w = world().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&w.sdk);
+    let table = safeship_testkit::integrity::create_history_table(&ddb).await;
+    w.env
+        .push(("SAFESHIP_GUARD_HISTORY_TABLE".into(), table.clone()));
+    let out = w.run(&["status", "--application", &w.app]).await;
+    assert!(
+        text(&out).contains("  latest guard events: none recorded"),
+        "{}",
+        text(&out)
+    );
+    for (i, (kind, headline)) in [
+        ("hook-passed", "Smoke checks passed"),
+        ("rollback-performed", "Rolled back after an alarm"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let outcome = match kind {
+            "hook-passed" => safeship::guard::Outcome::HookPassed {
+                lifecycle_event: None,
+                checks: vec![],
+            },
+            _ => safeship::guard::Outcome::NothingToRollBack {
+                alarm: safeship::guard::AlarmSummary {
+                    name: "a".into(),
+                    arn: None,
+                    kind: safeship::model::AlarmKind::Metric,
+                    state: safeship::model::AlarmState::Alarm,
+                    reason: "r".into(),
+                    state_changed_at: chrono::Utc::now(),
+                },
+                reason: "r".into(),
+            },
+        };
+        let event = safeship::guard::GuardEvent {
+            version: 1,
+            id: format!("e-{i}"),
+            time: format!("2026-12-03T08:0{i}:00Z").parse().unwrap(),
+            guard: safeship::guard::Guard::TrafficHook,
+            application: Some(w.app.clone()),
+            deployment_group: Some(w.group.clone()),
+            deployment_id: Some(w.deployment.clone()),
+            dry_run: false,
+            outcome,
+        };
+        deploy_notify::history::record(&ddb, &table, &event, headline)
+            .await
+            .unwrap();
+    }
+    let out = w.run(&["status", "--application", &w.app]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = format!(
+        "  latest guard events:\n    2026-12-03 08:01:00Z  nothing-to-roll-back   Rolled back after an alarm ({d})\n    2026-12-03 08:00:00Z  hook-passed            Smoke checks passed ({d})",
+        d = w.deployment
+    );
+    assert!(said.contains(&expected), "{said}");
+    let json_out = w
+        .run(&["--json", "status", "--application", &w.app, "--events", "1"])
+        .await;
+    let answer: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    let latest = answer["groups"][0]["latest-guard-events"]
+        .as_array()
+        .unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0]["id"], "e-1");
 }
 
 #[tokio::test]

@@ -450,8 +450,24 @@ class TransformedTemplate(unittest.TestCase):
             "AlarmTopicArn",
             "EmailTopicArn",
             "GuardEventBusName",
+            "GuardHistoryTableName",
         ):
             self.assertIn(o, outputs)
+
+    def test_the_notifier_writes_the_guard_history_it_is_told_of(self):
+        notifier = self.t["Resources"]["DeployNotifyFunction"]["Properties"]
+        self.assertEqual(
+            notifier["Environment"]["Variables"]["SAFESHIP_GUARD_HISTORY_TABLE"],
+            {"Ref": "GuardHistoryTable"},
+        )
+        resolver = stack.Resolver(self.t)
+        history = [r for a, r, _ in granted(self.t, "DeployNotifyFunction") if a == "dynamodb:PutItem"]
+        self.assertIn(
+            [f"arn:aws:dynamodb:{stack.REGION}:{stack.ACCOUNT}:table/{resolver.ref('GuardHistoryTable')}"],
+            history,
+        )
+        table = self.t["Resources"]["GuardHistoryTable"]["Properties"]
+        self.assertTrue(table["TimeToLiveSpecification"]["Enabled"])
 
     def test_history_table_is_retained_and_recoverable(self):
         t = self.t["Resources"]["IntegrityHistoryTable"]

@@ -242,6 +242,10 @@ async fn next_night_and_the_operator(
         "safeship status does not name the last success {}: {said}",
         deployments[0]
     );
+    ensure!(
+        said.contains("latest guard events:") && said.contains("rollback-performed"),
+        "safeship status does not show the rollback among the latest guard events: {said}"
+    );
 
     let restored = unique("checkout-db-restored");
     let (code, said) = cli(

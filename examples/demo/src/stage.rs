@@ -176,6 +176,9 @@ impl Stage {
             ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table.clone()),
         ];
         env.push(("SAFESHIP_INTEGRITY_TABLE".into(), history.clone()));
+        // The guard events' history the notifier keeps and `safeship status` reads.
+        let guard_history = create_history_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+        env.push(("SAFESHIP_GUARD_HISTORY_TABLE".into(), guard_history));
         env.push(("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()));
         env.extend(channels.env());
         let functions = start_functions(&t, &env).await?;

@@ -31,6 +31,7 @@ use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde_json::{json, Value};
 
 pub mod deliver;
+pub mod history;
 pub mod message;
 pub mod redact;
 pub mod render;
@@ -86,6 +87,15 @@ pub struct Deps {
     /// The names of safeship's own alarms begin with this (`SAFESHIP_OWN_ALARM_PREFIX`: the
     /// stack's name and a hyphen, as CloudFormation names them); unset, alarms are ignored.
     pub own_alarm_prefix: Option<String>,
+    /// Where each guard event handled is recorded for `safeship status`
+    /// (`SAFESHIP_GUARD_HISTORY_TABLE`); unset, none is.
+    pub history: Option<GuardHistory>,
+}
+
+/// The guard-history table and its client.
+pub struct GuardHistory {
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub table: String,
 }
 
 /// The default of `SAFESHIP_NOTIFY_MARGIN_MS`.
@@ -138,6 +148,7 @@ impl Deps {
         } else {
             None
         };
+        let common_sdk = common.sdk.clone();
         Ok(Deps {
             sns: aws_sdk_sns::Client::new(&common.sdk),
             codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
@@ -146,6 +157,12 @@ impl Deps {
             email_topic,
             margin,
             own_alarm_prefix: own_alarm_prefix_from_env(env)?,
+            history: env
+                .optional("SAFESHIP_GUARD_HISTORY_TABLE")
+                .map(|table| GuardHistory {
+                    ddb: aws_sdk_dynamodb::Client::new(&common_sdk),
+                    table: table.to_owned(),
+                }),
         })
     }
 }
@@ -291,6 +308,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
     if let Some(why) = &routing.dropped {
         tracing::warn!(%what, severity = ?message.severity, application = ?message.application,
             reason = %why, "no route takes this event: dropped");
+        remember(deps, &accepted, &message, deadline).await?;
         return Ok(json!({
             "event": what,
             "severity": message.severity,
@@ -364,6 +382,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             failed,
         });
     }
+    remember(deps, &accepted, &message, deadline).await?;
     Ok(json!({
         "event": what,
         "severity": message.severity,
@@ -372,6 +391,31 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         "duplicate": duplicate,
         "preview": preview(&message),
     }))
+}
+
+/// Records a guard event in the history, once its channels are done: a failure fails the
+/// invocation, and the retry (its channels recorded as sent) records it then.
+async fn remember(
+    deps: &Deps,
+    accepted: &Notifiable,
+    message: &message::Message,
+    deadline: tokio::time::Instant,
+) -> Result<(), Error> {
+    let (Notifiable::Guard(g), Some(h)) = (accepted, &deps.history) else {
+        return Ok(());
+    };
+    tokio::time::timeout_at(
+        deadline,
+        history::record(&h.ddb, &h.table, g, &message.headline),
+    )
+    .await
+    .map_err(|_| {
+        safeship::Error::unexpected(
+            "dynamodb:PutItem",
+            format!("guard history table {} (event {})", h.table, g.id),
+            "no answer before the deadline",
+        )
+    })?
 }
 
 /// A test message to every configured channel (the CLI's `safeship notify test`), each channel

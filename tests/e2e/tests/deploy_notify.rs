@@ -1106,3 +1106,176 @@ mod threads {
         );
     }
 }
+
+// ---- the guard events' history, for `safeship status` -----------------------------------------
+
+mod history {
+    use deploy_notify::history::group_partition;
+    use deploy_notify::GuardHistory;
+    use safeship_testkit::emulators::{moto_endpoint, sdk_config, unique, ACCOUNT, REGION};
+    use safeship_testkit::integrity::create_history_table;
+    use safeship_testkit::notify::world;
+    use serde_json::{json, Value};
+
+    /// One history item as DynamoDB holds it: (kind, severity, headline, deployment, time, id).
+    type Item = (String, String, String, Option<String>, String, String);
+
+    /// The partition's items, newest first, as `safeship status` reads them (a raw `Query`:
+    /// the reader is the CLI's).
+    async fn latest(
+        ddb: &aws_sdk_dynamodb::Client,
+        table: &str,
+        pk: &str,
+        limit: i32,
+    ) -> Vec<Item> {
+        let out = ddb
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(pk.into()),
+            )
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .unwrap();
+        let s = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+                 k: &str| { i.get(k).and_then(|v| v.as_s().ok()).cloned() };
+        out.items()
+            .iter()
+            .map(|i| {
+                (
+                    s(i, "kind").unwrap(),
+                    s(i, "severity").unwrap(),
+                    s(i, "headline").unwrap(),
+                    s(i, "deployment_id"),
+                    s(i, "time").unwrap(),
+                    s(i, "id").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn guard(id: &str, time: &str, outcome: Value) -> Value {
+        json!({
+            "version": "0", "id": unique("eb"), "detail-type": "Safeship Guard Event",
+            "source": "safeship", "account": ACCOUNT, "time": time, "region": REGION,
+            "resources": [],
+            "detail": {"id": id, "time": time, "guard": "traffic-hook", "application": "checkout",
+                       "deployment-group": "checkout-prod", "deployment-id": "d-ABCDEF123",
+                       "dry-run": false, "outcome": outcome}
+        })
+    }
+
+    #[tokio::test]
+    async fn each_guard_event_handled_is_recorded_once_newest_first_for_its_group() {
+        let mut w = world().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&moto_endpoint()).await);
+        let table = create_history_table(&ddb).await;
+        w.deps.history = Some(GuardHistory {
+            ddb: ddb.clone(),
+            table: table.clone(),
+        });
+        let passed = guard(
+            "traffic-hook:h-1",
+            "2026-12-03T08:00:00Z",
+            json!({"kind": "hook-passed", "lifecycle-event": "BeforeAllowTraffic", "checks": []}),
+        );
+        let failed = guard(
+            "traffic-hook:h-2",
+            "2026-12-03T08:05:00Z",
+            json!({"kind": "hook-failed", "lifecycle-event": "BeforeAllowTraffic",
+                   "reason": "health: /version is \"4\", expected \"5\"", "checks": []}),
+        );
+        w.deliver(passed.clone()).await.unwrap();
+        w.deliver(failed).await.unwrap();
+        // A redelivery answers duplicate and records the same item, not a second one.
+        assert_eq!(w.deliver(passed).await.unwrap()["duplicate"], true);
+        // A CodeDeploy state change is no guard event: not recorded.
+        w.deliver(safeship_testkit::emulators::sample_event(
+            "codedeploy-deployment-start.json",
+        ))
+        .await
+        .unwrap();
+
+        let events = latest(
+            &ddb,
+            &table,
+            &group_partition("checkout", "checkout-prod"),
+            10,
+        )
+        .await;
+        let seen: Vec<(&str, &str, &str)> = events
+            .iter()
+            .map(|e| (e.0.as_str(), e.1.as_str(), e.2.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "hook-failed",
+                    "failure",
+                    "Smoke checks failed: traffic not shifted"
+                ),
+                ("hook-passed", "info", "Smoke checks passed"),
+            ],
+            "{events:?}"
+        );
+        assert_eq!(events[0].3.as_deref(), Some("d-ABCDEF123"));
+        assert_eq!(events[0].4, "2026-12-03T08:05:00.000Z");
+        let one = latest(
+            &ddb,
+            &table,
+            &group_partition("checkout", "checkout-prod"),
+            1,
+        )
+        .await;
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].5, "traffic-hook:h-2");
+    }
+
+    #[tokio::test]
+    async fn a_history_table_that_refuses_fails_the_invocation_after_the_channels_and_the_retry_records_it(
+    ) {
+        let mut w = world().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&moto_endpoint()).await);
+        w.deps.history = Some(GuardHistory {
+            ddb: ddb.clone(),
+            table: unique("no-such-table"),
+        });
+        let event = guard(
+            "traffic-hook:h-3",
+            "2026-12-03T08:10:00Z",
+            json!({"kind": "hook-passed", "lifecycle-event": "BeforeAllowTraffic", "checks": []}),
+        );
+        let err = w.deliver(event.clone()).await.unwrap_err();
+        assert!(
+            err.contains("dynamodb:PutItem on guard history table"),
+            "{err}"
+        );
+        assert_eq!(
+            w.channels.slack.received().len(),
+            1,
+            "the message went out first"
+        );
+        // The table is there now: the retry records it and posts nothing again.
+        let table = create_history_table(&ddb).await;
+        w.deps.history = Some(GuardHistory {
+            ddb: ddb.clone(),
+            table: table.clone(),
+        });
+        let retry = w.deliver(event).await.unwrap();
+        assert_eq!(retry["duplicate"], true, "{retry}");
+        assert_eq!(w.channels.slack.received().len(), 1);
+        let events = latest(
+            &ddb,
+            &table,
+            &group_partition("checkout", "checkout-prod"),
+            5,
+        )
+        .await;
+        assert_eq!(events.len(), 1);
+    }
+}

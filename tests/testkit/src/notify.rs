@@ -94,6 +94,7 @@ async fn world_with(policy: &str, channels: Channels) -> World {
         email_topic: Some(channels.topic_arn.clone()),
         margin: deploy_notify::DEFAULT_MARGIN,
         own_alarm_prefix: None,
+        history: None,
     };
     World {
         deps,
