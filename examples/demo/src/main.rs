@@ -81,11 +81,7 @@ async fn healthy_deployment(stage: &Stage) -> anyhow::Result<String> {
         .await
         .context("running migration 041")?;
     stage.service.answer_as("4");
-    let report = hook(stage, &d).await?;
-    ensure!(
-        report["status"] == "Succeeded",
-        "deployment {d}'s hook reported {report}, not Succeeded"
-    );
+    hook(stage, &d, "Succeeded").await?;
     finish(stage, &d, "Succeeded", "SUCCESS").await?;
     Ok(d)
 }
@@ -97,11 +93,7 @@ async fn broken_deployment(stage: &Stage) -> anyhow::Result<String> {
         "checkout",
         "version 5 crashed at start: the service still answers 4",
     );
-    let report = hook(stage, &d).await?;
-    ensure!(
-        report["status"] == "Failed",
-        "deployment {d}'s hook reported {report}, not Failed"
-    );
+    hook(stage, &d, "Failed").await?;
     finish(stage, &d, "Failed", "FAILURE").await?;
     Ok(d)
 }
@@ -122,11 +114,7 @@ async fn deployment_tripping_the_alarm(stage: &Stage) -> anyhow::Result<String> 
         .await
         .context("running migration 042")?;
     stage.service.answer_as("6");
-    let report = hook(stage, &d).await?;
-    ensure!(
-        report["status"] == "Succeeded",
-        "deployment {d}'s hook reported {report}, not Succeeded"
-    );
+    hook(stage, &d, "Succeeded").await?;
 
     stage.t.line(
         "checkout",
@@ -378,9 +366,9 @@ async fn start(stage: &Stage, version: &str, story: &str) -> anyhow::Result<Stri
     Ok(d)
 }
 
-/// Deployment `d`'s BeforeAllowTraffic hook through the traffic hook, and what CodeDeploy
-/// (wiremock) received for it.
-async fn hook(stage: &Stage, d: &str) -> anyhow::Result<Value> {
+/// Deployment `d`'s BeforeAllowTraffic hook through the traffic hook; CodeDeploy (wiremock) is
+/// to receive one report for it, saying `expected`.
+async fn hook(stage: &Stage, d: &str, expected: &str) -> anyhow::Result<()> {
     let execution = unique("hook-execution");
     let mut event = sample_event("codedeploy-lifecycle-before-allow-traffic.json");
     event["DeploymentId"] = json!(d);
@@ -405,8 +393,13 @@ async fn hook(stage: &Stage, d: &str) -> anyhow::Result<Value> {
         "CodeDeploy received PutLifecycleEventHookExecutionStatus {}",
         reports[0]
     ));
+    ensure!(
+        reports[0]["status"] == expected,
+        "deployment {d}'s hook reported {}, not {expected}",
+        reports[0]
+    );
     relay_guard_events(stage).await?;
-    Ok(reports[0].clone())
+    Ok(())
 }
 
 /// Deployment `d` ends as `status`, and CodeDeploy tells of it (`state`).

@@ -219,19 +219,7 @@ impl Stage {
 
     /// The bodies of the requests for `operation` CodeDeploy (wiremock) has received so far.
     pub async fn received(&self, operation: &str) -> Vec<Value> {
-        let target = format!("CodeDeploy_20141006.{operation}");
-        self.codedeploy
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| {
-                r.headers
-                    .get("x-amz-target")
-                    .is_some_and(|v| v == target.as_str())
-            })
-            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
-            .collect()
+        safeship_testkit::codedeploy::received(&self.codedeploy, operation).await
     }
 
     /// The operator's `safeship` binary with `args`, in the functions' environment (from a

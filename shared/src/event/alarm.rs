@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::fields::{malformed, optional_str, parse_time, region_of_arn, string_at};
+use super::fields::{malformed, optional_str, parse_time, quoted, region_of_arn, string_at};
 use super::{
     AlarmKind, AlarmState, AlarmStateChange, EventError, Mute, Suppression, SHAPE_ALARM_ACTION,
     SHAPE_EB_ALARM,
@@ -19,7 +19,10 @@ pub(super) fn parse_alarm_state(
         malformed(
             shape,
             field,
-            format!("expected OK, ALARM or INSUFFICIENT_DATA, found {raw:?}"),
+            format!(
+                "expected OK, ALARM or INSUFFICIENT_DATA, found {}",
+                quoted(raw)
+            ),
         )
     })
 }
@@ -52,7 +55,7 @@ pub(super) fn alarm_from_lambda_action(payload: &Value) -> Result<AlarmStateChan
         return Err(malformed(
             s,
             "source",
-            format!("expected aws.cloudwatch, found {source:?}"),
+            format!("expected aws.cloudwatch, found {}", quoted(&source)),
         ));
     }
     let alarm_arn = string_at(payload, s, "alarmArn")?;

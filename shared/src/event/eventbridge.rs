@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::alarm::alarm_from_eventbridge;
-use super::fields::{malformed, optional_str, string_at};
+use super::fields::{malformed, optional_str, quoted, string_at};
 use super::{
     Delivery, DeploymentStateChange, EventError, Inbound, Normalised, Scheduled, SHAPE_EB,
     SHAPE_EB_DEPLOY, SHAPE_EB_GUARD,
@@ -24,31 +24,32 @@ pub(super) fn normalise_eventbridge(payload: &Value) -> Result<Normalised, Event
     }
     let envelope = EventBridgeEvent::<Value>::deserialize(payload)
         .map_err(|e| malformed(SHAPE_EB, "envelope", e.to_string()))?;
-    let event = match (source.as_str(), detail_type.as_str()) {
-        ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
-            Inbound::AlarmStateChange(alarm_from_eventbridge(payload)?)
-        }
-        ("aws.codedeploy", "CodeDeploy Deployment State-change Notification") => {
-            Inbound::DeploymentStateChange(deployment_from_eventbridge(&envelope)?)
-        }
-        ("aws.events", "Scheduled Event") => Inbound::Scheduled(Scheduled {
-            rules: envelope.resources.unwrap_or_default(),
-            time: envelope.time,
-        }),
-        (GUARD_SOURCE, GUARD_DETAIL_TYPE) => {
-            let detail = payload
-                .get("detail")
-                .ok_or_else(|| malformed(SHAPE_EB_GUARD, "detail", "missing"))?;
-            let guard: GuardEvent = serde_json::from_value(detail.clone())
-                .map_err(|e| malformed(SHAPE_EB_GUARD, "detail", e.to_string()))?;
-            Inbound::Guard(Box::new(guard))
-        }
-        _ => {
-            return Err(EventError::Unrecognised(format!(
-                "EventBridge event with source {source:?} and detail-type {detail_type:?} is not one safeship handles"
-            )))
-        }
-    };
+    let event =
+        match (source.as_str(), detail_type.as_str()) {
+            ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
+                Inbound::AlarmStateChange(alarm_from_eventbridge(payload)?)
+            }
+            ("aws.codedeploy", "CodeDeploy Deployment State-change Notification") => {
+                Inbound::DeploymentStateChange(deployment_from_eventbridge(&envelope)?)
+            }
+            ("aws.events", "Scheduled Event") => Inbound::Scheduled(Scheduled {
+                rules: envelope.resources.unwrap_or_default(),
+                time: envelope.time,
+            }),
+            (GUARD_SOURCE, GUARD_DETAIL_TYPE) => {
+                let detail = payload
+                    .get("detail")
+                    .ok_or_else(|| malformed(SHAPE_EB_GUARD, "detail", "missing"))?;
+                let guard: GuardEvent = serde_json::from_value(detail.clone())
+                    .map_err(|e| malformed(SHAPE_EB_GUARD, "detail", e.to_string()))?;
+                Inbound::Guard(Box::new(guard))
+            }
+            _ => return Err(EventError::Unrecognised(format!(
+                "EventBridge event with source {} and detail-type {} is not one safeship handles",
+                quoted(&source),
+                quoted(&detail_type)
+            ))),
+        };
     Ok(Normalised {
         delivery: Delivery::EventBridge { id },
         event,
@@ -71,7 +72,10 @@ fn deployment_from_eventbridge(
         malformed(
             s,
             "detail.state",
-            format!("expected START, SUCCESS, FAILURE, STOP or READY, found {raw_state:?}"),
+            format!(
+                "expected START, SUCCESS, FAILURE, STOP or READY, found {}",
+                quoted(&raw_state)
+            ),
         )
     })?;
     Ok(DeploymentStateChange {

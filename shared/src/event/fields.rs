@@ -15,7 +15,13 @@ pub fn parse_time(
     DateTime::parse_from_rfc3339(raw)
         .or_else(|_| DateTime::<FixedOffset>::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| malformed(shape, field, format!("not a timestamp ({raw:?}): {e}")))
+        .map_err(|e| {
+            malformed(
+                shape,
+                field,
+                format!("not a timestamp ({}): {e}", quoted(raw)),
+            )
+        })
 }
 
 pub(super) fn region_of_arn(arn: &str) -> Option<String> {
@@ -96,9 +102,21 @@ pub(super) fn malformed(
 ) -> EventError {
     EventError::Malformed {
         shape,
-        field: field.into(),
-        problem: problem.into(),
+        field: capped(field.into()),
+        problem: capped(problem.into()),
     }
+}
+
+/// The longest field name or problem an error keeps: serde's messages quote the offending
+/// value whole, and a hostile payload's value can be a megabyte.
+const ERROR_TEXT_CHARS: usize = 400;
+
+fn capped(text: String) -> String {
+    if text.chars().count() <= ERROR_TEXT_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(ERROR_TEXT_CHARS).collect();
+    format!("{head}… ({} bytes in all)", text.len())
 }
 
 pub(super) fn string_at(v: &Value, shape: &'static str, key: &str) -> Result<String, EventError> {
@@ -120,6 +138,21 @@ pub(super) fn optional_str(v: &Value, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
 }
+
+/// A value from the payload as an error quotes it: at most [`QUOTED_CHARS`] characters, so a
+/// hostile payload's megabyte string is not repeated into logs and answers.
+pub(super) fn quoted(raw: &str) -> String {
+    let mut chars = raw.chars();
+    let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({} bytes)", raw.len())
+    }
+}
+
+/// How much of a payload's value an error quotes.
+pub(super) const QUOTED_CHARS: usize = 64;
 
 pub(super) fn json_type(v: &Value) -> &'static str {
     match v {

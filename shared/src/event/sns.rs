@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::alarm::parse_alarm_state;
 use super::eventbridge::normalise_eventbridge;
 use super::fields::{
-    malformed, optional_str, parse_time, region_of_arn, region_of_long_name, string_at,
+    malformed, optional_str, parse_time, quoted, region_of_arn, region_of_long_name, string_at,
 };
 use super::{
     AlarmKind, AlarmStateChange, Delivery, EventError, Inbound, Normalised, SHAPE_SNS,
@@ -31,7 +31,8 @@ pub(super) fn normalise_sns(payload: &Value) -> Result<Normalised, EventError> {
         .unwrap_or_default();
     if source != "aws:sns" {
         return Err(EventError::Unrecognised(format!(
-            "Records[0].EventSource is {source:?}; only SNS records (aws:sns) are accepted"
+            "Records[0].EventSource is {}; only SNS records (aws:sns) are accepted",
+            quoted(source)
         )));
     }
     let sns = record

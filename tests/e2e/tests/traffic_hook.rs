@@ -162,18 +162,11 @@ impl World {
     }
 
     async fn reports(&self) -> Vec<Value> {
-        self.codedeploy_mock
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| {
-                r.headers
-                    .get("x-amz-target")
-                    .is_some_and(|v| v.to_str().unwrap_or_default() == PUT_STATUS)
-            })
-            .map(|r| serde_json::from_slice(&r.body).unwrap())
-            .collect()
+        safeship_testkit::codedeploy::received(
+            &self.codedeploy_mock,
+            "PutLifecycleEventHookExecutionStatus",
+        )
+        .await
     }
 
     async fn run(&self, hook: &LifecycleHook) -> traffic_hook::HookAnswer {

@@ -97,3 +97,20 @@ pub async fn metric_alarm(
         .context("moto SetAlarmState")?;
     Ok(())
 }
+
+/// The bodies of the requests for `operation` (e.g. `StopDeployment`) a wiremock CodeDeploy has
+/// received so far, in order.
+pub async fn received(mock: &wiremock::MockServer, operation: &str) -> Vec<serde_json::Value> {
+    let target = format!("CodeDeploy_20141006.{operation}");
+    mock.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.headers
+                .get("x-amz-target")
+                .is_some_and(|v| v.to_str().unwrap_or_default() == target)
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
+        .collect()
+}
