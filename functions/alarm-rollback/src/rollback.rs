@@ -281,26 +281,55 @@ async fn switch_all_flags(
     (steps, switched_off)
 }
 
-/// Switches a target's flags off, once: the step, and the flags it switched off (none when they
-/// were all off already).
+/// What a flag switch's once-only record keeps: what it switched, and which transition did it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FlagSwitchRecord {
+    flags: Vec<String>,
+    version: Option<i32>,
+    detail: String,
+    /// The transition (or person's request) whose step made the switch.
+    by: String,
+}
+
+/// Switches a target's flags off, once per version the environment serves: the step, and the
+/// flags it switched off (none when they were all off already, or when another transition
+/// switched them and so announces them).
+///
+/// Keyed by the target and the version judged, not by the transition: two alarms at once, or an
+/// alarm flapping back before AppConfig has finished, judge the same served version and switch
+/// once; after a person switched the flags back on (a new served version) an alarm switches
+/// them off again.
 async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option<SwitchedOff>) {
     let where_ = profile_path(target);
     let action = format!("flags off {where_}: {}", target.flags.join(", "));
     if cx.dry_run {
         return (dry_switch(cx.deps, target, &action).await, None);
     }
+    let judged = match appconfig::read_switch(&cx.deps.appconfig, target, false).await {
+        Ok(plan) => plan.judged,
+        Err(e) => return (Step::failed(&action, &e), None),
+    };
     let description = format!("safeship: alarm {} switched flags off", cx.alarm.alarm_name);
-    let work = || switch_and_deploy(cx.deps, target, &description, false);
+    let work = || async {
+        let (flags, version, detail) =
+            switch_and_deploy(cx.deps, target, &description, false).await?;
+        Ok(FlagSwitchRecord {
+            flags,
+            version,
+            detail,
+            by: cx.transition.to_owned(),
+        })
+    };
     let switched =
         |flags: Vec<String>, version| (!flags.is_empty()).then_some(SwitchedOff { flags, version });
-    match once(cx.deps, format!("{}:flags:{where_}", cx.transition), work).await {
-        Ok(Once::Ran((flags, version, detail))) => {
-            (Step::done(&action, detail), switched(flags, version))
-        }
-        Ok(Once::AlreadyDone((flags, version, detail))) => (
-            Step::done_earlier(&action, &detail),
-            switched(flags, version),
+    match once(cx.deps, format!("flags:{where_}@{judged}"), work).await {
+        Ok(Once::Ran(r)) => (Step::done(&action, r.detail), switched(r.flags, r.version)),
+        // This transition's own earlier delivery: its event may not have gone out yet.
+        Ok(Once::AlreadyDone(r)) if r.by == cx.transition => (
+            Step::done_earlier(&action, &r.detail),
+            switched(r.flags, r.version),
         ),
+        Ok(Once::AlreadyDone(r)) => (Step::done_by(&action, &r.detail, &r.by), None),
         Err(e) => (Step::failed(&action, &e), None),
     }
 }

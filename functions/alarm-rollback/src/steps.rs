@@ -34,6 +34,12 @@ impl Step {
         Step::new(action, true, detail, true)
     }
 
+    /// Carried out by another transition (`by`: an alarm's, or a person's request), which
+    /// announces it; `detail` is what it reported.
+    pub(crate) fn done_by(action: &str, detail: &str, by: &str) -> Step {
+        Step::new(action, true, format!("{detail} (by {by})"), false)
+    }
+
     /// Carried out by an earlier delivery of the transition; `detail` is what it reported.
     pub(crate) fn done_earlier(action: &str, detail: &str) -> Step {
         Step::new(

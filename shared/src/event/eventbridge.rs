@@ -24,32 +24,33 @@ pub(super) fn normalise_eventbridge(payload: &Value) -> Result<Normalised, Event
     }
     let envelope = EventBridgeEvent::<Value>::deserialize(payload)
         .map_err(|e| malformed(SHAPE_EB, "envelope", e.to_string()))?;
-    let event =
-        match (source.as_str(), detail_type.as_str()) {
-            ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
-                Inbound::AlarmStateChange(alarm_from_eventbridge(payload)?)
-            }
-            ("aws.codedeploy", "CodeDeploy Deployment State-change Notification") => {
-                Inbound::DeploymentStateChange(deployment_from_eventbridge(&envelope)?)
-            }
-            ("aws.events", "Scheduled Event") => Inbound::Scheduled(Scheduled {
-                rules: envelope.resources.unwrap_or_default(),
-                time: envelope.time,
-            }),
-            (GUARD_SOURCE, GUARD_DETAIL_TYPE) => {
-                let detail = payload
-                    .get("detail")
-                    .ok_or_else(|| malformed(SHAPE_EB_GUARD, "detail", "missing"))?;
-                let guard: GuardEvent = serde_json::from_value(detail.clone())
-                    .map_err(|e| malformed(SHAPE_EB_GUARD, "detail", e.to_string()))?;
-                Inbound::Guard(Box::new(guard))
-            }
-            _ => return Err(EventError::Unrecognised(format!(
+    let event = match (source.as_str(), detail_type.as_str()) {
+        ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
+            Inbound::AlarmStateChange(alarm_from_eventbridge(payload)?)
+        }
+        ("aws.codedeploy", "CodeDeploy Deployment State-change Notification") => {
+            Inbound::DeploymentStateChange(deployment_from_eventbridge(&envelope)?)
+        }
+        ("aws.events", "Scheduled Event") => Inbound::Scheduled(Scheduled {
+            rules: envelope.resources.unwrap_or_default(),
+            time: envelope.time,
+        }),
+        (GUARD_SOURCE, GUARD_DETAIL_TYPE) => {
+            let detail = payload
+                .get("detail")
+                .ok_or_else(|| malformed(SHAPE_EB_GUARD, "detail", "missing"))?;
+            let guard: GuardEvent = serde_json::from_value(detail.clone())
+                .map_err(|e| malformed(SHAPE_EB_GUARD, "detail", e.to_string()))?;
+            Inbound::Guard(Box::new(guard))
+        }
+        _ => {
+            return Err(EventError::Unrecognised(format!(
                 "EventBridge event with source {} and detail-type {} is not one safeship handles",
                 quoted(&source),
                 quoted(&detail_type)
-            ))),
-        };
+            )))
+        }
+    };
     Ok(Normalised {
         delivery: Delivery::EventBridge { id },
         event,

@@ -13,7 +13,7 @@
 //! Split endpoints (`tests/src/split.rs`) send each operation to the right one through one client.
 
 use aws_sdk_codedeploy::types::ComputePlatform;
-use safeship::event::{normalise, Inbound};
+use safeship::event::{normalise, AlarmStateChange, Inbound};
 use safeship::guard::Outcome;
 use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
 use safeship_testkit::codedeploy;
@@ -1810,4 +1810,90 @@ async fn a_rollback_by_hand_of_a_group_without_a_rollback_section_is_refused_bef
         .await
         .unwrap()
         .is_empty());
+}
+
+// ---- concurrency (issue 18, part 6) -------------------------------------------------------------
+
+/// The sample's transition to ALARM at `at` (another transition of the same alarm).
+fn alarm_at(at: &str) -> AlarmStateChange {
+    let mut event = sample_event("alarm-eventbridge-metric.json");
+    event["detail"]["state"]["timestamp"] = json!(at);
+    let Inbound::AlarmStateChange(alarm) = normalise(&event).unwrap().event else {
+        unreachable!()
+    };
+    alarm
+}
+
+#[tokio::test]
+async fn two_alarms_for_one_group_at_once_stop_its_deployment_once() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    let first = alarm_at("2026-11-20T10:12:40.123+0000");
+    let second = alarm_at("2026-11-20T10:12:41.456+0000");
+    let (a, b) = tokio::join!(
+        alarm_rollback::handle_alarm(&w.deps, &first),
+        alarm_rollback::handle_alarm(&w.deps, &second)
+    );
+    // Each answer is the stop done now, the stop done earlier, or (while the other holds the
+    // stop) an error Lambda retries: never a success without the stop having been made.
+    let answered: Vec<_> = [a, b].into_iter().collect();
+    for answer in &answered {
+        if let Err(e) = answer {
+            assert!(
+                e.to_string().contains("in progress elsewhere")
+                    || e.to_string().contains("InProgressElsewhere")
+                    || e.to_string().contains("another"),
+                "{e}"
+            );
+        }
+    }
+    // A retry of whichever was held finishes without stopping again.
+    for (alarm, answer) in [(&first, &answered[0]), (&second, &answered[1])] {
+        if answer.is_err() {
+            alarm_rollback::handle_alarm(&w.deps, alarm).await.unwrap();
+        }
+    }
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 1);
+    w.codedeploy_mock.verify().await;
+    w.appconfig_mock.verify().await;
+}
+
+#[tokio::test]
+async fn a_flapping_alarm_is_not_rolled_back_twice_nor_undone() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    w.expect_flag_deployment("2", 1).await;
+    // ALARM, OK, ALARM within a minute.
+    w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    // AppConfig now lists version 2 and is deploying it.
+    w.flags.mount_versions(&w.appconfig_mock, 2).await;
+    w.flags.mount_deployed(&w.appconfig_mock, "2").await;
+    let ok = w.deliver("alarm-eventbridge-ok.json").await.unwrap();
+    assert!(ok.actions.is_empty(), "OK changes nothing: {ok:?}");
+    let again = alarm_rollback::handle_alarm(&w.deps, &alarm_at("2026-11-20T10:13:30.000+0000"))
+        .await
+        .unwrap();
+    let stop = again
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("stop-deployment"));
+    assert!(
+        stop.is_none_or(|s| s.detail.as_deref().is_some_and(|d| d.contains("earlier"))),
+        "the second ALARM does not stop it again: {again:?}"
+    );
+    assert_eq!(w.requests_to(&w.codedeploy_mock, "StopDeployment").await, 1);
+    // Nothing re-enabled the flags: no version switches them back on.
+    for v in 2..=4 {
+        if let Some(doc) = w.hosted_version(v).await {
+            assert_eq!(
+                doc["values"]["new-checkout-flow"]["enabled"], false,
+                "version {v}: {doc}"
+            );
+        }
+    }
+    w.codedeploy_mock.verify().await;
+    w.appconfig_mock.verify().await;
 }
