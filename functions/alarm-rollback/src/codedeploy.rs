@@ -48,6 +48,9 @@ pub(crate) async fn succeeded(
         .collect())
 }
 
+/// What a stop says of a deployment that had completed: the rollback then looks at how it ended.
+pub(crate) const ALREADY_COMPLETED: &str = "already completed; nothing to stop";
+
 /// `StopDeployment` with automatic rollback. A deployment that already completed (stopped,
 /// rolled back or finished meanwhile) is not an error.
 pub(crate) async fn stop(client: &Client, deployment_id: &str) -> Result<String, Error> {
@@ -71,7 +74,7 @@ pub(crate) async fn stop(client: &Client, deployment_id: &str) -> Result<String,
             if e.as_service_error()
                 .is_some_and(|s| s.is_deployment_already_completed_exception()) =>
         {
-            Ok("already completed; nothing to stop".into())
+            Ok(ALREADY_COMPLETED.into())
         }
         Err(e) => Err(Error::from(safeship::Error::aws(
             "codedeploy:StopDeployment",

@@ -197,7 +197,11 @@ async fn roll_back_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> CodeOutcome 
         }
         CodePlan::Stop { deployments } => {
             code.deployment_id = deployments.first().cloned();
-            code.steps = stop(cx, deployments).await;
+            code.steps = stop(cx, deployments.clone()).await;
+            if let Some(step) = revert_what_finished(cx, rollback, &deployments, &code.steps).await
+            {
+                code.steps.push(step);
+            }
         }
         CodePlan::Redeploy {
             reverted,
@@ -208,6 +212,61 @@ async fn roll_back_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> CodeOutcome 
         }
     }
     code
+}
+
+/// A deployment planned to be stopped may have completed before its stop: if it *succeeded*,
+/// the change the alarm blames is live, so the group is planned again as if nothing were in
+/// flight, and a success inside the bake window that is one of those deployments is reverted
+/// (its revert once-only like any other). One that failed or stopped needs nothing more.
+async fn revert_what_finished(
+    cx: &Ctx<'_>,
+    rollback: &RollbackPolicy,
+    deployments: &[String],
+    steps: &[Step],
+) -> Option<Step> {
+    let finished: Vec<&String> = deployments
+        .iter()
+        .zip(steps)
+        .filter(|(_, s)| {
+            s.result.succeeded
+                && s.result
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(codedeploy::ALREADY_COMPLETED))
+        })
+        .map(|(d, _)| d)
+        .collect();
+    if finished.is_empty() || cx.dry_run {
+        return None;
+    }
+    let bake_window = chrono::Duration::minutes(i64::from(rollback.bake_window_minutes));
+    let succeeded = match codedeploy::succeeded(
+        &cx.deps.codedeploy,
+        cx.group.application,
+        cx.group.deployment_group,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let action = format!(
+                "plan again after {} completed before its stop",
+                finished
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return Some(Step::failed(&action, &e));
+        }
+    };
+    match plan::plan_code(&[], &succeeded, cx.alarm.state_changed_at, bake_window) {
+        CodePlan::Redeploy {
+            reverted,
+            revision_of,
+        } if finished.contains(&&reverted) => Some(redeploy(cx, &reverted, &revision_of).await),
+        _ => None,
+    }
 }
 
 /// `StopDeployment` with rollback, for each deployment in flight.

@@ -1897,3 +1897,84 @@ async fn a_flapping_alarm_is_not_rolled_back_twice_nor_undone() {
     w.codedeploy_mock.verify().await;
     w.appconfig_mock.verify().await;
 }
+
+/// The deployment in flight when the alarm was planned succeeded before its stop reached
+/// CodeDeploy: the change the alarm blames is live, so it is reverted (it was recorded as
+/// "already completed" and left live before).
+#[tokio::test]
+async fn a_deployment_that_succeeded_before_its_stop_is_reverted_inside_the_bake_window() {
+    let w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    // Planned: d-NEW in flight (the first listing only); then it is among the successes.
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group,
+            "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
+    ))
+    .respond_with(json_11(json!({"deployments": ["d-NEW0000001"]})))
+    .up_to_n_times(1)
+    .with_priority(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.BatchGetDeployments",
+    ))
+    .and(body_json(json!({"deploymentIds": ["d-NEW0000001"]})))
+    .respond_with(json_11(json!({"deploymentsInfo": [
+            {"deploymentId": "d-NEW0000001", "status": "InProgress", "createTime": 1_763_633_000.0,
+             "description": "release 4 (checkout-api)"}]})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    history(&w, 0, Some("release 4 (checkout-api)")).await;
+    Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_json(json!({"__type": "DeploymentAlreadyCompletedException",
+                    "message": "The deployment d-NEW0000001 is already completed"})),
+        )
+        .expect(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    get_deployment(&w, "d-NEW0000001", "Lambda", lambda_release("3", "4"), 1).await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.CreateDeployment",
+    ))
+    .respond_with(json_11(json!({"deploymentId": "d-REVERT0001"})))
+    .expect(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    w.expect_flag_deployment("2", 1).await;
+
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let actions: Vec<(&str, Option<&str>)> = report
+        .actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.detail.as_deref()))
+        .collect();
+    assert!(
+        actions.contains(&(
+            "stop-deployment d-NEW0000001 (with rollback)",
+            Some("already completed; nothing to stop")
+        )),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&(
+            "redeploy the revision of d-OLD0000001, reverting d-NEW0000001",
+            Some("created deployment d-REVERT0001")
+        )),
+        "{actions:?}"
+    );
+    // A duplicate neither stops nor reverts again.
+    assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
+    w.codedeploy_mock.verify().await;
+}
