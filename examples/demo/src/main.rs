@@ -23,13 +23,12 @@ use safeship_testkit::integrity::{admin, DAMAGE};
 use safeship_testkit::runtime::Answer;
 use serde_json::{json, Value};
 
-use crate::stage::Stage;
+use crate::stage::{Stage, INSTANCE};
 use crate::timeline::{
     describe_alarm_rollback, describe_freshness, describe_hook, describe_integrity,
     describe_notification, describe_snapshot, show,
 };
 
-const INSTANCE: &str = "checkout-prod-db";
 const ALARM: &str = "checkout-prod-5xx-rate";
 
 #[tokio::main]

@@ -114,9 +114,10 @@ impl HealthService {
     }
 }
 
-/// The example policy's `checkout-db`: the RDS instance `checkout-prod-db` (reused if present).
-pub async fn create_database(rds: &aws_sdk_rds::Client) -> anyhow::Result<()> {
-    match crate::emulators::create_db_instance(rds, "checkout-prod-db").await {
+/// The example policy's `checkout-db`: the RDS instance `identifier` (the policy's is
+/// `checkout-prod-db`), reused if present.
+pub async fn create_database(rds: &aws_sdk_rds::Client, identifier: &str) -> anyhow::Result<()> {
+    match crate::emulators::create_db_instance(rds, identifier).await {
         Ok(()) => Ok(()),
         Err(e)
             if e.as_service_error()
@@ -125,6 +126,6 @@ pub async fn create_database(rds: &aws_sdk_rds::Client) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => Err(anyhow::anyhow!(aws_sdk_rds::error::DisplayErrorContext(e)))
-            .context("moto CreateDBInstance checkout-prod-db"),
+            .with_context(|| format!("moto CreateDBInstance {identifier}")),
     }
 }

@@ -4,6 +4,7 @@
 pub mod appconfig;
 pub mod checkout;
 pub mod codedeploy;
+pub mod effects;
 pub mod emulators;
 pub mod guard_inbox;
 pub mod integrity;
@@ -12,3 +13,4 @@ pub mod notify;
 pub mod runtime;
 pub mod slack;
 pub mod split;
+pub mod world;

@@ -42,12 +42,30 @@ struct Split {
     waits: Arc<Mutex<Vec<Wait>>>,
 }
 
-/// One forwarded request: what it was and how long the caller waited for it.
+/// One forwarded request: what it was, what it was answered and how long the caller waited.
 #[derive(Debug, Clone)]
 pub struct Wait {
+    /// `x-amz-target` (JSON protocols), the query protocol's `Action` (RDS, SNS, CloudWatch),
+    /// else `METHOD path` (REST protocols: AppConfig, Lambda).
     pub operation: String,
+    /// The HTTP status answered (502 when the upstream could not be reached).
+    pub status: u16,
+    /// The request's body as sent.
+    pub request: Bytes,
     pub start: Instant,
     pub end: Instant,
+}
+
+impl Wait {
+    /// The operation's name alone: `PutEvents` of `AWSEvents.PutEvents`.
+    pub fn name(&self) -> &str {
+        self.operation.rsplit('.').next().unwrap_or(&self.operation)
+    }
+
+    /// Answered with a 2xx: the operation took effect.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
 }
 
 pub struct SplitEndpoint {
@@ -135,21 +153,43 @@ impl SplitEndpoint {
 async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response {
     let start = Instant::now();
     let (parts, body) = request.into_parts();
-    let operation = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(
-            || format!("{} {}", parts.method, parts.uri.path()),
-            str::to_owned,
-        );
-    let response = forward_parts(&split, parts, body).await;
+    let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let operation = operation_of(&parts, &sent);
+    let response = forward_parts(&split, parts, sent.clone()).await;
     split.waits.lock().unwrap().push(Wait {
         operation,
+        status: response.status().as_u16(),
+        request: sent,
         start,
         end: Instant::now(),
     });
     response
+}
+
+/// What a request asks for, in any of the protocols the SDK speaks.
+fn operation_of(parts: &Parts, body: &[u8]) -> String {
+    if let Some(target) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        return target.to_owned();
+    }
+    let form = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        // Action names are plain letters, never percent-encoded.
+        if let Some(action) = body
+            .split(|b| *b == b'&')
+            .find_map(|pair| pair.strip_prefix(b"Action="))
+        {
+            return String::from_utf8_lossy(action).into_owned();
+        }
+    }
+    format!("{} {}", parts.method, parts.uri.path())
 }
 
 /// A JSON 1.1 request's operation: the last part of its `x-amz-target`.
@@ -161,8 +201,7 @@ fn json_operation(parts: &Parts) -> Option<&str> {
         .and_then(|t| t.rsplit('.').next())
 }
 
-async fn forward_parts(split: &Split, parts: Parts, body: Body) -> Response {
-    let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
+async fn forward_parts(split: &Split, parts: Parts, sent: Bytes) -> Response {
     let operation = json_operation(&parts).unwrap_or_default().to_owned();
     let body = split.adjust.request(&operation, sent.clone());
     let base = if (split.to_mock)(&parts) {

@@ -1,0 +1,295 @@
+//! The whole of safeship installed in an emulated account: moto (and wiremock for what moto
+//! lacks), the checkout service and database, the notification channels, safeship's policy and
+//! tables, and the five function binaries, each under a local Lambda Runtime API. The demo tells
+//! its story in one; the reliability suite (`tests/e2e/tests/replay.rs`) replays the samples in
+//! many, counting what each world's functions did at its endpoints ([`World::effects`]).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use aws_config::SdkConfig;
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::appconfig::{self, flags_document, FlagProfile};
+use crate::checkout::{self, HealthService};
+use crate::effects::Effects;
+use crate::emulators::{
+    create_idempotency_table, example_policy, function_binary, moto_endpoint, sdk_config, unique,
+    REGION,
+};
+use crate::guard_inbox::GuardInbox;
+use crate::integrity::{
+    checkout_schema, create_history_table, database_secret, local_integrity, postgres,
+};
+use crate::lifecycle::DeploymentLedger;
+use crate::runtime::{Answer, LocalRuntime};
+use crate::slack::Channels;
+use crate::split::SplitEndpoint;
+
+pub const FUNCTIONS: [&str; 5] = [
+    "traffic-hook",
+    "alarm-rollback",
+    "predeploy-snapshot",
+    "deploy-notify",
+    "integrity-check",
+];
+
+/// What an invocation is told it has: Lambda's deadline for safeship's functions.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One function: its Runtime API and the processes polling it.
+pub struct Function {
+    pub name: &'static str,
+    pub runtime: LocalRuntime,
+    _processes: Vec<tokio::process::Child>,
+}
+
+/// The world the guard rails act in, and what keeps it running.
+pub struct World {
+    /// Declared first, so the function processes are dropped (and killed) first.
+    functions: Vec<Function>,
+    /// The checkout database's schema in the local PostgreSQL.
+    pub shop: String,
+    /// The RDS instance the pre-deploy snapshot takes (in moto).
+    pub instance: String,
+    /// The checkout service the hooks check; each deployment changes the version it answers.
+    pub service: HealthService,
+    /// CodeDeploy's hook-report and stop operations (wiremock).
+    pub codedeploy: MockServer,
+    /// CodeDeploy in moto, where the deployments are created.
+    pub codedeploy_moto: aws_sdk_codedeploy::Client,
+    /// Where each deployment stands (moto's never finish).
+    pub ledger: DeploymentLedger,
+    /// The bus guard events land on, read back for the notifier.
+    pub inbox: GuardInbox,
+    /// The feature-flag profile in moto, and AppConfig's operations moto lacks (wiremock).
+    pub flags: FlagProfile,
+    pub appconfig: MockServer,
+    /// Where notifications land: the Slack Web API and the email topic's queue.
+    pub channels: Channels,
+    pub sdk: SdkConfig,
+    /// The environment the functions run with, and so the operator's CLI.
+    pub env: Vec<(String, String)>,
+    /// The SSM parameter holding the policy, and the idempotency table.
+    pub parameter: String,
+    pub idempotency_table: String,
+    /// Every call the functions make: to moto (`aws`), to CodeDeploy and to AppConfig.
+    aws: SplitEndpoint,
+    codedeploy_split: SplitEndpoint,
+    appconfig_split: SplitEndpoint,
+    _lambda: MockServer,
+}
+
+impl World {
+    /// Sets up a world whose database is the RDS instance `instance` (the demo's is the example
+    /// policy's `checkout-prod-db`; a test's its own, so snapshots of worlds do not mix). No
+    /// function runs yet: [`Self::start`].
+    pub async fn build(instance: &str) -> anyhow::Result<World> {
+        let moto = moto_endpoint();
+        let sdk = sdk_config(&moto).await;
+
+        // The service under smoke test: version 3 is live.
+        let service = HealthService::start("3").await;
+
+        // The feature flags the rollback switches off: a profile in moto (AppConfig's version
+        // listing and StartDeployment, which moto lacks, by wiremock).
+        let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
+        let appconfig_mock = MockServer::start().await;
+        flags.mount_accepting_deployments(&appconfig_mock).await;
+        let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
+
+        // Where notifications land: a local Slack (its Web API, with a bot token, so a
+        // deployment's messages are one thread) and an SNS email topic read through SQS.
+        let channels = Channels::create_with_bot(&sdk).await;
+
+        // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly
+        // check sees it.
+        let shop = checkout_schema().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let history = create_history_table(&ddb).await;
+        // Guard events land on a bus of their own, read back for the notifier.
+        let inbox = GuardInbox::create(&sdk).await;
+
+        // The account as an installation of safeship leaves it.
+        let table = unique("safeship-idempotency");
+        create_idempotency_table(&ddb, &table).await;
+        let parameter = format!("/{}/policy", unique("safeship"));
+        let policy = example_policy()
+            .replace("http://127.0.0.1:8081", &service.url)
+            .replace(
+                "identifier: checkout-prod-db",
+                &format!("identifier: {instance}"),
+            );
+        aws_sdk_ssm::Client::new(&sdk)
+            .put_parameter()
+            .name(&parameter)
+            .value(flags.into_policy(&local_integrity(
+                &policy,
+                &shop,
+                &database_secret(&sdk, &postgres().user).await,
+            )))
+            .r#type(ParameterType::SecureString)
+            .send()
+            .await
+            .context("storing the policy in SSM")?;
+
+        let codedeploy = MockServer::start().await;
+        Mock::given(header(
+            "x-amz-target",
+            "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&codedeploy)
+        .await;
+        Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"status": "Pending", "statusMessage": "Stop requested; rolling back"}),
+            ))
+            .mount(&codedeploy)
+            .await;
+        // One CodeDeploy endpoint: the report and the stop to wiremock, GetDeployment & co. to
+        // moto, through the ledger of where each deployment stands.
+        let ledger = DeploymentLedger::default();
+        let codedeploy_split = ledger
+            .endpoint(
+                &moto,
+                &codedeploy.uri(),
+                &["PutLifecycleEventHookExecutionStatus", "StopDeployment"],
+            )
+            .await;
+        let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
+        checkout::register_in_codedeploy(&codedeploy_moto).await?;
+        checkout::create_database(&aws_sdk_rds::Client::new(&sdk), instance).await?;
+        checkout::quiet_alarm(
+            &aws_sdk_cloudwatch::Client::new(&sdk),
+            "checkout-prod-5xx-rate",
+        )
+        .await?;
+
+        // Lambda's Invoke for the hook's Lambda check (moto runs function code only in Docker).
+        let lambda = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/2015-03-31/functions/checkout-api/invocations"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
+            .mount(&lambda)
+            .await;
+
+        // Everything else the functions call goes to moto through this endpoint, which keeps a
+        // record of each call for [`Self::effects`].
+        let aws = SplitEndpoint::recording(&moto).await;
+        let guard_history = create_history_table(&ddb).await;
+        let mut env: Vec<(String, String)> = vec![
+            ("AWS_ENDPOINT_URL".into(), aws.uri()),
+            ("AWS_ENDPOINT_URL_CODEDEPLOY".into(), codedeploy_split.uri()),
+            ("AWS_ENDPOINT_URL_LAMBDA".into(), lambda.uri()),
+            ("AWS_ENDPOINT_URL_APPCONFIG".into(), appconfig_split.uri()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_LAMBDA_LOG_LEVEL".into(), "WARN".into()),
+            ("SAFESHIP_POLICY_SSM_PARAMETER".into(), parameter.clone()),
+            ("SAFESHIP_IDEMPOTENCY_TABLE".into(), table.clone()),
+            ("SAFESHIP_INTEGRITY_TABLE".into(), history),
+            // The guard events' history the notifier keeps and `safeship status` reads.
+            ("SAFESHIP_GUARD_HISTORY_TABLE".into(), guard_history),
+            ("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()),
+        ];
+        env.extend(channels.env());
+
+        Ok(World {
+            functions: Vec::new(),
+            shop,
+            instance: instance.to_owned(),
+            service,
+            codedeploy,
+            codedeploy_moto,
+            ledger,
+            inbox,
+            flags,
+            appconfig: appconfig_mock,
+            channels,
+            sdk,
+            env,
+            parameter,
+            idempotency_table: table,
+            aws,
+            codedeploy_split,
+            appconfig_split,
+            _lambda: lambda,
+        })
+    }
+
+    /// Starts function `name`'s binary, `processes` copies of it polling one Runtime API (as
+    /// Lambda runs concurrent invocations in environments of their own). Returns how long the
+    /// first took to start (its cold start).
+    pub async fn start(
+        &mut self,
+        name: &'static str,
+        processes: usize,
+    ) -> anyhow::Result<Duration> {
+        let runtime = LocalRuntime::start().await;
+        let started = Instant::now();
+        let processes: Vec<_> = (0..processes)
+            .map(|_| runtime.spawn_function(&function_binary(name), name, &self.env))
+            .collect();
+        let cold_start = match runtime.ready(Duration::from_secs(30)).await {
+            Ok(at) => at.duration_since(started),
+            Err(e) => bail!("{name} did not start: {e:?}"),
+        };
+        if !runtime
+            .polled_since(started, processes.len(), Duration::from_secs(30))
+            .await
+        {
+            bail!("not all {} processes of {name} started", processes.len());
+        }
+        self.functions.push(Function {
+            name,
+            runtime,
+            _processes: processes,
+        });
+        Ok(cold_start)
+    }
+
+    /// The running function `name`.
+    pub fn function(&self, name: &str) -> &Function {
+        self.functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} was not started in this world"))
+    }
+
+    /// One invocation of function `name` through its local Runtime API.
+    pub async fn invoke(&self, name: &str, event: Value) -> Answer {
+        self.function(name).runtime.invoke(event, DEADLINE).await
+    }
+
+    /// A deployment of checkout/checkout-prod to `version`, created in moto and in flight; the
+    /// service answers as `version` from now on.
+    pub async fn deploy(&self, version: &str) -> anyhow::Result<String> {
+        let d = checkout::lambda_deployment(&self.codedeploy_moto, version).await?;
+        self.ledger.track(&d);
+        self.service.answer_as(version);
+        Ok(d)
+    }
+
+    /// AppConfig's hosted version `version` of the flag profile, if there is one.
+    pub async fn flag_version(&self, version: i32) -> Option<Value> {
+        self.flags.hosted_version(&self.sdk, version).await
+    }
+
+    /// The bodies of the requests for `operation` CodeDeploy (wiremock) has received so far.
+    pub async fn received(&self, operation: &str) -> Vec<Value> {
+        crate::codedeploy::received(&self.codedeploy, operation).await
+    }
+
+    /// What the functions have done so far, counted where it landed.
+    pub async fn effects(&self) -> Effects {
+        let mut calls = self.aws.waits();
+        calls.extend(self.codedeploy_split.waits());
+        calls.extend(self.appconfig_split.waits());
+        Effects::of(&calls, &self.channels.slack.received())
+    }
+}
