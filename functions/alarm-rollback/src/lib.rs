@@ -371,6 +371,12 @@ async fn carry_out(
         for (id, result) in told {
             match result {
                 Ok(now) => ran_any |= now,
+                // Another delivery of the transition is publishing it right now: not a failed
+                // announcement, the work of a live invocation (found by the replay suite, three
+                // deliveries at once).
+                Err(Error::Safeship(safeship::Error::InProgressElsewhere { .. })) => {
+                    held.push(format!("the announcement {id}"))
+                }
                 Err(e) => unannounced.push(format!("{id}: {e}")),
             }
         }

@@ -129,3 +129,29 @@ pub async fn create_database(rds: &aws_sdk_rds::Client, identifier: &str) -> any
             .with_context(|| format!("moto CreateDBInstance {identifier}")),
     }
 }
+
+/// An alarm the rollback finds by its tag (`safeship:rollback` = `group`), as the example policy
+/// matches alarms it does not name; in `OK` until a story sets it.
+pub async fn tagged_alarm(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    name: &str,
+    group: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic, Tag};
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(5.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .tags(Tag::builder().key("safeship:rollback").value(group).build())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))
+        .with_context(|| format!("moto PutMetricAlarm {name}"))?;
+    Ok(())
+}

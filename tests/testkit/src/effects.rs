@@ -27,7 +27,9 @@ pub struct Effects {
     pub snapshots_deleted: usize,
     /// SNS `Publish` (email).
     pub emails: usize,
-    /// EventBridge `PutEvents` entries (guard events).
+    /// Guard events published (`PutEvents` entries), counted once per guard event id: a
+    /// re-publish under the same id is the same event (EventBridge delivers at least once, so
+    /// every consumer, the notifier too, keys on the id).
     pub guard_events: usize,
     /// Messages the Slack server took.
     pub slack_posts: usize,
@@ -40,6 +42,7 @@ impl Effects {
             slack_posts: slack.len(),
             ..Effects::default()
         };
+        let mut guard_ids = std::collections::HashSet::new();
         for call in calls.iter().filter(|c| c.succeeded()) {
             let op = call.operation.as_str();
             match call.name() {
@@ -49,7 +52,7 @@ impl Effects {
                 "CreateDBSnapshot" | "CreateDBClusterSnapshot" => e.snapshots_created += 1,
                 "DeleteDBSnapshot" | "DeleteDBClusterSnapshot" => e.snapshots_deleted += 1,
                 "Publish" => e.emails += 1,
-                "PutEvents" => e.guard_events += entries(&call.request),
+                "PutEvents" => guard_ids.extend(guard_event_ids(&call.request)),
                 _ if op.starts_with("POST ") && op.ends_with("/hostedconfigurationversions") => {
                     e.flag_versions += 1
                 }
@@ -62,6 +65,7 @@ impl Effects {
                 _ => {}
             }
         }
+        e.guard_events = guard_ids.len();
         e
     }
 
@@ -102,12 +106,21 @@ impl Effects {
     }
 }
 
-/// The entries of a `PutEvents` request body.
-fn entries(body: &[u8]) -> usize {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["Entries"].as_array().map(Vec::len))
-        .unwrap_or(0)
+/// The guard event ids of a `PutEvents` request body's entries (each entry's `Detail` is the
+/// guard event's JSON); an entry without one is keyed by its whole text.
+pub fn guard_event_ids(body: &[u8]) -> Vec<String> {
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+    entries
+        .iter()
+        .map(|entry| {
+            entry["Detail"]
+                .as_str()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .and_then(|d| d["id"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| entry.to_string())
+        })
+        .collect()
 }
 
 impl fmt::Display for Effects {

@@ -84,6 +84,16 @@ pub struct World {
 }
 
 impl World {
+    /// The ids of the guard events the functions published, in order, re-publishes included.
+    pub fn guard_events_published(&self) -> Vec<String> {
+        self.aws
+            .waits()
+            .iter()
+            .filter(|c| c.succeeded() && c.name() == "PutEvents")
+            .flat_map(|c| crate::effects::guard_event_ids(&c.request))
+            .collect()
+    }
+
     /// Sets up a world whose database is the RDS instance `instance` (the demo's is the example
     /// policy's `checkout-prod-db`; a test's its own, so snapshots of worlds do not mix). No
     /// function runs yet: [`Self::start`].
@@ -163,11 +173,10 @@ impl World {
         let codedeploy_moto = aws_sdk_codedeploy::Client::new(&sdk);
         checkout::register_in_codedeploy(&codedeploy_moto).await?;
         checkout::create_database(&aws_sdk_rds::Client::new(&sdk), instance).await?;
-        checkout::quiet_alarm(
-            &aws_sdk_cloudwatch::Client::new(&sdk),
-            "checkout-prod-5xx-rate",
-        )
-        .await?;
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+        checkout::quiet_alarm(&cloudwatch, "checkout-prod-5xx-rate").await?;
+        // The sample metric-math alarm, which the policy's rollback finds by its tag.
+        checkout::tagged_alarm(&cloudwatch, "checkout-prod-error-ratio", "checkout-prod").await?;
 
         // Lambda's Invoke for the hook's Lambda check (moto runs function code only in Docker).
         let lambda = MockServer::start().await;
