@@ -36,6 +36,20 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// Nothing at all.
+    pub const NONE: Effects = Effects {
+        hook_reports: 0,
+        stops: 0,
+        deployments_created: 0,
+        flag_versions: 0,
+        flag_deployments: 0,
+        snapshots_created: 0,
+        snapshots_deleted: 0,
+        emails: 0,
+        guard_events: 0,
+        slack_posts: 0,
+    };
+
     /// Counts `calls` (as recorded by split endpoints) and the messages Slack received.
     pub fn of(calls: &[Wait], slack: &[Value]) -> Effects {
         let mut e = Effects {

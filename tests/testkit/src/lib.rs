@@ -11,6 +11,7 @@ pub mod integrity;
 pub mod lifecycle;
 pub mod notify;
 pub mod runtime;
+pub mod samples;
 pub mod slack;
 pub mod split;
 pub mod world;

@@ -175,6 +175,25 @@ impl LocalRuntime {
         child
     }
 
+    /// What Lambda does when a function's process dies mid-invocation, as a callback for
+    /// whoever kills it: every invocation handed out and not answered yet is answered with
+    /// `Runtime.ExitError`.
+    pub fn on_exit(&self) -> impl Fn() + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || {
+            let in_flight: Vec<String> = shared.handed.lock().unwrap().keys().cloned().collect();
+            for id in in_flight {
+                let waiting = shared.waiting.lock().unwrap().remove(&id);
+                if let Some(tx) = waiting {
+                    let _ = tx.send(Answer::Error {
+                        error_type: "Runtime.ExitError".into(),
+                        error_message: "the function's process exited during the invocation".into(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Bytes the function has written to stdout and stderr (its logs) so far.
     pub fn output_bytes(&self) -> u64 {
         self.shared.output_bytes.load(Ordering::Relaxed)

@@ -34,6 +34,7 @@ struct Unchanged;
 impl Adjust for Unchanged {}
 
 struct Split {
+    tripwire: Mutex<Tripwire>,
     moto: String,
     mock: String,
     to_mock: Box<Route>,
@@ -71,6 +72,85 @@ impl Wait {
 pub struct SplitEndpoint {
     addr: SocketAddr,
     waits: Arc<Mutex<Vec<Wait>>>,
+    split: Arc<Split>,
+}
+
+/// When a crash happens, relative to the call it is armed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The call never reaches the service.
+    Before,
+    /// The service carried the call out; its answer is lost with the process.
+    After,
+}
+
+type Crash = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct Trip {
+    /// Calls that change something, counted since the tripwire was armed.
+    changes: usize,
+    armed: Option<(usize, Phase, Crash)>,
+    tripped: Option<String>,
+}
+
+/// A crash armed at the `n`th call that changes something (any write: not `Get*`, `List*`,
+/// `Describe*`, `Query`, `Scan` or an HTTP `GET`), across the endpoints that share it: the
+/// crash runs before the call is forwarded or after its answer came back, and the caller is
+/// answered 502 (its process is gone by then). Every other call passes untouched.
+#[derive(Clone, Default)]
+pub struct Tripwire(Arc<Mutex<Trip>>);
+
+impl Tripwire {
+    /// Arms the crash at the `n`th change from now (0: the next one).
+    pub fn arm(&self, n: usize, phase: Phase, crash: Crash) {
+        let mut trip = self.0.lock().unwrap();
+        *trip = Trip {
+            changes: 0,
+            armed: Some((n, phase, crash)),
+            tripped: None,
+        };
+    }
+
+    /// The changes counted since arming (how many a delivery makes, when it never tripped).
+    pub fn changes(&self) -> usize {
+        self.0.lock().unwrap().changes
+    }
+
+    /// The operation it tripped at, if it did.
+    pub fn tripped(&self) -> Option<String> {
+        self.0.lock().unwrap().tripped.clone()
+    }
+
+    /// Counts a call; the phase to crash in and the crash, if it is the armed one.
+    fn count(&self, operation: &str, method: &axum::http::Method) -> Option<(Phase, Crash)> {
+        if !changes_something(operation, method) {
+            return None;
+        }
+        let mut trip = self.0.lock().unwrap();
+        let n = trip.changes;
+        trip.changes += 1;
+        match trip.armed.take() {
+            Some((at, phase, crash)) if at == n => {
+                trip.tripped = Some(operation.to_owned());
+                Some((phase, crash))
+            }
+            other => {
+                trip.armed = other;
+                None
+            }
+        }
+    }
+}
+
+/// A call that writes: everything but reads.
+fn changes_something(operation: &str, method: &axum::http::Method) -> bool {
+    if let Some((verb, _path)) = operation.split_once(' ') {
+        return verb != "GET" && verb != "HEAD";
+    }
+    let name = operation.rsplit('.').next().unwrap_or(operation);
+    let reads = ["Get", "List", "Describe", "BatchGet", "Query", "Scan"];
+    method != axum::http::Method::GET && !reads.iter().any(|r| name.starts_with(r))
 }
 
 impl SplitEndpoint {
@@ -92,6 +172,7 @@ impl SplitEndpoint {
     ) -> SplitEndpoint {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
+            tripwire: Mutex::new(Tripwire::default()),
             moto: moto.trim_end_matches('/').to_owned(),
             mock: mock.trim_end_matches('/').to_owned(),
             to_mock: Box::new(to_mock),
@@ -99,11 +180,17 @@ impl SplitEndpoint {
             client: reqwest::Client::new(),
             waits: waits.clone(),
         });
-        let app = Router::new().fallback(forward).with_state(split);
+        let app = Router::new().fallback(forward).with_state(split.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        SplitEndpoint { addr, waits }
+        SplitEndpoint { addr, waits, split }
+    }
+
+    /// From now on this endpoint's calls count on (and may trip) `tripwire`; several endpoints
+    /// given one tripwire count their calls together.
+    pub fn share_tripwire(&self, tripwire: &Tripwire) {
+        *self.split.tripwire.lock().unwrap() = tripwire.clone();
     }
 
     /// Everything to `upstream`: a pass-through that records how long each call took.
@@ -155,15 +242,40 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
     let (parts, body) = request.into_parts();
     let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let operation = operation_of(&parts, &sent);
-    let response = forward_parts(&split, parts, sent.clone()).await;
+    let tripwire = split.tripwire.lock().unwrap().clone();
+    let crash = tripwire.count(&operation, &parts.method);
+    // The status recorded is the service's: 502 when the call never reached it.
+    let (response, status) = match crash {
+        Some((Phase::Before, crash)) => {
+            crash();
+            (crashed(), 502)
+        }
+        Some((Phase::After, crash)) => {
+            let carried_out = forward_parts(&split, parts, sent.clone()).await;
+            crash();
+            (crashed(), carried_out.status().as_u16())
+        }
+        None => {
+            let response = forward_parts(&split, parts, sent.clone()).await;
+            let status = response.status().as_u16();
+            (response, status)
+        }
+    };
     split.waits.lock().unwrap().push(Wait {
         operation,
-        status: response.status().as_u16(),
+        status,
         request: sent,
         start,
         end: Instant::now(),
     });
     response
+}
+
+fn crashed() -> Response {
+    Response::builder()
+        .status(502)
+        .body(Body::from("the caller crashed (tripwire)"))
+        .unwrap()
 }
 
 /// What a request asks for, in any of the protocols the SDK speaks.

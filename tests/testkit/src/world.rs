@@ -27,7 +27,7 @@ use crate::integrity::{
 use crate::lifecycle::DeploymentLedger;
 use crate::runtime::{Answer, LocalRuntime};
 use crate::slack::Channels;
-use crate::split::SplitEndpoint;
+use crate::split::{Phase, SplitEndpoint, Tripwire};
 
 pub const FUNCTIONS: [&str; 5] = [
     "traffic-hook",
@@ -44,7 +44,9 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub struct Function {
     pub name: &'static str,
     pub runtime: LocalRuntime,
-    _processes: Vec<tokio::process::Child>,
+    processes: Vec<tokio::process::Child>,
+    /// The processes' ids, for a crash armed at an endpoint.
+    pids: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
 }
 
 /// The world the guard rails act in, and what keeps it running.
@@ -80,6 +82,9 @@ pub struct World {
     aws: SplitEndpoint,
     codedeploy_split: SplitEndpoint,
     appconfig_split: SplitEndpoint,
+    slack_split: SplitEndpoint,
+    /// Shared by every endpoint above: a crash armed at the functions' calls.
+    tripwire: Tripwire,
     _lambda: MockServer,
 }
 
@@ -206,7 +211,20 @@ impl World {
             ("SAFESHIP_GUARD_HISTORY_TABLE".into(), guard_history),
             ("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()),
         ];
-        env.extend(channels.env());
+        // The Slack Web API through an endpoint of its own too, so a crash can be armed there.
+        let slack_api = channels.slack.api_url();
+        let slack_split = SplitEndpoint::recording(slack_api.trim_end_matches("/api")).await;
+        env.extend(channels.env().into_iter().map(|(k, v)| {
+            if k == "SAFESHIP_SLACK_API_URL" {
+                (k, format!("{}/api", slack_split.uri()))
+            } else {
+                (k, v)
+            }
+        }));
+        let tripwire = Tripwire::default();
+        for endpoint in [&aws, &codedeploy_split, &appconfig_split, &slack_split] {
+            endpoint.share_tripwire(&tripwire);
+        }
 
         Ok(World {
             functions: Vec::new(),
@@ -227,6 +245,8 @@ impl World {
             aws,
             codedeploy_split,
             appconfig_split,
+            slack_split,
+            tripwire,
             _lambda: lambda,
         })
     }
@@ -254,12 +274,73 @@ impl World {
         {
             bail!("not all {} processes of {name} started", processes.len());
         }
+        let pids = processes.iter().filter_map(|p| p.id()).collect();
         self.functions.push(Function {
             name,
             runtime,
-            _processes: processes,
+            processes,
+            pids: std::sync::Arc::new(std::sync::Mutex::new(pids)),
         });
         Ok(cold_start)
+    }
+
+    /// Arms a crash of function `name` (every process of it killed, as a host failure or a
+    /// timeout ends it) at its `n`th call from now that changes something, before the call
+    /// reaches the service or after the service carried it out ([`Tripwire`]).
+    pub fn arm_crash(&self, name: &str, n: usize, phase: Phase) {
+        let f = self.function(name);
+        let pids = f.pids.clone();
+        let exited = f.runtime.on_exit();
+        self.tripwire.arm(
+            n,
+            phase,
+            std::sync::Arc::new(move || {
+                for pid in pids.lock().unwrap().iter() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                exited();
+            }),
+        );
+    }
+
+    /// The operation the armed crash happened at, if it did.
+    pub fn crashed_at(&self) -> Option<String> {
+        self.tripwire.tripped()
+    }
+
+    /// Calls that changed something since the crash was armed.
+    pub fn changes(&self) -> usize {
+        self.tripwire.changes()
+    }
+
+    /// Starts function `name` again after a crash: one new process (a cold start).
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let env = self.env.clone();
+        let f = self
+            .functions
+            .iter_mut()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} was not started in this world"));
+        for p in &mut f.processes {
+            let _ = p.start_kill();
+            let _ = p.wait().await;
+        }
+        let started = Instant::now();
+        let process = f
+            .runtime
+            .spawn_function(&function_binary(f.name), f.name, &env);
+        *f.pids.lock().unwrap() = process.id().into_iter().collect();
+        f.processes = vec![process];
+        if !f
+            .runtime
+            .polled_since(started, 1, Duration::from_secs(30))
+            .await
+        {
+            bail!("{name} did not start again");
+        }
+        Ok(())
     }
 
     /// The running function `name`.
@@ -299,6 +380,7 @@ impl World {
         let mut calls = self.aws.waits();
         calls.extend(self.codedeploy_split.waits());
         calls.extend(self.appconfig_split.waits());
+        calls.extend(self.slack_split.waits());
         Effects::of(&calls, &self.channels.slack.received())
     }
 }

@@ -1,0 +1,169 @@
+//! Crash and retry (issue 18, part 2): every sample's function killed at each point between its
+//! side effects, then the event delivered again as Lambda's retry would, in a whole emulated
+//! installation (`safeship_testkit::world`) through the real binaries.
+//!
+//! The points are found, not listed: one delivery is run once to count the calls it makes that
+//! change something (every write: the idempotency store's claims and records, CodeDeploy's
+//! reports and stops, AppConfig's versions and deployments, snapshots, SNS, EventBridge, Slack).
+//! Then, in a fresh world for each, the process is killed just before each such call reaches
+//! its service (so "before the first" and "before the outcome is recorded" are among them) and
+//! just after each was carried out, its answer lost with the process (so "after the last").
+//! Lambda answers the killed invocation `Runtime.ExitError` and starts a new process; its retry
+//! comes after the dead invocation's deadline (Lambda's first retry comes a minute later, past
+//! the deadline of any safeship function whose timeout is under a minute; here time is
+//! compressed: the killed invocation is told it has 5 s), and a second retry later still. After
+//! them, the side effects must be exactly one delivery's: nothing skipped, nothing done twice;
+//! for a hook, its report made.
+
+use std::time::{Duration, Instant};
+
+use safeship_testkit::effects::Effects;
+use safeship_testkit::runtime::Answer;
+use safeship_testkit::samples::{cases, deliver_until_answered, delivered, world, Case};
+use safeship_testkit::split::Phase;
+use tokio::sync::Semaphore;
+
+/// What the invocation that is killed is told it has.
+const KILLED_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Crash points tried at once (each in a world of its own; most of their time is the wait for
+/// the killed invocation's deadline).
+const AT_ONCE: usize = 6;
+
+/// How one crash point ended.
+struct Tried {
+    case: usize,
+    at: usize,
+    phase: Phase,
+    /// The operation the process died at (`None`: the delivery took a path without that call).
+    operation: Option<String>,
+    /// Killed before it answered (rather than answering first, its own deadline come).
+    killed: bool,
+    effects: Effects,
+}
+
+/// How many calls that change something one delivery of `case` makes.
+async fn changes_of(case: &Case) -> usize {
+    let (mut world, d) = world().await;
+    world.start(case.function, 1).await.unwrap();
+    world.arm_crash(case.function, usize::MAX, Phase::Before);
+    let answer = world
+        .invoke(
+            case.function,
+            delivered(case.sample, &d, chrono::Utc::now()),
+        )
+        .await;
+    assert!(
+        matches!(answer, Answer::Response(_)),
+        "{} {}: {answer:?}",
+        case.function,
+        case.sample
+    );
+    world.changes()
+}
+
+/// Kills `case`'s function at its `at`th change (`phase`), then retries as Lambda does.
+async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> Tried {
+    let (mut world, d) = world().await;
+    world.start(case.function, 1).await.unwrap();
+    let event = delivered(case.sample, &d, chrono::Utc::now());
+    world.arm_crash(case.function, at, phase);
+    let handed = Instant::now();
+    let answer = world
+        .function(case.function)
+        .runtime
+        .invoke(event.clone(), KILLED_DEADLINE)
+        .await;
+    let operation = world.crashed_at();
+    let what = format!(
+        "{} {} killed {phase:?} change {at} ({operation:?})",
+        case.function, case.sample
+    );
+    // Killed mid-delivery: Lambda's `Runtime.ExitError`. A function whose own deadline came
+    // while the call was on its way (a slow moto) has answered before it died: its answer then
+    // says what it left for the retry.
+    let killed =
+        matches!(&answer, Answer::Error { error_type, .. } if error_type == "Runtime.ExitError");
+    assert!(
+        killed || matches!(answer, Answer::Response(_)),
+        "{what}: answered {answer:?}"
+    );
+    assert!(
+        operation.is_some() || !killed,
+        "{what}: killed without a crash"
+    );
+    if operation.is_some() {
+        world.restart(case.function).await.unwrap();
+        // Lambda's first retry: after the dead invocation's deadline.
+        tokio::time::sleep_until((handed + KILLED_DEADLINE + Duration::from_millis(100)).into())
+            .await;
+        deliver_until_answered(&world, case.function, &event).await;
+        // And its second, later still: nothing more to do.
+        deliver_until_answered(&world, case.function, &event).await;
+    }
+    Tried {
+        case: index,
+        at,
+        phase,
+        operation,
+        killed,
+        effects: world.effects().await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_killed_between_any_two_side_effects_finishes_on_retry_exactly_once() {
+    let cases = cases();
+    let mut points = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        // A delivery that changes nothing (an alarm whose actions are suppressed) has no point
+        // between side effects to die at.
+        let changes = changes_of(case).await;
+        for at in 0..changes {
+            for phase in [Phase::Before, Phase::After] {
+                points.push((index, at, phase));
+            }
+        }
+    }
+    let cases = std::sync::Arc::new(cases);
+    let permits = std::sync::Arc::new(Semaphore::new(AT_ONCE));
+    let mut running = tokio::task::JoinSet::new();
+    for (index, at, phase) in points {
+        let cases = cases.clone();
+        let permits = permits.clone();
+        running.spawn(async move {
+            let _permit = permits.acquire().await.unwrap();
+            crash_and_retry(index, &cases[index], at, phase).await
+        });
+    }
+    let mut tried = Vec::new();
+    while let Some(result) = running.join_next().await {
+        tried.push(result.expect("a crash point ran to its end"));
+    }
+    tried.sort_by_key(|t| (t.case, t.at, t.phase == Phase::After));
+
+    let mut wrong = Vec::new();
+    for t in &tried {
+        let case = &cases[t.case];
+        if t.effects != case.once {
+            wrong.push(format!(
+                "{} {} killed {:?} change {} ({}): did {}, one delivery does {}",
+                case.function,
+                case.sample,
+                t.phase,
+                t.at,
+                t.operation.as_deref().unwrap_or("not reached"),
+                t.effects,
+                case.once
+            ));
+        }
+    }
+    let killed = tried.iter().filter(|t| t.killed).count();
+    println!(
+        "crash and retry: {} crash points of {} samples, {killed} killed mid-delivery, {} wrong",
+        tried.len(),
+        cases.len(),
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

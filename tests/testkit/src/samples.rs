@@ -1,0 +1,193 @@
+//! The samples in `events/` as the reliability suite delivers them (issue 18): each with the
+//! function its trigger delivers it to and what one delivery does in a fresh [`World`] with
+//! one deployment in flight, written out so that a sample that silently does nothing fails.
+//!
+//! A sample is delivered as AWS would deliver it to that world: its deployment id is the
+//! world's deployment in flight and its times are now; everything else is the sample's.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::effects::Effects;
+use crate::emulators::{sample_event, unique};
+use crate::runtime::Answer;
+use crate::world::World;
+
+/// One sample and the function its trigger delivers it to.
+pub struct Case {
+    pub function: &'static str,
+    pub sample: &'static str,
+    /// What one delivery does in a fresh world with one deployment in flight.
+    pub once: Effects,
+}
+
+const NOTHING: Effects = Effects::NONE;
+
+pub fn cases() -> Vec<Case> {
+    // The hook's verdict is a guard event too.
+    let hook = Effects {
+        hook_reports: 1,
+        guard_events: 1,
+        ..NOTHING
+    };
+    // The deployment stopped and the flags switched off, each announced.
+    let rollback = Effects {
+        stops: 1,
+        flag_versions: 1,
+        flag_deployments: 1,
+        guard_events: 2,
+        ..NOTHING
+    };
+    // snapshot-started and snapshot-available.
+    let snapshot = Effects {
+        snapshots_created: 1,
+        guard_events: 2,
+        ..NOTHING
+    };
+    let mut cases = vec![
+        Case {
+            function: "traffic-hook",
+            sample: "codedeploy-lifecycle-before-allow-traffic.json",
+            once: hook,
+        },
+        Case {
+            function: "traffic-hook",
+            sample: "codedeploy-lifecycle-after-allow-traffic.json",
+            once: hook,
+        },
+        // The pre-deploy snapshot as a lifecycle hook of its own: snapshot, then report. (A
+        // group hooks one of the two; in the interleaved world both answer the sample's hook.)
+        Case {
+            function: "predeploy-snapshot",
+            sample: "codedeploy-lifecycle-before-allow-traffic.json",
+            once: Effects {
+                hook_reports: 1,
+                ..snapshot
+            },
+        },
+        Case {
+            function: "predeploy-snapshot",
+            sample: "codedeploy-deployment-start.json",
+            once: snapshot,
+        },
+        Case {
+            function: "predeploy-snapshot",
+            sample: "predeploy-snapshot-direct.json",
+            once: snapshot,
+        },
+        Case {
+            function: "integrity-check",
+            sample: "scheduled-event.json",
+            once: NOTHING,
+        },
+    ];
+    for (sample, once) in [
+        ("alarm-eventbridge-metric.json", rollback),
+        ("alarm-eventbridge-metric-math.json", rollback),
+        ("alarm-sns-metric.json", rollback),
+        ("alarm-lambda-action.json", rollback),
+        // Actions suppressed (its suppressor's wait period) and back to OK: nothing is rolled
+        // back. Muted by a mute rule: nothing is rolled back, and the hold-back is announced.
+        ("alarm-eventbridge-composite.json", NOTHING),
+        ("alarm-sns-composite.json", NOTHING),
+        (
+            "alarm-eventbridge-muted.json",
+            Effects {
+                guard_events: 1,
+                ..NOTHING
+            },
+        ),
+        ("alarm-eventbridge-ok.json", NOTHING),
+    ] {
+        cases.push(Case {
+            function: "alarm-rollback",
+            sample,
+            once,
+        });
+    }
+    for (sample, once) in [
+        ("codedeploy-deployment-start.json", 1, 0),
+        ("codedeploy-deployment-ready.json", 1, 0),
+        ("codedeploy-deployment-success.json", 1, 0),
+        ("codedeploy-deployment-failure.json", 1, 1),
+        // A stop is a warning: Slack only (email takes failures).
+        ("codedeploy-deployment-stop.json", 1, 0),
+    ]
+    .map(|(sample, slack, email)| {
+        (
+            sample,
+            Effects {
+                slack_posts: slack,
+                emails: email,
+                ..NOTHING
+            },
+        )
+    }) {
+        cases.push(Case {
+            function: "deploy-notify",
+            sample,
+            once,
+        });
+    }
+    cases
+}
+
+/// `sample` as AWS would deliver it at `now` to a world whose deployment in flight is `d`. The
+/// samples of one alarm are one transition (its state changed at `now`, after the deployment
+/// began), told by EventBridge, SNS and the alarm's Lambda action.
+pub fn delivered(sample: &str, d: &str, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let changed_at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut event = sample_event(sample);
+    if event.get("LifecycleEventHookExecutionId").is_some() {
+        event["DeploymentId"] = json!(d);
+    } else if event.get("deployment_id").is_some() {
+        event["deployment_id"] = json!(d);
+    } else if let Some(records) = event.get_mut("Records") {
+        let sns = &mut records[0]["Sns"];
+        sns["Timestamp"] = json!(changed_at);
+        let mut message: Value =
+            serde_json::from_str(sns["Message"].as_str().expect("an SNS Message")).unwrap();
+        message["StateChangeTime"] = json!(changed_at);
+        sns["Message"] = json!(message.to_string());
+    } else if event.get("alarmData").is_some() {
+        event["time"] = json!(changed_at);
+        event["alarmData"]["state"]["timestamp"] = json!(changed_at);
+    } else {
+        event["time"] = json!(time);
+        if event["detail"].get("deploymentId").is_some() {
+            event["detail"]["deploymentId"] = json!(d);
+        }
+        if event["detail"]["state"].get("timestamp").is_some() {
+            event["detail"]["state"]["timestamp"] = json!(changed_at);
+        }
+    }
+    event
+}
+
+/// A world with deployment `d` of checkout/checkout-prod in flight, and its alarms as the
+/// account holds them.
+pub async fn world() -> (World, String) {
+    let world = World::build(&unique("replay-db"))
+        .await
+        .expect("the world is set up");
+    let d = world.deploy("4").await.expect("a deployment in flight");
+    (world, d)
+}
+
+/// A redelivery is what Lambda does with an error; `InProgressElsewhere` says another delivery
+/// is at work, so the event comes again later. Delivers `event` until it is answered with a
+/// response, and returns how many deliveries that took.
+pub async fn deliver_until_answered(world: &World, function: &str, event: &Value) -> usize {
+    for attempt in 1..=60 {
+        match world.invoke(function, event.clone()).await {
+            Answer::Response(_) => return attempt,
+            Answer::Error { error_type, .. } if error_type.ends_with(".InProgressElsewhere") => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            other => panic!("{function}: a redelivery failed: {other:?}"),
+        }
+    }
+    panic!("{function}: still in progress elsewhere after 60 redeliveries")
+}
