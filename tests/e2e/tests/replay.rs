@@ -109,9 +109,10 @@ async fn all_samples_interleaved_three_times_act_as_each_delivered_once() {
         "all samples three times, interleaved, did {interleaved}; each once does {each_once}\n\
          guard events interleaved: {published:#?}\neach once: {published_once:#?}"
     );
-    // The samples together do something of every kind a delivery can.
+    // The samples together do something of every kind a delivery can. (Two hook executions:
+    // the one both hook functions answer takes one report, as CodeDeploy takes it.)
     assert!(
-        each_once.hook_reports == 3
+        each_once.hook_reports == 2
             && each_once.stops == 1
             && each_once.snapshots_created >= 1
             && each_once.slack_posts == 5,

@@ -206,3 +206,144 @@ pub async fn split_endpoint(moto: &str, mock: &MockServer) -> SplitEndpoint {
     })
     .await
 }
+
+/// AppConfig's operations moto lacks, answered from what was done (for a whole world, where
+/// nothing is under test by itself): `ListHostedConfigurationVersions` lists the versions moto
+/// holds (1, and one more for each `CreateHostedConfigurationVersion` moto accepted, told by
+/// [`Self::created`]); `StartDeployment` deploys at once, and `ListDeployments` /
+/// `GetDeployment` of the environment then tell what it serves. An environment starts serving
+/// version 1 ([`Self::serve`]), as one whose flags are live does.
+#[derive(Clone, Default)]
+pub struct AppConfigLedger {
+    state: std::sync::Arc<std::sync::Mutex<Hosted>>,
+}
+
+#[derive(Default)]
+struct Hosted {
+    /// (application, profile) → the latest hosted version.
+    latest: std::collections::HashMap<(String, String), i64>,
+    /// (application, environment) → its deployments, oldest first, as (profile, version).
+    deployments: std::collections::HashMap<(String, String), Vec<(String, String)>>,
+}
+
+impl AppConfigLedger {
+    /// `environment` of `application` serves `version` of `profile` (deployed before the story).
+    pub fn serve(&self, application: &str, environment: &str, profile: &str, version: i64) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .deployments
+            .entry((application.to_owned(), environment.to_owned()))
+            .or_default()
+            .push((profile.to_owned(), version.to_string()));
+        let latest = state
+            .latest
+            .entry((application.to_owned(), profile.to_owned()))
+            .or_insert(1);
+        *latest = (*latest).max(version);
+    }
+
+    /// What an endpoint saw: moto accepted a `CreateHostedConfigurationVersion` (`operation`
+    /// as [`crate::split::Wait`] names it).
+    pub fn created(&self, operation: &str) {
+        let parts: Vec<&str> = operation.split('/').collect();
+        if let ["POST ", "applications", app, "configurationprofiles", profile, "hostedconfigurationversions"] =
+            parts.as_slice()
+        {
+            let mut state = self.state.lock().unwrap();
+            *state
+                .latest
+                .entry(((*app).to_owned(), (*profile).to_owned()))
+                .or_insert(1) += 1;
+        }
+    }
+
+    /// The endpoint for a world: what moto lacks to `mock` (answered by this ledger), the rest
+    /// to moto; every version moto creates counted.
+    pub async fn endpoint(&self, moto: &str, mock: &MockServer) -> SplitEndpoint {
+        Mock::given(wiremock::matchers::any())
+            .respond_with(self.clone())
+            .mount(mock)
+            .await;
+        let split = split_endpoint(moto, mock).await;
+        let ledger = self.clone();
+        split.observe(std::sync::Arc::new(move |call| {
+            if call.succeeded() {
+                ledger.created(&call.operation);
+            }
+        }));
+        split
+    }
+}
+
+impl wiremock::Respond for AppConfigLedger {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let path: Vec<&str> = request
+            .url
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .collect();
+        let mut state = self.state.lock().unwrap();
+        let get = request.method == wiremock::http::Method::GET;
+        match path.as_slice() {
+            ["applications", app, "configurationprofiles", profile, "hostedconfigurationversions"] if get => {
+                let latest = *state
+                    .latest
+                    .get(&((*app).to_owned(), (*profile).to_owned()))
+                    .unwrap_or(&1);
+                let items: Vec<Value> = (1..=latest)
+                    .rev()
+                    .map(|v| json!({"ApplicationId": app, "ConfigurationProfileId": profile,
+                                    "VersionNumber": v, "ContentType": "application/json"}))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"Items": items}))
+            }
+            ["applications", app, "environments", env, "deployments"] => {
+                let key = ((*app).to_owned(), (*env).to_owned());
+                if get {
+                    let deployments = state.deployments.get(&key).cloned().unwrap_or_default();
+                    let items: Vec<Value> = deployments
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, (profile, version))| deployment_json(app, env, i + 1, profile, version))
+                        .collect();
+                    return ResponseTemplate::new(200).set_body_json(json!({"Items": items}));
+                }
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let profile = body["ConfigurationProfileId"].as_str().unwrap_or_default().to_owned();
+                let version = body["ConfigurationVersion"].as_str().unwrap_or_default().to_owned();
+                let deployments = state.deployments.entry(key).or_default();
+                deployments.push((profile.clone(), version.clone()));
+                let number = deployments.len();
+                ResponseTemplate::new(201)
+                    .set_body_json(deployment_json(app, env, number, &profile, &version))
+            }
+            ["applications", app, "environments", env, "deployments", number] if get => {
+                let n: usize = number.parse().unwrap_or(0);
+                let key = ((*app).to_owned(), (*env).to_owned());
+                match state.deployments.get(&key).and_then(|d| d.get(n.wrapping_sub(1))) {
+                    Some((profile, version)) => ResponseTemplate::new(200)
+                        .set_body_json(deployment_json(app, env, n, profile, version)),
+                    None => ResponseTemplate::new(404).set_body_json(
+                        json!({"Message": format!("deployment {n} of {app}/{env} does not exist")}),
+                    ),
+                }
+            }
+            _ => ResponseTemplate::new(404)
+                .set_body_json(json!({"Message": format!("{} {} is not emulated here", request.method, request.url.path())})),
+        }
+    }
+}
+
+/// An AppConfig deployment as `StartDeployment`, `GetDeployment` and `ListDeployments` show it
+/// (this ledger's deploy at once: `COMPLETE`).
+fn deployment_json(app: &str, env: &str, number: usize, profile: &str, version: &str) -> Value {
+    json!({
+        "ApplicationId": app, "EnvironmentId": env, "DeploymentStrategyId": "AppConfig.AllAtOnce",
+        "ConfigurationProfileId": profile, "DeploymentNumber": number,
+        "ConfigurationName": "release-flags", "ConfigurationVersion": version,
+        "DeploymentDurationInMinutes": 0, "GrowthType": "LINEAR", "GrowthFactor": 100.0,
+        "FinalBakeTimeInMinutes": 0, "State": "COMPLETE", "PercentageComplete": 100.0
+    })
+}

@@ -89,6 +89,87 @@ impl DeploymentLedger {
     }
 }
 
+/// CodeDeploy's hook reports and stops (which moto lacks) as CodeDeploy answers them, for
+/// wiremock: a hook execution takes one report, a later one is
+/// `LifecycleEventAlreadyCompletedException`; a stop ends the deployment (`Stopped` in the
+/// ledger), and a stop of a deployment that has completed is
+/// `DeploymentAlreadyCompletedException`. So a retry that reports or stops again meets what it
+/// would meet in AWS.
+#[derive(Clone)]
+pub struct Completions {
+    ledger: DeploymentLedger,
+    reported: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Completions {
+    pub fn new(ledger: &DeploymentLedger) -> Completions {
+        Completions {
+            ledger: ledger.clone(),
+            reported: Arc::default(),
+        }
+    }
+}
+
+fn codedeploy_error(kind: &str, message: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(400)
+        .insert_header("content-type", "application/x-amz-json-1.1")
+        .set_body_json(serde_json::json!({"__type": kind, "message": message}))
+}
+
+impl wiremock::Respond for Completions {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let ok = |answer: Value| {
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("content-type", "application/x-amz-json-1.1")
+                .set_body_json(answer)
+        };
+        match target.rsplit('.').next().unwrap_or_default() {
+            "PutLifecycleEventHookExecutionStatus" => {
+                let id = body["lifecycleEventHookExecutionId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if self.reported.lock().unwrap().insert(id.clone()) {
+                    ok(serde_json::json!({"lifecycleEventHookExecutionId": id}))
+                } else {
+                    codedeploy_error(
+                        "LifecycleEventAlreadyCompletedException",
+                        "The lifecycle event is already completed.",
+                    )
+                }
+            }
+            "StopDeployment" => {
+                let id = body["deploymentId"].as_str().unwrap_or_default();
+                let completed = self
+                    .ledger
+                    .status(id)
+                    .is_some_and(|s| matches!(s.as_str(), "Succeeded" | "Failed" | "Stopped"));
+                if completed {
+                    codedeploy_error(
+                        "DeploymentAlreadyCompletedException",
+                        &format!("The deployment {id} has already completed."),
+                    )
+                } else {
+                    self.ledger.finish(id, "Stopped");
+                    ok(
+                        serde_json::json!({"status": "Pending", "statusMessage": "Stop requested; rolling back"}),
+                    )
+                }
+            }
+            other => codedeploy_error(
+                "UnsupportedActionForDeploymentTypeException",
+                &format!("{other} is not emulated here"),
+            ),
+        }
+    }
+}
+
 impl Adjust for DeploymentLedger {
     fn request(&self, operation: &str, body: Bytes) -> Bytes {
         if operation != "ListDeployments" {

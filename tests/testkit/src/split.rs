@@ -33,8 +33,11 @@ pub trait Adjust: Send + Sync {
 struct Unchanged;
 impl Adjust for Unchanged {}
 
+type Observer = Arc<dyn Fn(&Wait) + Send + Sync>;
+
 struct Split {
     tripwire: Mutex<Tripwire>,
+    observer: Mutex<Option<Observer>>,
     moto: String,
     mock: String,
     to_mock: Box<Route>,
@@ -173,6 +176,7 @@ impl SplitEndpoint {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
             tripwire: Mutex::new(Tripwire::default()),
+            observer: Mutex::new(None),
             moto: moto.trim_end_matches('/').to_owned(),
             mock: mock.trim_end_matches('/').to_owned(),
             to_mock: Box::new(to_mock),
@@ -185,6 +189,12 @@ impl SplitEndpoint {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         SplitEndpoint { addr, waits, split }
+    }
+
+    /// `observer` is told of every call once it is answered (an emulation keeping state of what
+    /// passed through).
+    pub fn observe(&self, observer: Observer) {
+        *self.split.observer.lock().unwrap() = Some(observer);
     }
 
     /// From now on this endpoint's calls count on (and may trip) `tripwire`; several endpoints
@@ -261,13 +271,18 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
             (response, status)
         }
     };
-    split.waits.lock().unwrap().push(Wait {
+    let call = Wait {
         operation,
         status,
         request: sent,
         start,
         end: Instant::now(),
-    });
+    };
+    let observer = split.observer.lock().unwrap().clone();
+    if let Some(observer) = observer {
+        observer(&call);
+    }
+    split.waits.lock().unwrap().push(call);
     response
 }
 

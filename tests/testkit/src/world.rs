@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::appconfig::{self, flags_document, FlagProfile};
+use crate::appconfig::{flags_document, AppConfigLedger, FlagProfile};
 use crate::checkout::{self, HealthService};
 use crate::effects::Effects;
 use crate::emulators::{
@@ -24,7 +24,7 @@ use crate::guard_inbox::GuardInbox;
 use crate::integrity::{
     checkout_schema, create_history_table, database_secret, local_integrity, postgres,
 };
-use crate::lifecycle::DeploymentLedger;
+use crate::lifecycle::{Completions, DeploymentLedger};
 use crate::runtime::{Answer, LocalRuntime};
 use crate::slack::Channels;
 use crate::split::{Phase, SplitEndpoint, Tripwire};
@@ -109,12 +109,14 @@ impl World {
         // The service under smoke test: version 3 is live.
         let service = HealthService::start("3").await;
 
-        // The feature flags the rollback switches off: a profile in moto (AppConfig's version
-        // listing and StartDeployment, which moto lacks, by wiremock).
+        // The feature flags the rollback switches off: a profile in moto, its version 1 served
+        // in `prod` (AppConfig's version listing and deployments, which moto lacks, by
+        // wiremock, from what was done).
         let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
         let appconfig_mock = MockServer::start().await;
-        flags.mount_accepting_deployments(&appconfig_mock).await;
-        let appconfig_split = appconfig::split_endpoint(&moto, &appconfig_mock).await;
+        let appconfig_ledger = AppConfigLedger::default();
+        appconfig_ledger.serve(&flags.application, "prod", &flags.profile, 1);
+        let appconfig_split = appconfig_ledger.endpoint(&moto, &appconfig_mock).await;
 
         // Where notifications land: a local Slack (its Web API, with a bot token, so a
         // deployment's messages are one thread) and an SNS email topic read through SQS.
@@ -151,23 +153,21 @@ impl World {
             .await
             .context("storing the policy in SSM")?;
 
+        // CodeDeploy's hook reports and stops (wiremock, answering as CodeDeploy does: once),
+        // the rest (GetDeployment & co.) to moto, through the ledger of where each deployment
+        // stands, on one endpoint.
+        let ledger = DeploymentLedger::default();
         let codedeploy = MockServer::start().await;
-        Mock::given(header(
-            "x-amz-target",
-            "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus",
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&codedeploy)
-        .await;
-        Mock::given(header("x-amz-target", "CodeDeploy_20141006.StopDeployment"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"status": "Pending", "statusMessage": "Stop requested; rolling back"}),
+        let completions = Completions::new(&ledger);
+        for operation in ["PutLifecycleEventHookExecutionStatus", "StopDeployment"] {
+            Mock::given(header(
+                "x-amz-target",
+                format!("CodeDeploy_20141006.{operation}").as_str(),
             ))
+            .respond_with(completions.clone())
             .mount(&codedeploy)
             .await;
-        // One CodeDeploy endpoint: the report and the stop to wiremock, GetDeployment & co. to
-        // moto, through the ledger of where each deployment stands.
-        let ledger = DeploymentLedger::default();
+        }
         let codedeploy_split = ledger
             .endpoint(
                 &moto,
@@ -210,6 +210,9 @@ impl World {
             // The guard events' history the notifier keeps and `safeship status` reads.
             ("SAFESHIP_GUARD_HISTORY_TABLE".into(), guard_history),
             ("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()),
+            // The emulated account's manual snapshot quota is moto's (1,000), which every test
+            // sharing this moto counts against; the quota warning has tests of its own.
+            ("SAFESHIP_RDS_SNAPSHOT_QUOTA".into(), "1000".into()),
         ];
         // The Slack Web API through an endpoint of its own too, so a crash can be armed there.
         let slack_api = channels.slack.api_url();
