@@ -182,6 +182,17 @@ pub(crate) async fn take(
         }
         rds::Created::Existing(s) => {
             tracing::info!(snapshot = %s.id, status = %s.status, "snapshot already exists: an earlier trigger (or a dead attempt) made it");
+            // A dead attempt may have started it without living to say so: said again under
+            // its stable id, which the notifier recognises when it was said (found by the
+            // crash suite: killed right after CreateDBSnapshot, the start went untold).
+            events.add(
+                job,
+                &s.id,
+                Outcome::SnapshotStarted {
+                    database: job.database.clone(),
+                    snapshot_id: s.id.clone(),
+                },
+            );
             s
         }
     };
