@@ -25,9 +25,11 @@ use safeship_testkit::split::Phase;
 use tokio::sync::Semaphore;
 
 /// What the invocation that is killed is told it has: a little more than the margin the
-/// function keeps before its deadline (the snapshot's is 5 s, the others' 3 s at most).
+/// function keeps before its deadline (the integrity check's is 10 s, the snapshot's 5 s, the
+/// others' 3 s at most).
 fn killed_deadline(function: &str) -> Duration {
     match function {
+        "integrity-check" => Duration::from_secs(13),
         "predeploy-snapshot" => Duration::from_secs(9),
         _ => Duration::from_secs(6),
     }
@@ -103,13 +105,15 @@ async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> 
         operation.is_some() || !killed,
         "{what}: killed without a crash"
     );
+    let mut retries = String::new();
     if operation.is_some() {
         world.restart(case.function).await.unwrap();
         // Lambda's first retry: after the dead invocation's deadline.
         tokio::time::sleep_until((handed + deadline + Duration::from_millis(100)).into()).await;
-        deliver_until_answered(&world, case.function, &event).await;
+        let (_, first) = deliver_until_answered(&world, case.function, &event).await;
         // And its second, later still: nothing more to do.
-        deliver_until_answered(&world, case.function, &event).await;
+        let (_, second) = deliver_until_answered(&world, case.function, &event).await;
+        retries = format!("{first}\n    then {second}").chars().take(1200).collect();
     }
     Tried {
         case: index,
@@ -118,7 +122,10 @@ async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> 
         operation,
         killed,
         effects: world.effects().await,
-        answer: format!("{answer:?}").chars().take(400).collect(),
+        answer: format!("{answer:?}\n    retried: {retries}")
+            .chars()
+            .take(1600)
+            .collect(),
         published: world.guard_events_published(),
     }
 }

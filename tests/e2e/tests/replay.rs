@@ -68,7 +68,7 @@ async fn each_sample_delivered_three_times_at_once_acts_once() {
             deliver_until_answered(&world, case.function, &event),
             deliver_until_answered(&world, case.function, &event),
         );
-        deliveries += a + b + c;
+        deliveries += a.0 + b.0 + c.0;
         let effects = world.effects().await;
         assert_eq!(
             effects, case.once,

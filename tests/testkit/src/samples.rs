@@ -178,11 +178,15 @@ pub async fn world() -> (World, String) {
 
 /// A redelivery is what Lambda does with an error; `InProgressElsewhere` says another delivery
 /// is at work, so the event comes again later. Delivers `event` until it is answered with a
-/// response, and returns how many deliveries that took.
-pub async fn deliver_until_answered(world: &World, function: &str, event: &Value) -> usize {
+/// response, and returns how many deliveries that took and the response.
+pub async fn deliver_until_answered(
+    world: &World,
+    function: &str,
+    event: &Value,
+) -> (usize, Value) {
     for attempt in 1..=60 {
         match world.invoke(function, event.clone()).await {
-            Answer::Response(_) => return attempt,
+            Answer::Response(body) => return (attempt, body),
             Answer::Error { error_type, .. } if error_type.ends_with(".InProgressElsewhere") => {
                 tokio::time::sleep(Duration::from_millis(500)).await
             }
