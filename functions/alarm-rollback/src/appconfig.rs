@@ -141,13 +141,14 @@ async fn latest_version(client: &Client, target: &FeatureFlagTarget) -> Result<i
     })
 }
 
-/// Hosted version `version`'s document, with the switch computed on it.
+/// Hosted version `version`'s document, with the switch computed on it, and the version's
+/// description.
 async fn switch_of(
     client: &Client,
     target: &FeatureFlagTarget,
     version: i32,
     enabled: bool,
-) -> Result<Switch, Error> {
+) -> Result<(Switch, Option<String>), Error> {
     let out = client
         .get_hosted_configuration_version()
         .application_id(&target.application)
@@ -162,15 +163,17 @@ async fn switch_of(
                 e,
             ))
         })?;
+    let description = out.description;
     let bytes = out.content.map(Blob::into_inner).unwrap_or_default();
     let document: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Flags {
         profile: format!("{} version {version}", profile(target)),
         problem: format!("is not JSON: {e}"),
     })?;
-    switch_to(&document, &target.flags, enabled).map_err(|problem| Error::Flags {
+    let switch = switch_to(&document, &target.flags, enabled).map_err(|problem| Error::Flags {
         profile: format!("{} version {version}", profile(target)),
         problem,
-    })
+    })?;
+    Ok((switch, description))
 }
 
 /// What switching a target's flags off takes, read from AppConfig (nothing is written).
@@ -185,6 +188,8 @@ pub(crate) struct FlagPlan {
     pub(crate) latest: i32,
     /// The flags to switch off and those already off, in `judged`.
     pub(crate) switch: Switch,
+    /// `judged`'s description (who wrote it, and why).
+    pub(crate) judged_description: Option<String>,
     /// What to do: nothing (`switch.document` is `None`), write `switch`'s document as a new
     /// version over `latest` and deploy it, or deploy `latest` as it is (it already has the
     /// flags off: an interrupted attempt wrote it and did not deploy it).
@@ -203,18 +208,19 @@ pub(crate) async fn read_switch(
     let latest = latest_version(client, target).await?;
     let deployed = read_deployed(client, target).await?;
     let judged = deployed.unwrap_or(latest);
-    let switch = switch_of(client, target, judged, enabled).await?;
+    let (switch, judged_description) = switch_of(client, target, judged, enabled).await?;
     let mut plan = FlagPlan {
         judged,
         deployed: deployed.is_some(),
         latest,
         switch,
+        judged_description,
         deploy_latest_as_is: false,
     };
     if plan.switch.document.is_some() && judged != latest {
         // Build on the latest hosted version (a concurrent edit is kept, as before); if it has
         // the flags off already, it is deployed as it is.
-        let on_latest = switch_of(client, target, latest, enabled).await?;
+        let (on_latest, _) = switch_of(client, target, latest, enabled).await?;
         match on_latest.document {
             Some(document) => plan.switch.document = Some(document),
             None => plan.deploy_latest_as_is = true,

@@ -218,8 +218,14 @@ pub async fn set_flags(
         "safeship: {requested_by} switched flags {} from a terminal",
         if enabled { "on" } else { "off" }
     );
-    let (switched, version, detail) =
-        rollback::switch_and_deploy(deps, target, &description, enabled).await?;
+    let (switched, version, detail) = rollback::switch_and_deploy(
+        deps,
+        target,
+        &description,
+        enabled,
+        rollback::Earlier::IsAnother,
+    )
+    .await?;
     let mut unannounced = None;
     if !switched.is_empty() {
         let event = flags_by_hand_event(deps, target, &switched, enabled, version, requested_by);

@@ -368,10 +368,14 @@ async fn switch_flags(cx: &Ctx<'_>, target: &FeatureFlagTarget) -> (Step, Option
         Ok(plan) => plan.judged,
         Err(e) => return (Step::failed(&action, &e), None),
     };
-    let description = format!("safeship: alarm {} switched flags off", cx.alarm.alarm_name);
+    // Names the transition, so that its retry knows the version it finds served as its own.
+    let description = format!(
+        "safeship: alarm {} switched flags off ({})",
+        cx.alarm.alarm_name, cx.transition
+    );
     let work = || async {
         let (flags, version, detail) =
-            switch_and_deploy(cx.deps, target, &description, false).await?;
+            switch_and_deploy(cx.deps, target, &description, false, Earlier::IsThisSwitch).await?;
         Ok(FlagSwitchRecord {
             flags,
             version,
@@ -409,19 +413,46 @@ async fn dry_switch(deps: &Deps, target: &FeatureFlagTarget, action: &str) -> St
     }
 }
 
+/// What a served version written with the same description, whose flags are already so, is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Earlier {
+    /// This switch, by an attempt that died after deploying it before it could record so (an
+    /// alarm transition's: the description names the transition). Its flags are reported as
+    /// switched, so the retry announces them.
+    IsThisSwitch,
+    /// Another switch (a person repeating a command): nothing to do, nothing to announce.
+    IsAnother,
+}
+
 /// Deploys a version with the flags off (`enabled` false) or on, unless the version the
 /// environment serves has them all so already: the flags switched, the version deployed, and the
 /// step's detail (stored as the step's outcome). Safe to resume: a version an interrupted attempt
-/// wrote but did not deploy is deployed, not written again.
+/// wrote but did not deploy is deployed, not written again; one it deployed is this switch when
+/// `earlier` says so.
 pub(crate) async fn switch_and_deploy(
     deps: &Deps,
     target: &FeatureFlagTarget,
     description: &str,
     enabled: bool,
+    earlier: Earlier,
 ) -> Result<(Vec<String>, Option<i32>, String), Error> {
     let plan = appconfig::read_switch(&deps.appconfig, target, enabled).await?;
     let state = if enabled { "on" } else { "off" };
     let judged = plan.judged;
+    let own_interrupted = earlier == Earlier::IsThisSwitch
+        && plan.deployed
+        && plan.judged_description.as_deref() == Some(description);
+    if plan.switch.document.is_none() && own_interrupted {
+        // Found by the crash suite: killed after StartDeployment, the retry found the flags off
+        // and announced nothing.
+        return Ok((
+            plan.switch.already.clone(),
+            Some(judged),
+            format!(
+                "version {judged} (written and deployed by an interrupted delivery of this transition) serves the flags {state}"
+            ),
+        ));
+    }
     let Some(document) = &plan.switch.document else {
         let which = if plan.deployed {
             format!(", the version deployed to {}", target.environment)

@@ -113,7 +113,10 @@ async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> 
         let (_, first) = deliver_until_answered(&world, case.function, &event).await;
         // And its second, later still: nothing more to do.
         let (_, second) = deliver_until_answered(&world, case.function, &event).await;
-        retries = format!("{first}\n    then {second}").chars().take(1200).collect();
+        retries = format!("{first}\n    then {second}")
+            .chars()
+            .take(1200)
+            .collect();
     }
     Tried {
         case: index,
