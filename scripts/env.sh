@@ -95,7 +95,10 @@ ensure_moto() {
     ensure_venv
     local port; port=$(free_port)
     SAFESHIP_MOTO_ENDPOINT="http://127.0.0.1:$port"
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SAFESHIP_CACHE/moto.log" 2>&1 &
+    # The reliability suite builds hundreds of worlds, each with an RDS instance (and moto's
+    # automated snapshot of it): moto's default account limit of 1,000 snapshots is too few.
+    MOTO_RDS_SNAPSHOT_LIMIT=100000 \
+      "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SAFESHIP_CACHE/moto.log" 2>&1 &
     STARTED_PIDS+=($!)
     local i
     for i in $(seq 1 100); do

@@ -67,8 +67,9 @@ pub struct IdempotencyStore {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// This delivery owns the key under `owner`: do the work, then `complete` it (or `release`
-    /// on failure).
-    Acquired { owner: String },
+    /// on failure). `taken_over`: a delivery that died held it before (its lease ran out), so
+    /// some of the work may be done already.
+    Acquired { owner: String, taken_over: bool },
     /// An earlier delivery finished; this is the outcome it recorded.
     Completed(serde_json::Value),
     /// Another live delivery holds the key until its lease ends.
@@ -149,10 +150,15 @@ impl IdempotencyStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
             .expression_attribute_values(":now", millis(now))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Some(Claim::Acquired { owner })),
+            Ok(out) => Ok(Some(Claim::Acquired {
+                owner,
+                // The item replaced, if any, was a dead delivery's claim (the condition).
+                taken_over: out.attributes.is_some_and(|old| !old.is_empty()),
+            })),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -261,6 +267,23 @@ impl IdempotencyStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
+        self.once_resuming(key, |_| work()).await
+    }
+
+    /// As [`Self::once`], telling `work` whether it resumes after a delivery that died holding
+    /// the key (`true`: some of the work may be done already; work that cannot be repeated
+    /// blind, such as a message, looks first).
+    pub async fn once_resuming<T, E, F, Fut>(
+        &self,
+        key: &str,
+        work: F,
+    ) -> std::result::Result<Once<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce(bool) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
         let owner = match self
             .in_time("dynamodb:PutItem (claim)", key, self.claim(key))
             .await?
@@ -284,10 +307,21 @@ impl IdempotencyStore {
                 }
                 .into());
             }
-            Claim::Acquired { owner } => owner,
+            Claim::Acquired { owner, taken_over } => {
+                if taken_over {
+                    tracing::warn!(key = %self.item_key(key),
+                        "resuming work a delivery that died had claimed: some of it may be done");
+                }
+                (owner, taken_over)
+            }
         };
+        let (owner, taken_over) = owner;
         let outcome = self
-            .holding(key, &owner, AssertUnwindSafe(work()).catch_unwind())
+            .holding(
+                key,
+                &owner,
+                AssertUnwindSafe(work(taken_over)).catch_unwind(),
+            )
             .await?;
         let failure = match outcome {
             None => Error::Unfinished {

@@ -298,6 +298,7 @@ impl Slack {
         target: &Target,
         payload: &Value,
         place: Placement<'_>,
+        key: &str,
         timeout: Duration,
     ) -> (Attempt, Option<String>) {
         let request = match target {
@@ -305,6 +306,11 @@ impl Slack {
             Target::Api { token, channel } => {
                 let mut body = payload.clone();
                 body["channel"] = Value::from(channel.as_str());
+                // The message carries its once-only key, so a retry after a crash can find it.
+                body["metadata"] = serde_json::json!({
+                    "event_type": METADATA_EVENT_TYPE,
+                    "event_payload": {"key": key},
+                });
                 if let Placement::Reply { ts, broadcast } = place {
                     body["thread_ts"] = Value::from(ts);
                     if broadcast {
@@ -369,10 +375,13 @@ impl Slack {
         }
     }
 
+    /// Posts `payload` at `place`, the message of once-only `key` (carried in the message's
+    /// metadata by the Web API, for [`Self::find_posted`]).
     pub async fn post(
         &self,
         payload: &Value,
         place: Placement<'_>,
+        key: &str,
         deadline: Instant,
     ) -> Result<Posted, Error> {
         let target = self.target_by(deadline).await?;
@@ -389,7 +398,7 @@ impl Slack {
             }
             made += 1;
             let (attempt, ts) = self
-                .attempt(target, payload, place, left.min(ATTEMPT_TIMEOUT))
+                .attempt(target, payload, place, key, left.min(ATTEMPT_TIMEOUT))
                 .await;
             let left = deadline.saturating_duration_since(Instant::now());
             match next_step(&attempt, made, pause, left) {
@@ -407,6 +416,87 @@ impl Slack {
             }
         }
     }
+}
+
+/// The metadata event type of safeship's messages (Slack: lowercase letters and underscores).
+pub const METADATA_EVENT_TYPE: &str = "safeship_notification";
+
+/// What a look for an earlier post found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The message of that key is in the channel (or the thread), with its `ts`.
+    Posted(String),
+    /// It is not there.
+    NotPosted,
+    /// This channel cannot be read back (an incoming webhook).
+    CannotTell,
+}
+
+impl Slack {
+    /// Whether the message of once-only `key` is already in the channel at `place` (a thread's
+    /// replies, or the channel since `since`): what a delivery that resumes after one that died
+    /// looks for before it posts. Slack's `conversations.history` / `conversations.replies`
+    /// with `include_all_metadata`.
+    pub async fn find_posted(
+        &self,
+        key: &str,
+        place: Placement<'_>,
+        since: chrono::DateTime<chrono::Utc>,
+        deadline: Instant,
+    ) -> Result<Found, Error> {
+        let Target::Api { token, channel } = self.target_by(deadline).await? else {
+            return Ok(Found::CannotTell);
+        };
+        let (method, mut query) = match place {
+            Placement::Reply { ts, .. } => ("conversations.replies", vec![("ts", ts.to_owned())]),
+            Placement::Channel => (
+                "conversations.history",
+                vec![("oldest", format!("{}.000000", since.timestamp()))],
+            ),
+        };
+        query.extend([
+            ("channel", channel.clone()),
+            ("include_all_metadata", "true".to_owned()),
+            ("limit", "200".to_owned()),
+        ]);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let url = reqwest::Url::parse_with_params(&format!("{}/{method}", self.api), &query)
+            .map_err(|e| self.error(format!("{method}: the API's URL: {e}")))?;
+        let answer = self
+            .client
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .timeout(left.min(ATTEMPT_TIMEOUT))
+            .send()
+            .await
+            .map_err(|e| self.error(format!("{method}: {}", e.without_url())))?;
+        let status = answer.status();
+        let answer: Value = answer
+            .json()
+            .await
+            .map_err(|e| self.error(format!("{method}: HTTP {status}: {}", e.without_url())))?;
+        if answer["ok"] != true {
+            return Err(self.error(format!(
+                "{method} answered {}",
+                answer["error"].as_str().unwrap_or("no error given")
+            )));
+        }
+        Ok(found_in(&answer, key))
+    }
+}
+
+/// The message of `key` among a history's or a thread's `messages`.
+fn found_in(answer: &Value, key: &str) -> Found {
+    answer["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| {
+            m["metadata"]["event_type"] == METADATA_EVENT_TYPE
+                && m["metadata"]["event_payload"]["key"] == key
+        })
+        .and_then(|m| m["ts"].as_str())
+        .map_or(Found::NotPosted, |ts| Found::Posted(ts.to_owned()))
 }
 
 /// The Web API's answer to `chat.postMessage` (HTTP 200), as an attempt, with the message's `ts`.

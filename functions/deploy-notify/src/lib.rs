@@ -342,7 +342,9 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             let once = deps
                 .common
                 .idempotency
-                .once(&key, || send(deps, *channel, message, event_key, deadline))
+                .once_resuming(&key, |resumed| {
+                    send(deps, *channel, message, event_key, &key, resumed, deadline)
+                })
                 .await;
             (*channel, once)
         }
@@ -449,11 +451,12 @@ pub async fn send_test(
         channels.push(Channel::Email);
     }
     let message = &message;
-    futures_util::future::join_all(
-        channels
-            .into_iter()
-            .map(|c| async move { (c, send(deps, c, message, "test", deadline).await) }),
-    )
+    futures_util::future::join_all(channels.into_iter().map(|c| async move {
+        (
+            c,
+            send(deps, c, message, "test", "test", false, deadline).await,
+        )
+    }))
     .await
 }
 
@@ -465,12 +468,44 @@ fn preview(message: &message::Message) -> Value {
     })
 }
 
-/// Sends `message` (of the event `event_key`) on `channel`.
+/// What a message sent again after a crash says first, where the channel cannot be read back
+/// to see whether the delivery that died had sent it (SNS email, a Slack incoming webhook).
+pub const MAYBE_REPEATED: &str =
+    "(Sent again: the notifier was interrupted around sending this, and may have sent it already.)";
+
+/// How far back a resumed delivery looks in the channel for the message it may have posted.
+const LOOK_BACK: chrono::Duration = chrono::Duration::hours(6);
+
+/// Whether the message of once-only `key` is already at `place` in the channel: its `ts` if so.
+/// A channel that cannot be read back gets the message again, marked (`payload`).
+async fn already_posted(
+    slack: &deliver::Slack,
+    key: &str,
+    place: deliver::Placement<'_>,
+    since: chrono::DateTime<chrono::Utc>,
+    deadline: tokio::time::Instant,
+    payload: &mut serde_json::Value,
+) -> Result<Option<String>, Error> {
+    match slack.find_posted(key, place, since, deadline).await? {
+        deliver::Found::Posted(ts) => Ok(Some(ts)),
+        deliver::Found::NotPosted => Ok(None),
+        deliver::Found::CannotTell => {
+            render::mark_repeated(payload, MAYBE_REPEATED);
+            Ok(None)
+        }
+    }
+}
+
+/// Sends `message` (of the event `event_key`, once-only as `key`) on `channel`. `resumed`: a
+/// delivery that died held `key` before, and may have sent the message: a Slack channel that can
+/// be read back is looked at first; one that cannot (and email) sends again, saying so.
 async fn send(
     deps: &Deps,
     channel: Channel,
     message: &message::Message,
     event_key: &str,
+    key: &str,
+    resumed: bool,
     deadline: tokio::time::Instant,
 ) -> Result<String, Error> {
     match channel {
@@ -481,7 +516,8 @@ async fn send(
                     "is required when the policy routes to Slack",
                 )
             })?;
-            let payload = render::slack(message);
+            let since = chrono::Utc::now() - LOOK_BACK;
+            let mut payload = render::slack(message);
             let attempt = |posted: &deliver::Posted| {
                 if posted.attempts > 1 {
                     format!(" (attempt {})", posted.attempts)
@@ -489,11 +525,31 @@ async fn send(
                     String::new()
                 }
             };
+            let found_earlier = |ts: &str| {
+                format!(
+                    "posted to {} (message {ts}) by a delivery that died before recording it",
+                    slack.channel
+                )
+            };
             let deployment = match &message.deployment_id {
                 Some(d) if slack.threads(deadline).await? => d,
                 _ => {
+                    if resumed {
+                        if let Some(ts) = already_posted(
+                            slack,
+                            key,
+                            deliver::Placement::Channel,
+                            since,
+                            deadline,
+                            &mut payload,
+                        )
+                        .await?
+                        {
+                            return Ok(found_earlier(&ts));
+                        }
+                    }
                     let posted = slack
-                        .post(&payload, deliver::Placement::Channel, deadline)
+                        .post(&payload, deliver::Placement::Channel, key, deadline)
                         .await?;
                     return Ok(format!("posted to {}{}", slack.channel, attempt(&posted)));
                 }
@@ -501,28 +557,50 @@ async fn send(
             // A deployment's first message opens its thread; the rest reply in it, so an
             // incident reads as one story in the channel. Failures are also shown in the channel.
             // The thread's record names the event that opened it: a retry of that event (its
-            // post done, its own record not) is not posted again as a reply.
+            // post done, its own record not) is not posted again as a reply; one whose opening
+            // post may be done (a delivery died holding the thread) looks for it first.
             let mut opened = None;
             let thread = deps
                 .common
                 .idempotency
-                .once(&format!("thread:{deployment}:slack"), || async {
-                    let posted = slack
-                        .post(&payload, deliver::Placement::Channel, deadline)
-                        .await?;
-                    let record = json!({"ts": posted.ts, "event": event_key});
-                    opened = Some(posted);
-                    Ok::<_, Error>(record)
+                .once_resuming(&format!("thread:{deployment}:slack"), |thread_resumed| {
+                    let payload = &payload;
+                    let opened = &mut opened;
+                    async move {
+                        if thread_resumed || resumed {
+                            let mut unused = payload.clone();
+                            if let Some(ts) = already_posted(
+                                slack,
+                                key,
+                                deliver::Placement::Channel,
+                                since,
+                                deadline,
+                                &mut unused,
+                            )
+                            .await?
+                            {
+                                return Ok::<_, Error>(json!({"ts": ts, "event": event_key}));
+                            }
+                        }
+                        let posted = slack
+                            .post(payload, deliver::Placement::Channel, key, deadline)
+                            .await?;
+                        let record = json!({"ts": posted.ts, "event": event_key});
+                        *opened = Some(posted);
+                        Ok(record)
+                    }
                 })
                 .await?;
             let parent = match thread {
-                Once::Ran(_) => {
-                    let posted = opened.expect("the thread was opened in this delivery");
-                    return Ok(format!(
-                        "posted to {}, opening deployment {deployment}'s thread{}",
-                        slack.channel,
-                        attempt(&posted)
-                    ));
+                Once::Ran(record) => {
+                    return Ok(match opened {
+                        Some(posted) => format!(
+                            "posted to {}, opening deployment {deployment}'s thread{}",
+                            slack.channel,
+                            attempt(&posted)
+                        ),
+                        None => found_earlier(record["ts"].as_str().unwrap_or("?")),
+                    });
                 }
                 Once::AlreadyDone(record) if record["event"] == event_key => {
                     return Ok(format!(
@@ -539,7 +617,14 @@ async fn send(
                 },
                 None => deliver::Placement::Channel,
             };
-            let posted = slack.post(&payload, place, deadline).await?;
+            if resumed {
+                if let Some(ts) =
+                    already_posted(slack, key, place, since, deadline, &mut payload).await?
+                {
+                    return Ok(found_earlier(&ts));
+                }
+            }
+            let posted = slack.post(&payload, place, key, deadline).await?;
             Ok(format!(
                 "posted to {}{}{}",
                 slack.channel,
@@ -561,15 +646,24 @@ async fn send(
                     "is required when the policy routes to email",
                 )
             })?;
+            // SNS keeps no record a retry could read: a resumed delivery sends again, saying so.
+            let mut body = render::email_body(message);
+            if resumed {
+                body = format!("{MAYBE_REPEATED}\n\n{body}");
+            }
             let id = deliver::email(
                 &deps.sns,
                 topic,
                 &render::email_subject(message),
-                &render::email_body(message),
+                &body,
                 deadline,
             )
             .await?;
-            Ok(format!("published as SNS message {id}"))
+            Ok(if resumed {
+                format!("published as SNS message {id}, marked as maybe repeated")
+            } else {
+                format!("published as SNS message {id}")
+            })
         }
     }
 }

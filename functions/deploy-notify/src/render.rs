@@ -112,6 +112,18 @@ pub fn slack(m: &Message) -> Value {
     json!({"text": summary(m), "blocks": blocks})
 }
 
+/// Adds `note` to a rendered Slack message as a context line under its header (a message sent
+/// again after a crash says so).
+pub fn mark_repeated(payload: &mut Value, note: &str) {
+    if let Some(blocks) = payload["blocks"].as_array_mut() {
+        let at = blocks.len().min(1);
+        blocks.insert(
+            at,
+            json!({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(note)}]}),
+        );
+    }
+}
+
 /// The email subject: the summary made printable ASCII on one line, within SNS's limit.
 pub fn email_subject(m: &Message) -> String {
     let ascii: String = summary(m)

@@ -52,6 +52,8 @@ struct Tried {
     /// What the first delivery was answered, and the guard events published (for a diagnosis).
     answer: String,
     published: Vec<String>,
+    /// Emails that say they may repeat one (sent again by a delivery that resumed).
+    marked_emails: usize,
 }
 
 /// How many calls that change something one delivery of `case` makes.
@@ -130,7 +132,33 @@ async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> 
             .take(1600)
             .collect(),
         published: world.guard_events_published(),
+        marked_emails: world
+            .channels
+            .emails()
+            .await
+            .iter()
+            .filter(|e| {
+                e["Message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(deploy_notify::MAYBE_REPEATED))
+            })
+            .count(),
     }
+}
+
+/// The one documented exception to "exactly once": killed after SNS took an email and before
+/// the notifier recorded it (the channels go side by side, so that is whichever point falls
+/// there), the retry cannot know whether the email went out (SNS keeps no
+/// record to read back, unlike Slack's history), so it sends it again, saying so in its first
+/// line. Everything else must still be exactly one delivery's.
+fn sent_again_as_documented(case: &Case, t: &Tried) -> bool {
+    let expected_but_one_more_email = Effects {
+        emails: case.once.emails + 1,
+        ..case.once
+    };
+    case.function == "deploy-notify"
+        && t.effects == expected_but_one_more_email
+        && t.marked_emails == 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +198,13 @@ async fn a_function_killed_between_any_two_side_effects_finishes_on_retry_exactl
     tried.sort_by_key(|t| (t.case, t.at, t.phase == Phase::After));
 
     let mut wrong = Vec::new();
+    let mut repeated = 0;
     for t in &tried {
         let case = &cases[t.case];
+        if t.effects != case.once && sent_again_as_documented(case, t) {
+            repeated += 1;
+            continue;
+        }
         if t.effects != case.once {
             wrong.push(format!(
                 "{} {} killed {:?} change {} ({}): did {}, one delivery does {}\n    first answered {}\n    guard events {:?}",
@@ -189,7 +222,7 @@ async fn a_function_killed_between_any_two_side_effects_finishes_on_retry_exactl
     }
     let killed = tried.iter().filter(|t| t.killed).count();
     println!(
-        "crash and retry: {} crash points of {} samples, {killed} killed mid-delivery, {} wrong",
+        "crash and retry: {} crash points of {} samples, {killed} killed mid-delivery; {repeated} sent an email again, marked as maybe repeated (SNS keeps nothing to read back); {} wrong",
         tried.len(),
         cases.len(),
         wrong.len()

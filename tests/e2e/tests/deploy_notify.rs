@@ -606,7 +606,7 @@ async fn a_channel_another_live_invocation_holds_is_an_error_never_a_duplicate()
     let w = world().await;
     let store = &w.deps.common.idempotency;
     // Another invocation is posting this START to Slack right now.
-    let safeship::idempotency::Claim::Acquired { owner } =
+    let safeship::idempotency::Claim::Acquired { owner, .. } =
         store.claim("d-abcdef123:start:slack").await.unwrap()
     else {
         panic!("a fresh key is acquired")
@@ -626,6 +626,7 @@ async fn a_channel_another_live_invocation_holds_is_an_error_never_a_duplicate()
     assert_eq!(w.channels.emails().await.len(), 1);
     let safeship::idempotency::Claim::Acquired {
         owner: failure_owner,
+        ..
     } = store.claim("d-abcdef123:failure:slack").await.unwrap()
     else {
         panic!("the failed post released its claim")
@@ -1002,7 +1003,8 @@ mod threads {
             posted.iter().all(|p| p["channel"] == "C0DEPLOYS1"),
             "{posted:?}"
         );
-        let parent = "1764700000.000001";
+        let parent = w.channels.slack.posted_ts(0);
+        let parent = parent.as_str();
         assert!(posted[0].get("thread_ts").is_none(), "{}", posted[0]);
         assert_eq!(
             posted[0]["blocks"][0]["text"]["text"],
@@ -1066,7 +1068,10 @@ mod threads {
             .unwrap();
         let posted = w.channels.slack.received();
         assert_eq!(posted.len(), 2);
-        assert_eq!(posted[1]["thread_ts"], "1764700000.000001");
+        assert_eq!(
+            posted[1]["thread_ts"],
+            w.channels.slack.posted_ts(0).as_str()
+        );
     }
 
     #[tokio::test]
@@ -1101,8 +1106,8 @@ mod threads {
             .unwrap();
         assert_eq!(
             w.channels.slack.received()[2]["thread_ts"],
-            "1764700000.000002",
-            "the thread is the message that was posted"
+            w.channels.slack.posted_ts(0).as_str(),
+            "the thread is the message that was posted (the refused one never was)"
         );
     }
 }

@@ -2,7 +2,8 @@
 //! records every body it receives and answers from a script (once the script is used up: the
 //! webhook's 200 `ok`, the Web API's `{"ok": true, "ts": …}` with a new `ts` each time), so a test
 //! can play Slack being rate-limited, down, refusing a channel, or taking a request and never
-//! answering it.
+//! answering it. What the Web API posted can be read back as Slack's `conversations.history` and
+//! `conversations.replies` show it (with each message's `metadata` when asked for).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,8 @@ struct Shared {
     accepted: Mutex<usize>,
     /// The `Authorization` header of each Web API request.
     authorizations: Mutex<Vec<String>>,
+    /// What the Web API posted, oldest first, each with its `ts`: the channel's history.
+    posted: Mutex<Vec<Value>>,
 }
 
 /// The bot token the Web API's secret holds in the tests.
@@ -47,6 +50,8 @@ impl SlackWebhook {
         let app = Router::new()
             .route("/services/T000/B000/XXXXSECRETXXXX", post(hook))
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/conversations.history", axum::routing::get(history))
+            .route("/api/conversations.replies", axum::routing::get(replies))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -89,6 +94,19 @@ impl SlackWebhook {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// What the Web API posted, oldest first, each with the `ts` it was answered.
+    pub fn posted(&self) -> Vec<Value> {
+        self.shared.posted.lock().unwrap().clone()
+    }
+
+    /// The `ts` of the `n`th message the Web API posted (0: the first).
+    pub fn posted_ts(&self, n: usize) -> String {
+        self.posted()[n]["ts"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// How many messages were accepted (answered 2xx): what the channel shows.
     pub fn accepted(&self) -> usize {
         *self.shared.accepted.lock().unwrap()
@@ -123,13 +141,74 @@ async fn post_message(
             .unwrap_or_default()
             .to_owned(),
     );
-    let channel = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)["channel"].clone();
+    let message = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let channel = message["channel"].clone();
     let n = shared.received.lock().unwrap().len() + 1;
-    answer(&shared, &body, || {
-        serde_json::json!({"ok": true, "channel": channel, "ts": format!("1764700000.{n:06}")})
-            .to_string()
+    // Slack's `ts` is the posting time in epoch seconds (unique per channel by its fraction).
+    let ts = format!("{}.{n:06}", chrono::Utc::now().timestamp());
+    let answered = answer(&shared, &body, || {
+        serde_json::json!({"ok": true, "channel": channel, "ts": ts}).to_string()
     })
-    .await
+    .await;
+    let took = serde_json::from_str::<Value>(&answered.2).is_ok_and(|a| a["ok"] == true);
+    if (200..300).contains(&answered.0.as_u16()) && took {
+        let mut kept = message;
+        kept["ts"] = Value::from(ts);
+        shared.posted.lock().unwrap().push(kept);
+    }
+    answered
+}
+
+/// `conversations.history`: the channel's messages (not thread replies, unless broadcast) at or
+/// after `oldest`, newest first.
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    let oldest: f64 = q.get("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
+    let posted = shared.posted.lock().unwrap().clone();
+    let mut messages: Vec<Value> = posted
+        .into_iter()
+        .filter(|m| m["channel"].as_str() == q.get("channel").map(String::as_str))
+        .filter(|m| m.get("thread_ts").is_none() || m["reply_broadcast"] == true)
+        .filter(|m| ts_of(m) >= oldest)
+        .map(|m| shown(m, &q))
+        .collect();
+    messages.reverse();
+    axum::Json(serde_json::json!({"ok": true, "messages": messages, "has_more": false}))
+}
+
+/// `conversations.replies`: the thread of `ts`, its parent first.
+async fn replies(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::Json<Value> {
+    let parent = q.get("ts").cloned().unwrap_or_default();
+    let posted = shared.posted.lock().unwrap().clone();
+    let messages: Vec<Value> = posted
+        .into_iter()
+        .filter(|m| m["channel"].as_str() == q.get("channel").map(String::as_str))
+        .filter(|m| m["ts"] == parent.as_str() || m["thread_ts"] == parent.as_str())
+        .map(|m| shown(m, &q))
+        .collect();
+    axum::Json(serde_json::json!({"ok": true, "messages": messages, "has_more": false}))
+}
+
+fn ts_of(message: &Value) -> f64 {
+    message["ts"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A message as a read shows it: its metadata only with `include_all_metadata`.
+fn shown(mut message: Value, q: &std::collections::HashMap<String, String>) -> Value {
+    if q.get("include_all_metadata").map(String::as_str) != Some("true") {
+        if let Some(m) = message.as_object_mut() {
+            m.remove("metadata");
+        }
+    }
+    message
 }
 
 /// Records `body` and answers the script's next reply, or `otherwise` with 200.

@@ -210,9 +210,10 @@ impl World {
             // The guard events' history the notifier keeps and `safeship status` reads.
             ("SAFESHIP_GUARD_HISTORY_TABLE".into(), guard_history),
             ("SAFESHIP_EVENT_BUS".into(), inbox.bus.clone()),
-            // The emulated account's manual snapshot quota is moto's (1,000), which every test
-            // sharing this moto counts against; the quota warning has tests of its own.
-            ("SAFESHIP_RDS_SNAPSHOT_QUOTA".into(), "1000".into()),
+            // The emulated account's snapshot limit is the one scripts/env.sh starts moto with
+            // (every test sharing this moto counts against it); the quota warning has tests of
+            // its own.
+            ("SAFESHIP_RDS_SNAPSHOT_QUOTA".into(), "100000".into()),
         ];
         // The Slack Web API through an endpoint of its own too, so a crash can be armed there.
         let slack_api = channels.slack.api_url();
