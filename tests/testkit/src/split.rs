@@ -251,6 +251,24 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
     let start = Instant::now();
     let (parts, body) = request.into_parts();
     let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    // Carried out to its end and recorded even when the caller goes away mid-call (a process
+    // killed while the call was on its way): the service did it, so it is counted.
+    tokio::spawn(forward_and_record(split, parts, sent, start))
+        .await
+        .unwrap_or_else(|e| {
+            Response::builder()
+                .status(502)
+                .body(Body::from(format!("split endpoint: {e}")))
+                .unwrap()
+        })
+}
+
+async fn forward_and_record(
+    split: Arc<Split>,
+    parts: Parts,
+    sent: Bytes,
+    start: Instant,
+) -> Response {
     let operation = operation_of(&parts, &sent);
     let tripwire = split.tripwire.lock().unwrap().clone();
     let crash = tripwire.count(&operation, &parts.method);
