@@ -7,6 +7,7 @@
 //! that silently does nothing fails too). Each delivery of one sample is the same event, as a
 //! redelivery is.
 
+use safeship_testkit::codedeploy::metric_alarm;
 use safeship_testkit::effects::Effects;
 use safeship_testkit::runtime::Answer;
 use safeship_testkit::samples::{cases, deliver_until_answered, delivered, world, Case};
@@ -149,4 +150,57 @@ async fn run_in_one_world(cases: &[Case], order: &[usize]) -> (Effects, Vec<Stri
         );
     }
     (world.effects().await, world.guard_events_published())
+}
+
+#[tokio::test]
+async fn a_hook_and_an_alarm_for_one_deployment_at_once_agree() {
+    // Issue 18, part 6: the deployment's BeforeAllowTraffic hook and its 5xx alarm arrive at
+    // the same moment. Whichever runs first, CodeDeploy is told the hook failed (the hook's
+    // alarm check reads the alarm in ALARM), once; the deployment is stopped once and the flags
+    // switched off once; and delivering both again changes nothing.
+    let (mut world, d) = world().await;
+    world.start("traffic-hook", 1).await.unwrap();
+    world.start("alarm-rollback", 1).await.unwrap();
+    metric_alarm(
+        &aws_sdk_cloudwatch::Client::new(&world.sdk),
+        "checkout-prod-5xx-rate",
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "Threshold Crossed: 48 target 5xx responses in a minute",
+    )
+    .await
+    .unwrap();
+    let now = chrono::Utc::now();
+    let hook = delivered("codedeploy-lifecycle-before-allow-traffic.json", &d, now);
+    let alarm = delivered("alarm-eventbridge-metric.json", &d, now);
+    for round in 1..=2 {
+        let ((_, hook_answer), (_, alarm_answer)) = tokio::join!(
+            deliver_until_answered(&world, "traffic-hook", &hook),
+            deliver_until_answered(&world, "alarm-rollback", &alarm),
+        );
+        assert_eq!(
+            hook_answer["status"], "Failed",
+            "round {round}: {hook_answer}"
+        );
+        assert_eq!(
+            alarm_answer["outcome"]["decision"], "roll-back",
+            "round {round}: {alarm_answer}"
+        );
+    }
+    let effects = world.effects().await;
+    assert_eq!(
+        (
+            effects.hook_reports,
+            effects.stops,
+            effects.flag_versions,
+            effects.flag_deployments
+        ),
+        (1, 1, 1, 1),
+        "{effects}"
+    );
+    let reports = world.received("PutLifecycleEventHookExecutionStatus").await;
+    assert!(
+        reports.iter().all(|r| r["status"] == "Failed"),
+        "CodeDeploy was told something else: {reports:?}"
+    );
+    assert_eq!(world.ledger.status(&d).as_deref(), Some("Stopped"));
 }

@@ -319,6 +319,34 @@ impl World {
         self.tripwire.changes()
     }
 
+    /// Every call the functions sent (operation and body), as one text to scan.
+    pub fn calls_sent(&self) -> String {
+        [
+            &self.aws,
+            &self.codedeploy_split,
+            &self.appconfig_split,
+            &self.slack_split,
+        ]
+        .iter()
+        .flat_map(|endpoint| endpoint.waits())
+        .map(|c| format!("{} {}\n", c.operation, String::from_utf8_lossy(&c.request)))
+        .collect()
+    }
+
+    /// Stops function `name`'s processes and returns everything they wrote (their logs).
+    pub async fn stop_and_read_output(&mut self, name: &str) -> String {
+        let f = self
+            .functions
+            .iter_mut()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} was not started in this world"));
+        for p in &mut f.processes {
+            let _ = p.start_kill();
+            let _ = p.wait().await;
+        }
+        f.runtime.output_after_exit().await
+    }
+
     /// Starts function `name` again after a crash: one new process (a cold start).
     pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         let env = self.env.clone();
