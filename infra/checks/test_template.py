@@ -207,7 +207,7 @@ def code_operations(function, actions):
     whole = "\n".join(texts)
     shared = lambda p: _ops_in(_read(os.path.join(ROOT, "shared/src", p)), actions)  # noqa: E731
     ops |= shared("policy/source.rs")  # every cold start reads the policy
-    if re.search(r"\.once(_resuming)?\(", whole):
+    if re.search(r"\.once(_resuming|_claiming_by)?\(", whole):
         ops |= shared("idempotency.rs")
     if re.search(r"guard\s*\.publish\(", whole):
         ops |= shared("guard/publisher.rs")

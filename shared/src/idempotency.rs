@@ -284,10 +284,38 @@ impl IdempotencyStore {
         F: FnOnce(bool) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let owner = match self
-            .in_time("dynamodb:PutItem (claim)", key, self.claim(key))
-            .await?
-        {
+        self.once_claiming_by(key, None, work).await
+    }
+
+    /// As [`Self::once_resuming`], with the claim given up at `claim_by` (an error, as a store
+    /// without an answer is): a hook keeps the time after it to report, whatever the store does.
+    pub async fn once_claiming_by<T, E, F, Fut>(
+        &self,
+        key: &str,
+        claim_by: Option<tokio::time::Instant>,
+        work: F,
+    ) -> std::result::Result<Once<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce(bool) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let claim = self.in_time("dynamodb:PutItem (claim)", key, self.claim(key));
+        let claim = match claim_by {
+            Some(by) => tokio::time::timeout_at(by, claim)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Aws {
+                        action: "dynamodb:PutItem (claim)",
+                        resource: self.resource(key),
+                        code: None,
+                        message: "no answer in the time the claim may take".into(),
+                    })
+                }),
+            None => claim.await,
+        };
+        let owner = match claim? {
             Claim::Completed(recorded) => {
                 let value = serde_json::from_value(recorded).map_err(|e| {
                     Error::unexpected(

@@ -30,10 +30,15 @@ pub(crate) async fn start_hook(
     deadline: Instant,
 ) -> Result<SnapshotAnswer, Error> {
     let key = format!("hook:{}", hook.lifecycle_event_hook_execution_id);
+    let started = std::sync::atomic::AtomicBool::new(false);
+    // The claim may take until `deadline` (the invocation's less the margin), no longer: a
+    // store that does not answer, or refuses, leaves the margin to report Failed (found by the
+    // fault matrix: the hook stayed silent).
     let once = deps
         .common
         .idempotency
-        .once(&key, || async {
+        .once_claiming_by(&key, Some(deadline), |_| async {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
             let looked_up = tokio::time::timeout_at(
                 deadline,
                 safeship::aws::codedeploy::get_deployment(&deps.codedeploy, &hook.deployment_id),
@@ -84,8 +89,20 @@ pub(crate) async fn start_hook(
             // Boxed: the step's future is large, and a test's thread stack is small.
             Box::pin(hook_step(deps, state, deadline)).await
         })
-        .await?;
-    Ok(answer_once(once))
+        .await;
+    match once {
+        Ok(once) => Ok(answer_once(once)),
+        // The claim itself failed (not held elsewhere): nothing ran, so nothing reported.
+        // Silence is the one wrong answer: fail closed, then fail so the error is seen.
+        Err(Error::Safeship(
+            store_error @ (safeship::Error::Aws { .. } | safeship::Error::Unexpected { .. }),
+        )) if !started.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::error!(error = %store_error, "the hook's claim failed: reporting Failed");
+            report(deps, hook, false, deadline).await?;
+            Err(Error::Safeship(store_error))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// One invocation's share of a hook: take or find the snapshot, wait, then report — or hand the

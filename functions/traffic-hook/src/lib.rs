@@ -224,10 +224,12 @@ pub async fn run_hook(
     let key = &hook.lifecycle_event_hook_execution_id;
     // Set once CodeDeploy has taken this delivery's status: from then on nothing may report again.
     let reported = std::sync::OnceLock::new();
+    // The claim may take until the checks' deadline, no longer: a store that does not answer
+    // must leave the margin to report (found by the fault matrix: a hanging claim ate it).
     let once = deps
         .common
         .idempotency
-        .once(key, || async {
+        .once_claiming_by(key, Some(deadlines.checks), |_| async {
             let answer = check_and_report(deps, hook, deadlines).await?;
             let _ = reported.set(answer.clone());
             Ok(answer)

@@ -20,20 +20,11 @@ use std::time::{Duration, Instant};
 
 use safeship_testkit::effects::Effects;
 use safeship_testkit::runtime::Answer;
-use safeship_testkit::samples::{cases, deliver_until_answered, delivered, world, Case};
+use safeship_testkit::samples::{
+    cases, deliver_until_answered, delivered, short_deadline, world, Case,
+};
 use safeship_testkit::split::Phase;
 use tokio::sync::Semaphore;
-
-/// What the invocation that is killed is told it has: a little more than the margin the
-/// function keeps before its deadline (the integrity check's is 10 s, the snapshot's 5 s, the
-/// others' 3 s at most).
-fn killed_deadline(function: &str) -> Duration {
-    match function {
-        "integrity-check" => Duration::from_secs(13),
-        "predeploy-snapshot" => Duration::from_secs(9),
-        _ => Duration::from_secs(6),
-    }
-}
 
 /// Crash points tried at once (each in a world of its own; most of their time is the wait for
 /// the killed invocation's deadline).
@@ -83,7 +74,7 @@ async fn crash_and_retry(index: usize, case: &Case, at: usize, phase: Phase) -> 
     let event = delivered(case.sample, &d, chrono::Utc::now());
     world.arm_crash(case.function, at, phase);
     let handed = Instant::now();
-    let deadline = killed_deadline(case.function);
+    let deadline = short_deadline(case.function);
     let answer = world
         .function(case.function)
         .runtime

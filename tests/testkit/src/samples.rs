@@ -195,3 +195,15 @@ pub async fn deliver_until_answered(
     }
     panic!("{function}: still in progress elsewhere after 60 redeliveries")
 }
+
+/// A short deadline for an invocation (one to be killed, or to meet a fault that never answers):
+/// a little more than the margin the
+/// function keeps before its deadline (the integrity check's is 10 s, the snapshot's 5 s, the
+/// others' 3 s at most).
+pub fn short_deadline(function: &str) -> Duration {
+    match function {
+        "integrity-check" => Duration::from_secs(13),
+        "predeploy-snapshot" => Duration::from_secs(9),
+        _ => Duration::from_secs(6),
+    }
+}

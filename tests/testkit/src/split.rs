@@ -37,6 +37,7 @@ type Observer = Arc<dyn Fn(&Wait) + Send + Sync>;
 
 struct Split {
     tripwire: Mutex<Tripwire>,
+    faults: Mutex<Faults>,
     observer: Mutex<Option<Observer>>,
     moto: String,
     mock: String,
@@ -146,6 +147,149 @@ impl Tripwire {
     }
 }
 
+/// A fault an endpoint answers instead of the service, as AWS (or Slack) would answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The service's throttling error (retryable).
+    Throttling,
+    /// HTTP 500.
+    InternalError,
+    /// HTTP 503.
+    Unavailable,
+    /// No answer for this long (longer than any client waits).
+    Slow,
+    /// The connection closed without an answer.
+    Reset,
+    /// The caller's role may not call the operation.
+    AccessDenied,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::Throttling,
+        Fault::InternalError,
+        Fault::Unavailable,
+        Fault::Slow,
+        Fault::Reset,
+        Fault::AccessDenied,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Throttling => "throttled",
+            Fault::InternalError => "HTTP 500",
+            Fault::Unavailable => "HTTP 503",
+            Fault::Slow => "too slow",
+            Fault::Reset => "reset",
+            Fault::AccessDenied => "access denied",
+        }
+    }
+
+    /// The answer in the caller's protocol: JSON (`x-amz-target`), query (XML), REST JSON, or
+    /// Slack's Web API.
+    async fn answer(&self, parts: &Parts) -> Response {
+        let json = parts.headers.contains_key("x-amz-target");
+        let slack = parts.uri.path().starts_with("/api/");
+        let form = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        let error = |status: u16, code: &str, message: &str| {
+            let builder = Response::builder().status(status);
+            let body = if slack {
+                format!(r#"{{"ok":false,"error":"{}"}}"#, code.to_lowercase())
+            } else if form {
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>")
+            } else {
+                format!(r#"{{"__type":"{code}","message":"{message}","Message":"{message}"}}"#)
+            };
+            let builder = if json {
+                builder.header("content-type", "application/x-amz-json-1.1")
+            } else if form {
+                builder.header("content-type", "text/xml")
+            } else {
+                builder
+                    .header("content-type", "application/json")
+                    .header("x-amzn-errortype", code)
+            };
+            builder.body(Body::from(body)).unwrap()
+        };
+        match self {
+            Fault::Throttling if slack => Response::builder()
+                .status(429)
+                .header("retry-after", "1")
+                .body(Body::from("ratelimited"))
+                .unwrap(),
+            Fault::Throttling if form => error(400, "Throttling", "Rate exceeded"),
+            Fault::Throttling => error(400, "ThrottlingException", "Rate exceeded"),
+            Fault::InternalError => error(500, "InternalFailure", "We encountered an internal error"),
+            Fault::Unavailable => error(503, "ServiceUnavailable", "Service unavailable"),
+            Fault::AccessDenied if slack => error(200, "not_authed", "not authed"),
+            Fault::AccessDenied => error(
+                if form { 403 } else { 400 },
+                if form { "AccessDenied" } else { "AccessDeniedException" },
+                "User: arn:aws:sts::123456789012:assumed-role/safeship/function is not authorized to perform this operation",
+            ),
+            Fault::Slow => {
+                tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                error(500, "InternalFailure", "too late")
+            }
+            // The connection task ends without an answer (the panic is the fault, not a bug).
+            Fault::Reset => panic!("injected fault: connection reset"),
+        }
+    }
+}
+
+/// A fault armed for one operation (its name as [`Wait::name`] gives it, or a REST path's
+/// last segment), `times` calls long (`None`: every call), across the endpoints sharing it.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<Option<ArmedFault>>>);
+
+/// The operation, the fault, and how many calls are left to meet it (`None`: every one).
+type ArmedFault = (String, Fault, Option<usize>);
+
+impl Faults {
+    pub fn arm(&self, operation: &str, fault: Fault, times: Option<usize>) {
+        *self.0.lock().unwrap() = Some((operation.to_owned(), fault, times));
+    }
+
+    /// The fault for a call of `operation`, if one is armed and left.
+    fn take(&self, operation: &str) -> Option<Fault> {
+        let mut armed = self.0.lock().unwrap();
+        let (wanted, fault, times) = armed.as_mut()?;
+        if short_name(operation) != wanted.as_str() {
+            return None;
+        }
+        match times {
+            Some(0) => None,
+            Some(n) => {
+                *n -= 1;
+                Some(*fault)
+            }
+            None => Some(*fault),
+        }
+    }
+}
+
+/// An operation's short name: `PutItem` of `DynamoDB_20120810.PutItem`; for a REST call, its
+/// method and path with ids left out (`POST hostedconfigurationversions`).
+pub fn short_name(operation: &str) -> String {
+    match operation.split_once(' ') {
+        Some((method, path)) => {
+            let last = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path);
+            // A trailing number is an id (`deployments/1`): name the collection.
+            let named = if last.chars().all(|c| c.is_ascii_digit()) {
+                path.rsplit('/').nth(1).unwrap_or(last)
+            } else {
+                last
+            };
+            format!("{method} {named}")
+        }
+        None => operation.rsplit('.').next().unwrap_or(operation).to_owned(),
+    }
+}
+
 /// A call that writes: everything but reads.
 fn changes_something(operation: &str, method: &axum::http::Method) -> bool {
     if let Some((verb, _path)) = operation.split_once(' ') {
@@ -176,6 +320,7 @@ impl SplitEndpoint {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
             tripwire: Mutex::new(Tripwire::default()),
+            faults: Mutex::new(Faults::default()),
             observer: Mutex::new(None),
             moto: moto.trim_end_matches('/').to_owned(),
             mock: mock.trim_end_matches('/').to_owned(),
@@ -195,6 +340,11 @@ impl SplitEndpoint {
     /// passed through).
     pub fn observe(&self, observer: Observer) {
         *self.split.observer.lock().unwrap() = Some(observer);
+    }
+
+    /// From now on this endpoint's calls may meet `faults` (shared by several endpoints).
+    pub fn share_faults(&self, faults: &Faults) {
+        *self.split.faults.lock().unwrap() = faults.clone();
     }
 
     /// From now on this endpoint's calls count on (and may trip) `tripwire`; several endpoints
@@ -251,6 +401,10 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
     let start = Instant::now();
     let (parts, body) = request.into_parts();
     let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let faults = split.faults.lock().unwrap().clone();
+    if let Some(fault) = faults.take(&operation_of(&parts, &sent)) {
+        return fault.answer(&parts).await;
+    }
     // Carried out to its end and recorded even when the caller goes away mid-call (a process
     // killed while the call was on its way): the service did it, so it is counted.
     tokio::spawn(forward_and_record(split, parts, sent, start))

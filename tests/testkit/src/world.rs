@@ -27,7 +27,7 @@ use crate::integrity::{
 use crate::lifecycle::{Completions, DeploymentLedger};
 use crate::runtime::{Answer, LocalRuntime};
 use crate::slack::Channels;
-use crate::split::{Phase, SplitEndpoint, Tripwire};
+use crate::split::{Fault, Faults, Phase, SplitEndpoint, Tripwire};
 
 pub const FUNCTIONS: [&str; 5] = [
     "traffic-hook",
@@ -83,8 +83,9 @@ pub struct World {
     codedeploy_split: SplitEndpoint,
     appconfig_split: SplitEndpoint,
     slack_split: SplitEndpoint,
-    /// Shared by every endpoint above: a crash armed at the functions' calls.
+    /// Shared by every endpoint above: a crash armed at the functions' calls, and faults.
     tripwire: Tripwire,
+    faults: Faults,
     _lambda: MockServer,
 }
 
@@ -226,8 +227,10 @@ impl World {
             }
         }));
         let tripwire = Tripwire::default();
+        let faults = Faults::default();
         for endpoint in [&aws, &codedeploy_split, &appconfig_split, &slack_split] {
             endpoint.share_tripwire(&tripwire);
+            endpoint.share_faults(&faults);
         }
 
         Ok(World {
@@ -251,6 +254,7 @@ impl World {
             appconfig_split,
             slack_split,
             tripwire,
+            faults,
             _lambda: lambda,
         })
     }
@@ -317,6 +321,35 @@ impl World {
     /// Calls that changed something since the crash was armed.
     pub fn changes(&self) -> usize {
         self.tripwire.changes()
+    }
+
+    /// From now on the functions' calls of `operation` ([`crate::split::short_name`]) meet
+    /// `fault`, `times` calls long (`None`: every one).
+    pub fn arm_fault(&self, operation: &str, fault: Fault, times: Option<usize>) {
+        self.faults.arm(operation, fault, times);
+    }
+
+    /// The operations the functions have called so far, by short name, in the order first
+    /// called, each once.
+    pub fn operations_called(&self) -> Vec<String> {
+        let mut calls: Vec<_> = [
+            &self.aws,
+            &self.codedeploy_split,
+            &self.appconfig_split,
+            &self.slack_split,
+        ]
+        .iter()
+        .flat_map(|endpoint| endpoint.waits())
+        .collect();
+        calls.sort_by_key(|c| c.start);
+        let mut names: Vec<String> = Vec::new();
+        for call in calls {
+            let name = crate::split::short_name(&call.operation);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 
     /// Every call the functions sent (operation and body), as one text to scan.
