@@ -74,7 +74,7 @@ pub fn decide(
 
 pub async fn rollback(env: &Env, args: LambdaRollbackArgs) -> Result<Outcome, Error> {
     let sdk = safeship::aws::load_sdk_config(env).await?;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let lambda = safeship::aws_client!(aws_sdk_lambda, &sdk);
     let resource = format!("alias {} of function {}", args.alias, args.function);
     let not_found = |e: &aws_sdk_lambda::error::SdkError<_, _>| {
         matches!(e, aws_sdk_lambda::error::SdkError::ServiceError(s)

@@ -50,10 +50,13 @@ pub fn guarded_by(g: &GroupExplained) -> String {
 
 pub async fn run(env: &Env, args: StatusArgs) -> Result<Outcome, Error> {
     let common = safeship::runtime::Common::load("safeship-cli", env).await?;
-    let codedeploy = aws_sdk_codedeploy::Client::new(&common.sdk);
-    let history = env
-        .optional("SAFESHIP_GUARD_HISTORY_TABLE")
-        .map(|t| (aws_sdk_dynamodb::Client::new(&common.sdk), t.to_owned()));
+    let codedeploy = safeship::aws_client!(aws_sdk_codedeploy, &common.sdk);
+    let history = env.optional("SAFESHIP_GUARD_HISTORY_TABLE").map(|t| {
+        (
+            safeship::aws_client!(aws_sdk_dynamodb, &common.sdk),
+            t.to_owned(),
+        )
+    });
     let groups: Vec<GroupExplained> = explained(&common.policy)
         .into_iter()
         .filter(|g| {

@@ -44,8 +44,8 @@ pub enum Error {
 
     /// Once-only work was still running at the invocation's deadline and was stopped; its claim
     /// was released so a retry can finish it.
-    #[error("{resource}: the work did not finish before the invocation's deadline; stopped, and its claim released for the retry")]
-    Unfinished { resource: String },
+    #[error("{resource}: the work did not finish before the invocation's deadline{}; stopped, and its claim released for the retry", if waiting.is_empty() { String::new() } else { format!(" ({waiting})") })]
+    Unfinished { resource: String, waiting: String },
 
     /// Once-only work panicked; its claim was released so a retry can do it.
     #[error("{resource}: the work panicked ({message}); its claim was released for the retry")]

@@ -354,6 +354,7 @@ impl IdempotencyStore {
         let failure = match outcome {
             None => Error::Unfinished {
                 resource: self.resource(key),
+                waiting: crate::aws::in_flight::waiting(),
             }
             .into(),
             Some(Ok(Ok(value))) => {

@@ -49,11 +49,14 @@ impl Common {
         );
         Ok(Common {
             idempotency: IdempotencyStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
+                crate::aws_client!(aws_sdk_dynamodb, &sdk),
                 &config.idempotency_table,
                 function,
             ),
-            guard: GuardPublisher::new(aws_sdk_eventbridge::Client::new(&sdk), &config.event_bus),
+            guard: GuardPublisher::new(
+                crate::aws_client!(aws_sdk_eventbridge, &sdk),
+                &config.event_bus,
+            ),
             policy: Arc::new(policy),
             config,
             sdk,
@@ -159,7 +162,9 @@ where
         let (deps, handler) = (&deps, &handler);
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: LambdaEvent<Value>| async move {
-                // Claims taken while handling this event end with its deadline.
+                // Claims taken while handling this event end with its deadline; the calls an
+                // earlier invocation left cut off are not this one's.
+                crate::aws::in_flight::forget_all();
                 let deadline = event.context.deadline;
                 crate::idempotency::within_invocation(deadline, handler(deps, event))
                     .await
@@ -224,7 +229,7 @@ async fn degraded_codedeploy(
         }
     };
     match sdk {
-        Ok(sdk) => Ok(aws_sdk_codedeploy::Client::new(&sdk)),
+        Ok(sdk) => Ok(crate::aws_client!(aws_sdk_codedeploy, &sdk)),
         Err(e) => {
             tracing::error!(error = %e, "{function}: no CodeDeploy client either; hook events cannot be reported");
             Err(e)

@@ -79,9 +79,9 @@ impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let common = Common::load(FUNCTION, env).await?;
         Ok(Deps {
-            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
-            appconfig: aws_sdk_appconfig::Client::new(&common.sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&common.sdk),
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
+            appconfig: safeship::aws_client!(aws_sdk_appconfig, &common.sdk),
+            cloudwatch: safeship::aws_client!(aws_sdk_cloudwatch, &common.sdk),
             common,
         })
     }
@@ -114,6 +114,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<RollbackR
         .unwrap_or_else(|_| {
             Err(Error::Safeship(safeship::Error::Unfinished {
                 resource: format!("alarm {} ({})", alarm.alarm_name, alarm.transition_key()),
+                waiting: safeship::aws::in_flight::waiting(),
             }))
         })
 }

@@ -287,7 +287,7 @@ impl Slack {
         match tokio::time::timeout_at(deadline, self.target()).await {
             Ok(target) => target,
             Err(_) => Err(self.error(format!(
-                "reading the Slack secret {} did not finish before the deadline",
+                "secretsmanager:GetSecretValue of the Slack secret {} did not answer before the deadline",
                 self.secret_arn
             ))),
         }

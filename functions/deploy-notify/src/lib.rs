@@ -131,7 +131,7 @@ impl Deps {
             Some(
                 deliver::Slack::new(
                     client,
-                    aws_sdk_secretsmanager::Client::new(&common.sdk),
+                    safeship::aws_client!(aws_sdk_secretsmanager, &common.sdk),
                     arn,
                     env.optional("SAFESHIP_SLACK_CHANNEL").unwrap_or("slack"),
                 )
@@ -150,8 +150,8 @@ impl Deps {
         };
         let common_sdk = common.sdk.clone();
         Ok(Deps {
-            sns: aws_sdk_sns::Client::new(&common.sdk),
-            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
+            sns: safeship::aws_client!(aws_sdk_sns, &common.sdk),
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
             common,
             slack,
             email_topic,
@@ -160,7 +160,7 @@ impl Deps {
             history: env
                 .optional("SAFESHIP_GUARD_HISTORY_TABLE")
                 .map(|table| GuardHistory {
-                    ddb: aws_sdk_dynamodb::Client::new(&common_sdk),
+                    ddb: safeship::aws_client!(aws_sdk_dynamodb, &common_sdk),
                     table: table.to_owned(),
                 }),
         })

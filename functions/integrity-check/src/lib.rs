@@ -137,10 +137,10 @@ impl Deps {
     pub fn new(common: Common, config: IntegrityConfig, metrics: MetricsSink) -> Deps {
         let sdk = &common.sdk;
         Deps {
-            secrets: aws_sdk_secretsmanager::Client::new(sdk),
-            codedeploy: aws_sdk_codedeploy::Client::new(sdk),
+            secrets: safeship::aws_client!(aws_sdk_secretsmanager, sdk),
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, sdk),
             history: HistoryStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
+                safeship::aws_client!(aws_sdk_dynamodb, sdk),
                 &config.table,
                 config.history_days,
             ),
@@ -575,8 +575,13 @@ async fn by_deadline<T>(
             step,
             database,
             format!(
-                "{at}no answer before the run's deadline ({} ms); the database accepted the connection but did not answer in time",
-                millis(started)
+                "{at}no answer before the run's deadline ({} ms){}",
+                millis(started),
+                match safeship::aws::in_flight::waiting() {
+                    // An AWS call (the credentials' secret) is what did not answer.
+                    w if !w.is_empty() => format!(" ({w})"),
+                    _ => "; the database accepted the connection but did not answer in time".into(),
+                }
             ),
         )),
     }

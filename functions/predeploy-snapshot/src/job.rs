@@ -163,7 +163,7 @@ pub(crate) async fn take(
                 job,
                 Some(id),
                 SnapshotStatus::Creating,
-                Some("RDS did not answer the snapshot's creation before the invocation's deadline; invoke again with the same request (it finds the snapshot if RDS made it)".into()),
+                Some(format!("{} had no answer before the invocation's deadline; invoke again with the same request (it finds the snapshot if RDS made it)", rds::create_action(db))),
             ));
         }
     };

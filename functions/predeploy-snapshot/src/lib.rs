@@ -96,9 +96,9 @@ impl Deps {
         let common = Common::load(FUNCTION, env).await?;
         settings.check_against(&common.policy)?;
         Ok(Deps {
-            rds: aws_sdk_rds::Client::new(&common.sdk),
-            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
-            lambda: aws_sdk_lambda::Client::new(&common.sdk),
+            rds: safeship::aws_client!(aws_sdk_rds, &common.sdk),
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
+            lambda: safeship::aws_client!(aws_sdk_lambda, &common.sdk),
             common,
             settings,
             clock: std::sync::Arc::new(Utc::now),

@@ -131,6 +131,14 @@ pub async fn create(
     }
 }
 
+/// The call that creates a snapshot of `db`, as errors name it.
+pub fn create_action(db: &DatabasePolicy) -> &'static str {
+    match db.kind {
+        DatabaseKind::Instance => "rds:CreateDBSnapshot",
+        DatabaseKind::Cluster => "rds:CreateDBClusterSnapshot",
+    }
+}
+
 fn kind_name(db: &DatabasePolicy) -> &'static str {
     match db.kind {
         DatabaseKind::Instance => "DB instance",

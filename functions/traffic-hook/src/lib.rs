@@ -85,11 +85,11 @@ impl Deps {
         let common = Common::load(FUNCTION, env).await?;
         let checks = CheckClients {
             http: http_client(env)?,
-            lambda: aws_sdk_lambda::Client::new(&common.sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&common.sdk),
+            lambda: safeship::aws_client!(aws_sdk_lambda, &common.sdk),
+            cloudwatch: safeship::aws_client!(aws_sdk_cloudwatch, &common.sdk),
         };
         Ok(Deps {
-            codedeploy: aws_sdk_codedeploy::Client::new(&common.sdk),
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
             common,
             checks,
             settings,

@@ -13,6 +13,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use crate::env::Env;
 
 pub mod codedeploy;
+pub mod in_flight;
 use crate::error::Result;
 use crate::tls::TlsRoots;
 

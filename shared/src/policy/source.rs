@@ -14,7 +14,7 @@ impl Policy {
             PolicySource::Inline(doc) => doc.clone(),
             PolicySource::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| Error::policy(&origin, format!("cannot read the file: {e}")))?,
-            PolicySource::SsmParameter(name) => aws_sdk_ssm::Client::new(sdk)
+            PolicySource::SsmParameter(name) => crate::aws_client!(aws_sdk_ssm, sdk)
                 .get_parameter()
                 .name(name)
                 .with_decryption(true)
@@ -40,7 +40,7 @@ async fn read_appconfig(
     sdk: &aws_config::SdkConfig,
     origin: &str,
 ) -> Result<String> {
-    let client = aws_sdk_appconfigdata::Client::new(sdk);
+    let client = crate::aws_client!(aws_sdk_appconfigdata, sdk);
     let resource = format!("AppConfig profile {profile}");
     let session = client
         .start_configuration_session()

@@ -184,8 +184,14 @@ impl World {
         // The sample metric-math alarm, which the policy's rollback finds by its tag.
         checkout::tagged_alarm(&cloudwatch, "checkout-prod-error-ratio", "checkout-prod").await?;
 
-        // Lambda's Invoke for the hook's Lambda check (moto runs function code only in Docker).
+        // Lambda's Invoke for the hook's Lambda check (moto runs function code only in Docker),
+        // and the snapshot's own continuation (an asynchronous Invoke of itself, taken).
         let lambda = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/2015-03-31/functions/predeploy-snapshot/invocations"))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&lambda)
+            .await;
         Mock::given(method("POST"))
             .and(path("/2015-03-31/functions/checkout-api/invocations"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ok"})))
