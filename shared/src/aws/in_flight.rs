@@ -1,6 +1,6 @@
 //! The AWS calls in flight in this process, so that work stopped at its deadline can say which
 //! call it was waiting on ("waiting on codedeploy:StopDeployment for 2.9 s"), not only that it
-//! did not finish. Every SDK client safeship builds carries [`Tracker`] ([`crate::aws_client!`]);
+//! did not finish. Every SDK client safeship builds carries [`Tracker`] (`aws_client!`);
 //! Lambda runs one invocation at a time per process, so the calls in flight are this
 //! invocation's.
 
@@ -108,9 +108,9 @@ pub fn waiting() -> String {
 /// An SDK client from `sdk` that carries [`Tracker`]: `aws_client!(aws_sdk_codedeploy, &sdk)`.
 #[macro_export]
 macro_rules! aws_client {
-    ($sdk_crate:ident, $sdk:expr) => {
-        $sdk_crate::Client::from_conf(
-            $sdk_crate::config::Builder::from($sdk)
+    ($sdk_lib:ident, $sdk:expr) => {
+        $sdk_lib::Client::from_conf(
+            $sdk_lib::config::Builder::from($sdk)
                 .interceptor($crate::aws::in_flight::Tracker)
                 .build(),
         )
