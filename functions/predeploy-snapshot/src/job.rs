@@ -170,32 +170,24 @@ pub(crate) async fn take(
     let snapshot = match created {
         rds::Created::Started(s) => {
             tracing::info!(snapshot = %s.id, database = %job.database, "snapshot started");
-            events.add(
-                job,
-                &s.id,
-                Outcome::SnapshotStarted {
-                    database: job.database.clone(),
-                    snapshot_id: s.id.clone(),
-                },
-            );
             s
         }
+        // A dead attempt may have started it without living to say so: the start is said again
+        // under its stable id, which the notifier recognises when it was said (found by the
+        // crash suite: killed right after CreateDBSnapshot, the start went untold).
         rds::Created::Existing(s) => {
             tracing::info!(snapshot = %s.id, status = %s.status, "snapshot already exists: an earlier trigger (or a dead attempt) made it");
-            // A dead attempt may have started it without living to say so: said again under
-            // its stable id, which the notifier recognises when it was said (found by the
-            // crash suite: killed right after CreateDBSnapshot, the start went untold).
-            events.add(
-                job,
-                &s.id,
-                Outcome::SnapshotStarted {
-                    database: job.database.clone(),
-                    snapshot_id: s.id.clone(),
-                },
-            );
             s
         }
     };
+    events.add(
+        job,
+        &snapshot.id,
+        Outcome::SnapshotStarted {
+            database: job.database.clone(),
+            snapshot_id: snapshot.id.clone(),
+        },
+    );
     let waited = match wait(deps, db, snapshot, deadline).await {
         Ok(waited) => waited,
         // The snapshot was started but its state can no longer be read (throttling beyond the

@@ -137,17 +137,8 @@ pub async fn tagged_alarm(
     name: &str,
     group: &str,
 ) -> anyhow::Result<()> {
-    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic, Tag};
-    cloudwatch
-        .put_metric_alarm()
-        .alarm_name(name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(5.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+    use aws_sdk_cloudwatch::types::Tag;
+    crate::codedeploy::target_5xx_alarm(cloudwatch, name)
         .tags(Tag::builder().key("safeship:rollback").value(group).build())
         .send()
         .await

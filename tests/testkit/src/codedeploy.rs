@@ -65,13 +65,11 @@ pub async fn deployment(
         .context("moto CreateDeployment returned no deploymentId")
 }
 
-/// A metric alarm on target 5xx responses, set to `state`.
-pub async fn metric_alarm(
+/// `PutMetricAlarm` of an alarm on target 5xx responses (more than 5 in a minute), to send.
+pub fn target_5xx_alarm(
     client: &aws_sdk_cloudwatch::Client,
     name: &str,
-    state: StateValue,
-    reason: &str,
-) -> anyhow::Result<()> {
+) -> aws_sdk_cloudwatch::operation::put_metric_alarm::builders::PutMetricAlarmFluentBuilder {
     client
         .put_metric_alarm()
         .alarm_name(name)
@@ -82,6 +80,16 @@ pub async fn metric_alarm(
         .evaluation_periods(1)
         .threshold(5.0)
         .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+}
+
+/// A metric alarm on target 5xx responses, set to `state`.
+pub async fn metric_alarm(
+    client: &aws_sdk_cloudwatch::Client,
+    name: &str,
+    state: StateValue,
+    reason: &str,
+) -> anyhow::Result<()> {
+    target_5xx_alarm(client, name)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!(aws_sdk_cloudwatch::error::DisplayErrorContext(e)))

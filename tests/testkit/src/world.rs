@@ -372,8 +372,8 @@ impl World {
         .collect()
     }
 
-    /// Stops function `name`'s processes and returns everything they wrote (their logs).
-    pub async fn stop_and_read_output(&mut self, name: &str) -> String {
+    /// Function `name` with every process of it ended (killed if still running).
+    async fn stopped(&mut self, name: &str) -> &mut Function {
         let f = self
             .functions
             .iter_mut()
@@ -383,21 +383,18 @@ impl World {
             let _ = p.start_kill();
             let _ = p.wait().await;
         }
-        f.runtime.output_after_exit().await
+        f
+    }
+
+    /// Stops function `name`'s processes and returns everything they wrote (their logs).
+    pub async fn stop_and_read_output(&mut self, name: &str) -> String {
+        self.stopped(name).await.runtime.output_after_exit().await
     }
 
     /// Starts function `name` again after a crash: one new process (a cold start).
     pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         let env = self.env.clone();
-        let f = self
-            .functions
-            .iter_mut()
-            .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("{name} was not started in this world"));
-        for p in &mut f.processes {
-            let _ = p.start_kill();
-            let _ = p.wait().await;
-        }
+        let f = self.stopped(name).await;
         let started = Instant::now();
         let process = f
             .runtime
