@@ -335,10 +335,9 @@ impl World {
         self.faults.arm(operation, fault, times);
     }
 
-    /// The operations the functions have called so far, by short name, in the order first
-    /// called, each once.
-    pub fn operations_called(&self) -> Vec<String> {
-        let mut calls: Vec<_> = [
+    /// Every call the functions made so far, through every endpoint of the world.
+    fn calls(&self) -> Vec<crate::split::Wait> {
+        [
             &self.aws,
             &self.codedeploy_split,
             &self.appconfig_split,
@@ -346,7 +345,13 @@ impl World {
         ]
         .iter()
         .flat_map(|endpoint| endpoint.waits())
-        .collect();
+        .collect()
+    }
+
+    /// The operations the functions have called so far, by short name, in the order first
+    /// called, each once.
+    pub fn operations_called(&self) -> Vec<String> {
+        let mut calls = self.calls();
         calls.sort_by_key(|c| c.start);
         let mut names: Vec<String> = Vec::new();
         for call in calls {
@@ -360,16 +365,10 @@ impl World {
 
     /// Every call the functions sent (operation and body), as one text to scan.
     pub fn calls_sent(&self) -> String {
-        [
-            &self.aws,
-            &self.codedeploy_split,
-            &self.appconfig_split,
-            &self.slack_split,
-        ]
-        .iter()
-        .flat_map(|endpoint| endpoint.waits())
-        .map(|c| format!("{} {}\n", c.operation, String::from_utf8_lossy(&c.request)))
-        .collect()
+        self.calls()
+            .iter()
+            .map(|c| format!("{} {}\n", c.operation, String::from_utf8_lossy(&c.request)))
+            .collect()
     }
 
     /// Function `name` with every process of it ended (killed if still running).
@@ -445,10 +444,6 @@ impl World {
 
     /// What the functions have done so far, counted where it landed.
     pub async fn effects(&self) -> Effects {
-        let mut calls = self.aws.waits();
-        calls.extend(self.codedeploy_split.waits());
-        calls.extend(self.appconfig_split.waits());
-        calls.extend(self.slack_split.waits());
-        Effects::of(&calls, &self.channels.slack.received())
+        Effects::of(&self.calls(), &self.channels.slack.received())
     }
 }
