@@ -67,13 +67,23 @@ pub struct IdempotencyStore {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// This delivery owns the key under `owner`: do the work, then `complete` it (or `release`
-    /// on failure). `taken_over`: a delivery that died held it before (its lease ran out), so
-    /// some of the work may be done already.
-    Acquired { owner: String, taken_over: bool },
+    /// on failure). `held.taken_over`: a delivery that died held it before (its lease ran out),
+    /// so some of the work may be done already; `held.since`: when the first of them claimed it.
+    Acquired { owner: String, held: Held },
     /// An earlier delivery finished; this is the outcome it recorded.
     Completed(serde_json::Value),
     /// Another live delivery holds the key until its lease ends.
     InProgress { lease_until: DateTime<Utc> },
+}
+
+/// What the delivery that owns a key knows of the deliveries before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// A delivery that died held the key before: some of the work may be done already.
+    pub taken_over: bool,
+    /// When the key was first claimed: this delivery's claim, or the first dead delivery's.
+    /// Kept across takeovers, so work with a budget (a hook's wait) counts from its real start.
+    pub since: DateTime<Utc>,
 }
 
 /// What [`IdempotencyStore::once`] did. (Work another live invocation holds is an error,
@@ -143,6 +153,7 @@ impl IdempotencyStore {
             .item("status", AttributeValue::S(IN_PROGRESS.into()))
             .item("owner", AttributeValue::S(owner.clone()))
             .item("lease_until_ms", millis(self.lease_end(now)))
+            .item("first_claimed_ms", millis(now))
             .item("expires_at", seconds(now + self.retention))
             .condition_expression(
                 "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until_ms < :now)",
@@ -154,11 +165,30 @@ impl IdempotencyStore {
             .send()
             .await;
         match put {
-            Ok(out) => Ok(Some(Claim::Acquired {
-                owner,
+            Ok(out) => {
                 // The item replaced, if any, was a dead delivery's claim (the condition).
-                taken_over: out.attributes.is_some_and(|old| !old.is_empty()),
-            })),
+                let old = out.attributes.filter(|old| !old.is_empty());
+                let first = old
+                    .as_ref()
+                    .and_then(|old| old.get("first_claimed_ms"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis);
+                let since = match first {
+                    Some(first) => {
+                        self.keep_first_claim(key, &owner, first).await;
+                        first
+                    }
+                    None => DateTime::<Utc>::from(now),
+                };
+                Ok(Some(Claim::Acquired {
+                    owner,
+                    held: Held {
+                        taken_over: old.is_some(),
+                        since,
+                    },
+                }))
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -170,6 +200,33 @@ impl IdempotencyStore {
                 self.resource(key),
                 e,
             )),
+        }
+    }
+
+    /// Writes the dead delivery's first-claim time back onto `owner`'s claim (the put replaced
+    /// it), so a later takeover still counts from it. Best effort: this delivery knows the time
+    /// already; a failure only costs a takeover after this one the older start.
+    async fn keep_first_claim(&self, key: &str, owner: &str, first: DateTime<Utc>) {
+        let kept = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(self.item_key(key)))
+            .update_expression("SET first_claimed_ms = :first")
+            .condition_expression("#status = :in_progress AND #owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.into()))
+            .expression_attribute_values(
+                ":first",
+                AttributeValue::N(first.timestamp_millis().to_string()),
+            )
+            .send()
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(key = %self.item_key(key), error = %Error::aws("dynamodb:UpdateItem (keep first claim)", self.resource(key), e),
+                "could not keep the first claim's time on the taken-over claim");
         }
     }
 
@@ -271,8 +328,8 @@ impl IdempotencyStore {
     }
 
     /// As [`Self::once`], telling `work` whether it resumes after a delivery that died holding
-    /// the key (`true`: some of the work may be done already; work that cannot be repeated
-    /// blind, such as a message, looks first).
+    /// the key (`taken_over`: some of the work may be done already; work that cannot be
+    /// repeated blind, such as a message, looks first) and since when the key is held.
     pub async fn once_resuming<T, E, F, Fut>(
         &self,
         key: &str,
@@ -281,7 +338,7 @@ impl IdempotencyStore {
     where
         T: Serialize + DeserializeOwned,
         E: From<Error>,
-        F: FnOnce(bool) -> Fut,
+        F: FnOnce(Held) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         self.once_claiming_by(key, None, work).await
@@ -298,7 +355,7 @@ impl IdempotencyStore {
     where
         T: Serialize + DeserializeOwned,
         E: From<Error>,
-        F: FnOnce(bool) -> Fut,
+        F: FnOnce(Held) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let claim = self.in_time("dynamodb:PutItem (claim)", key, self.claim(key));
@@ -335,21 +392,17 @@ impl IdempotencyStore {
                 }
                 .into());
             }
-            Claim::Acquired { owner, taken_over } => {
-                if taken_over {
-                    tracing::warn!(key = %self.item_key(key),
+            Claim::Acquired { owner, held } => {
+                if held.taken_over {
+                    tracing::warn!(key = %self.item_key(key), since = %held.since,
                         "resuming work a delivery that died had claimed: some of it may be done");
                 }
-                (owner, taken_over)
+                (owner, held)
             }
         };
-        let (owner, taken_over) = owner;
+        let (owner, held) = owner;
         let outcome = self
-            .holding(
-                key,
-                &owner,
-                AssertUnwindSafe(work(taken_over)).catch_unwind(),
-            )
+            .holding(key, &owner, AssertUnwindSafe(work(held)).catch_unwind())
             .await?;
         let failure = match outcome {
             None => Error::Unfinished {

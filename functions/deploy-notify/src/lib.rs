@@ -342,8 +342,16 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             let once = deps
                 .common
                 .idempotency
-                .once_resuming(&key, |resumed| {
-                    send(deps, *channel, message, event_key, &key, resumed, deadline)
+                .once_resuming(&key, |held| {
+                    send(
+                        deps,
+                        *channel,
+                        message,
+                        event_key,
+                        &key,
+                        held.taken_over,
+                        deadline,
+                    )
                 })
                 .await;
             (*channel, once)
@@ -563,11 +571,11 @@ async fn send(
             let thread = deps
                 .common
                 .idempotency
-                .once_resuming(&format!("thread:{deployment}:slack"), |thread_resumed| {
+                .once_resuming(&format!("thread:{deployment}:slack"), |thread_held| {
                     let payload = &payload;
                     let opened = &mut opened;
                     async move {
-                        if thread_resumed || resumed {
+                        if thread_held.taken_over || resumed {
                             let mut unused = payload.clone();
                             if let Some(ts) = already_posted(
                                 slack,

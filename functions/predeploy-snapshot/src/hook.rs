@@ -34,11 +34,12 @@ pub(crate) async fn start_hook(
     // The claim may take until `deadline` (the invocation's less the margin), no longer: a
     // store that does not answer, or refuses, leaves the margin to report Failed (found by the
     // fault matrix: the hook stayed silent).
+    let claimed = &started;
     let once = deps
         .common
         .idempotency
-        .once_claiming_by(&key, Some(deadline), |_| async {
-            started.store(true, std::sync::atomic::Ordering::Relaxed);
+        .once_claiming_by(&key, Some(deadline), |held| async move {
+            claimed.store(true, std::sync::atomic::Ordering::Relaxed);
             let looked_up = tokio::time::timeout_at(
                 deadline,
                 safeship::aws::codedeploy::get_deployment(&deps.codedeploy, &hook.deployment_id),
@@ -82,7 +83,9 @@ pub(crate) async fn start_hook(
                 deployment_group: group,
                 database: String::new(),
                 snapshot_id: String::new(),
-                started_at: Utc::now(),
+                // The hook's first claim, not this delivery's: a retry after a crash goes on
+                // with what is left of the budget instead of starting it again.
+                started_at: held.since,
                 attempt: 0,
                 git_sha,
             };

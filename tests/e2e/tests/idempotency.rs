@@ -363,3 +363,35 @@ async fn a_renewal_that_hangs_neither_holds_the_work_up_nor_delays_the_cut_off()
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_taken_over_claim_keeps_the_time_of_the_first_claim_across_takeovers() {
+    let store = store().await.with_lease(Duration::from_millis(300));
+    let Claim::Acquired { held: first, .. } = store.claim("hook:h1").await.unwrap() else {
+        panic!("a fresh key is acquired")
+    };
+    assert!(!first.taken_over);
+    // The holder dies; a retry takes over after its lease, then dies too; a third takes over.
+    for retry in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let Claim::Acquired { held, .. } = store.claim("hook:h1").await.unwrap() else {
+            panic!("retry {retry}: a lapsed claim is taken over")
+        };
+        assert!(held.taken_over, "retry {retry}");
+        assert_eq!(
+            held.since.timestamp_millis(),
+            first.since.timestamp_millis(),
+            "retry {retry} counts from the first claim, not its own"
+        );
+    }
+    // A key whose work was given back (released after an error) starts afresh.
+    let Claim::Acquired { owner, .. } = store.claim("hook:h2").await.unwrap() else {
+        panic!("a fresh key is acquired")
+    };
+    let released_at = chrono::Utc::now();
+    store.release("hook:h2", &owner).await.unwrap();
+    let Claim::Acquired { held, .. } = store.claim("hook:h2").await.unwrap() else {
+        panic!("a released key is acquired")
+    };
+    assert!(!held.taken_over && held.since >= released_at - chrono::Duration::milliseconds(5));
+}

@@ -1521,3 +1521,50 @@ async fn under_dry_run_a_hook_takes_no_snapshot_and_reports_succeeded_saying_so(
         "nothing created"
     );
 }
+
+#[tokio::test]
+async fn a_hook_retried_after_a_crash_goes_on_with_what_is_left_of_its_budget() {
+    let rds_mock = MockServer::start().await;
+    let mut w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    let budget = std::time::Duration::from_secs(4);
+    w.deps.settings.hook_budget = budget;
+    let deployment = w.deployment().await;
+    let hook = unique("hook");
+    let id = format!("safeship-checkout-db-{}", deployment.to_lowercase());
+    mount_rds(&rds_mock, &id, "creating").await;
+    w.expect_report(&deployment, &hook, "Failed", 1).await;
+    // A first delivery claimed the hook and died; its lease ran out 3 s of the 4 s budget ago.
+    let dead = w
+        .deps
+        .common
+        .idempotency
+        .clone()
+        .with_lease(std::time::Duration::from_millis(200));
+    assert!(matches!(
+        dead.claim(&format!("hook:{hook}")).await.unwrap(),
+        safeship::idempotency::Claim::Acquired { .. }
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    // Lambda's retry: 20 s of invocation, but only about 1 s of the hook's budget is left.
+    let started = std::time::Instant::now();
+    let event = json!({"DeploymentId": deployment, "LifecycleEventHookExecutionId": hook});
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(answer.hook_status, Some(HookStatus::Failed), "{answer:?}");
+    assert!(
+        answer
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the hook's whole budget"),
+        "{answer:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(2_500),
+        "the retry waited {took:?}: it started the 4 s budget again instead of going on with the first delivery's"
+    );
+}
