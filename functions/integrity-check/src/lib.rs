@@ -261,6 +261,14 @@ async fn one_database(
         Once::Ran(r) => (r, false),
         Once::AlreadyDone(r) => (r, true),
     };
+    // The metrics go out once the run is recorded, from the delivery that counted: a run whose
+    // record failed is counted again by its retry, and had it emitted already, CloudWatch would
+    // hold both counts (a failed history write doubled every
+    // count). Their timestamp is the run's, so the one window left — a process killed
+    // between the record and this line — loses the night's datapoints, never doubles them.
+    if let Some(report) = &full {
+        deps.metrics.emit(&metrics::documents(report));
+    }
     let (summary, events) = match recorded {
         Recorded::Run { summary, events } => (summary, events),
         Recorded::Summary(summary) => (summary, Vec::new()),
@@ -343,7 +351,6 @@ pub async fn check_database(
         Err(e) => {
             tracing::error!(database, error = %e, "integrity run failed");
             let report = Report::failed(database, run_at, millis(started), e.to_string());
-            deps.metrics.emit(&metrics::documents(&report));
             return Ok(report);
         }
     };
@@ -431,7 +438,6 @@ pub async fn check_database(
     if !report.tables.is_empty() || !report.queries.is_empty() {
         deps.history.record(&report).await?;
     }
-    deps.metrics.emit(&metrics::documents(&report));
     tracing::info!(
         database,
         status = ?report.status,
@@ -616,6 +622,11 @@ fn guard_events(report: &Report) -> Vec<GuardEvent> {
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let more = u32::try_from(findings.len().saturating_sub(LISTED_FINDINGS)).unwrap_or(u32::MAX);
     findings.truncate(LISTED_FINDINGS);
+    // A finding names its table, column or query: short, but bounded all the same (the event's
+    // size must not depend on what a catalog holds).
+    for finding in &mut findings {
+        finding.description = report::clipped(&finding.description, report::PROBLEM_CHARS * 2);
+    }
     let outcome = Outcome::IntegrityFindings {
         database: report.database.clone(),
         findings,
@@ -648,6 +659,54 @@ mod tests {
             description: format!("{table} is off"),
             severity,
         }
+    }
+
+    #[test]
+    fn a_night_of_thousands_of_problems_fits_its_record_and_its_guard_event() {
+        let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().unwrap();
+        let mut report = Report::failed("checkout-db", at, 5, String::new());
+        report.error = None;
+        let long = "x".repeat(2_000);
+        report.findings = (0..400)
+            .map(|i| Finding {
+                description: format!("{i}: {long}"),
+                ..finding(&format!("public.t{i}"), Severity::Failure)
+            })
+            .collect();
+        report.failed = (0..5_000)
+            .map(|i| crate::report::FailedCheck {
+                check: format!("public.table_with_a_long_name_{i}"),
+                error: format!("canceling statement due to statement timeout {long}"),
+            })
+            .collect();
+        report.unfinished = (0..10_000)
+            .map(|i| format!("public.unfinished_table_{i}"))
+            .collect();
+        report.configuration_errors = (0..3_000)
+            .map(|i| format!("table public.gone_{i} is not in the database"))
+            .collect();
+        let recorded = Recorded::Run {
+            summary: report.summary(),
+            events: guard_events(&report),
+        };
+        let record = serde_json::to_string(&recorded).unwrap().len();
+        // DynamoDB's item limit is 400 KB; the record is far inside it.
+        assert!(record < 100_000, "the run's record is {record} bytes");
+        let Recorded::Run { events, .. } = recorded else {
+            unreachable!()
+        };
+        for event in &events {
+            let size = serde_json::to_string(event).unwrap().len();
+            assert!(size < 200_000, "{} is {size} bytes", event.id);
+        }
+        let problems = report.problems().unwrap();
+        assert!(
+            problems.contains("and 4980 more failed checks")
+                && problems.contains("and 9980 more")
+                && problems.contains("and 2980 more configuration errors"),
+            "what is not listed is counted: {}",
+            &problems[problems.len().saturating_sub(400)..]
+        );
     }
 
     #[test]

@@ -149,23 +149,29 @@ impl Report {
     /// Everything that kept the run from checking all it should, in one line, or `None`.
     pub fn problems(&self) -> Option<String> {
         if let Some(e) = &self.error {
-            return Some(e.clone());
+            return Some(clipped(e, PROBLEM_CHARS * LISTED_PROBLEMS));
         }
         let mut parts: Vec<String> = Vec::new();
-        parts.extend(
+        listed(
+            &mut parts,
             self.configuration_errors
                 .iter()
                 .map(|e| format!("configuration: {e}")),
+            "configuration errors",
         );
-        parts.extend(
+        listed(
+            &mut parts,
             self.failed
                 .iter()
                 .map(|f| format!("{}: {}", f.check, f.error)),
+            "failed checks",
         );
         if !self.unfinished.is_empty() {
+            let mut names = Vec::new();
+            listed(&mut names, self.unfinished.iter().cloned(), "more");
             parts.push(format!(
                 "not finished before the deadline: {}",
-                self.unfinished.join(", ")
+                names.join(", ")
             ));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
@@ -181,5 +187,33 @@ impl Report {
             "findings": self.findings.len(),
             "problems": self.problems(),
         })
+    }
+}
+
+/// Problems of one kind a run's text lists by name; the rest are counted. The text goes into a
+/// guard event (EventBridge takes 256 KB) and the run's idempotency record (DynamoDB, 400 KB):
+/// a database of thousands of tables that all time out must still fit in both.
+pub const LISTED_PROBLEMS: usize = 20;
+
+/// How much of one problem's text is kept.
+pub const PROBLEM_CHARS: usize = 300;
+
+/// Appends the first [`LISTED_PROBLEMS`] of `items`, each clipped, then "and N more `what`".
+fn listed(parts: &mut Vec<String>, items: impl ExactSizeIterator<Item = String>, what: &str) {
+    let total = items.len();
+    parts.extend(
+        items
+            .take(LISTED_PROBLEMS)
+            .map(|item| clipped(&item, PROBLEM_CHARS)),
+    );
+    if total > LISTED_PROBLEMS {
+        parts.push(format!("and {} more {what}", total - LISTED_PROBLEMS));
+    }
+}
+
+pub(crate) fn clipped(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }

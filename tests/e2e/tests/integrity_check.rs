@@ -1060,3 +1060,87 @@ async fn a_retry_after_a_crash_of_the_binary_mid_run_finishes_the_run_exactly_on
     assert!(inbox.events().await.is_empty());
     second.kill().await.unwrap();
 }
+
+/// A run whose history write fails, or whose record is lost after it counted, is counted again
+/// by its retry; its metrics reach CloudWatch once, from the delivery whose run was recorded, and
+/// a redelivery of the recorded run emits none.
+#[tokio::test]
+async fn a_run_retried_after_a_failed_record_emits_its_metrics_once() {
+    let mut w = world(shop_rules()).await;
+    w.sql(SHOP).await;
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let through = safeship_testkit::split::SplitEndpoint::recording(&moto_endpoint()).await;
+    let faults = safeship_testkit::split::Faults::default();
+    through.share_faults(&faults);
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::from(&sdk)
+            .to_builder()
+            .endpoint_url(through.uri())
+            .build(),
+    );
+    w.deps.history =
+        integrity_check::history::HistoryStore::new(ddb.clone(), &w.deps.config.table, 30);
+    let lease = Duration::from_millis(300);
+    w.deps.common.idempotency = safeship::idempotency::IdempotencyStore::new(
+        ddb,
+        &w.deps.common.config.idempotency_table,
+        "integrity-check",
+    )
+    .with_lease(lease);
+    let denied = safeship_testkit::split::Fault::AccessDenied;
+    async fn attempt(w: &World) -> Result<Value, integrity_check::Error> {
+        integrity_check::run(
+            &w.deps,
+            "n1",
+            night(3),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+    }
+
+    // The history is not written: the run is not done, and released for the retry.
+    faults.arm("BatchWriteItem", denied, Some(1));
+    let err = attempt(&w)
+        .await
+        .expect_err("a run whose history is not kept is not done");
+    assert!(err.to_string().contains("dynamodb:BatchWriteItem"), "{err}");
+    // Counted and written, but its record (the step's second PutItem) is refused: the claim
+    // lapses and the retry counts again.
+    faults.arm_after("PutItem", 1, denied, Some(1));
+    let err = attempt(&w)
+        .await
+        .expect_err("a run whose record is lost is not done");
+    assert!(
+        err.to_string().contains("dynamodb:PutItem (complete)"),
+        "{err}"
+    );
+    assert!(
+        w.metrics.lock().unwrap().is_empty(),
+        "nothing emitted for a run that is not recorded"
+    );
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+
+    let retry = w.run("n1", night(3)).await;
+    assert!(
+        retry.get("duplicate").is_none(),
+        "the retry counted: {retry}"
+    );
+    let again = w.run("n1", night(3)).await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    let docs: Vec<Value> = w
+        .metrics
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let orders = docs
+        .iter()
+        .filter(|d| d["Table"] == w.table("orders") && d.get("RowCount").is_some())
+        .count();
+    let runs = docs
+        .iter()
+        .filter(|d| d.get("RunDuration").is_some())
+        .count();
+    assert_eq!((orders, runs), (1, 1), "each datapoint once: {docs:?}");
+}

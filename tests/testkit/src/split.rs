@@ -246,19 +246,30 @@ impl Fault {
 #[derive(Clone, Default)]
 pub struct Faults(Arc<Mutex<Option<ArmedFault>>>);
 
-/// The operation, the fault, and how many calls are left to meet it (`None`: every one).
-type ArmedFault = (String, Fault, Option<usize>);
+/// The operation, the fault, how many of its calls pass before the fault, and how many calls
+/// are left to meet it (`None`: every one).
+type ArmedFault = (String, Fault, usize, Option<usize>);
 
 impl Faults {
     pub fn arm(&self, operation: &str, fault: Fault, times: Option<usize>) {
-        *self.0.lock().unwrap() = Some((operation.to_owned(), fault, times));
+        self.arm_after(operation, 0, fault, times);
+    }
+
+    /// As [`Self::arm`], with the first `passing` calls of `operation` answered as usual (the
+    /// second `PutItem` of a once-only step is its record, the first its claim).
+    pub fn arm_after(&self, operation: &str, passing: usize, fault: Fault, times: Option<usize>) {
+        *self.0.lock().unwrap() = Some((operation.to_owned(), fault, passing, times));
     }
 
     /// The fault for a call of `operation`, if one is armed and left.
     fn take(&self, operation: &str) -> Option<Fault> {
         let mut armed = self.0.lock().unwrap();
-        let (wanted, fault, times) = armed.as_mut()?;
+        let (wanted, fault, passing, times) = armed.as_mut()?;
         if short_name(operation) != wanted.as_str() {
+            return None;
+        }
+        if *passing > 0 {
+            *passing -= 1;
             return None;
         }
         match times {
