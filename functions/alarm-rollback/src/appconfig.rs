@@ -53,6 +53,10 @@ pub(crate) fn deployed_version(
 }
 
 /// The version of the target's profile its environment serves (or is deploying), if any.
+///
+/// AppConfig lists an environment's deployments newest first (descending deployment number),
+/// so the pages are read only until the answer is known: a long-lived environment's whole
+/// history is not.
 async fn read_deployed(client: &Client, target: &FeatureFlagTarget) -> Result<Option<i32>, Error> {
     let resource = || format!("{} environment {}", profile(target), target.environment);
     let mut pages = client
@@ -81,10 +85,24 @@ async fn read_deployed(client: &Client, target: &FeatureFlagTarget) -> Result<Op
                     state: d.state.map(|s| s.as_str().to_owned()),
                 }),
         );
+        if let Some(version) = decided(client, target, &mut deployments).await? {
+            return Ok(Some(version));
+        }
     }
-    // Each deployment that does not say its profile is read until the answer is known.
+    Ok(None)
+}
+
+/// The served version among `deployments` (the newest so far), asking `GetDeployment` of each
+/// that does not say its profile until the answer is known; `None` when none of them serves the
+/// profile (an older page may).
+async fn decided(
+    client: &Client,
+    target: &FeatureFlagTarget,
+    deployments: &mut [EnvDeployment],
+) -> Result<Option<i32>, Error> {
+    let resource = || format!("{} environment {}", profile(target), target.environment);
     loop {
-        match deployed_version(&deployments, &target.profile) {
+        match deployed_version(deployments, &target.profile) {
             Ok(version) => return Ok(version),
             Err(number) => {
                 let out = client

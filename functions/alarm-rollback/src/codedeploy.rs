@@ -28,15 +28,34 @@ pub(crate) async fn in_flight(
         .collect())
 }
 
-/// The group's succeeded deployments with their times.
+/// How far before the alarm the last success may have been created and still have finished
+/// inside a bake window: the window plus CodeDeploy's longest deployment (blue/green waits of
+/// up to two days for the replacement to be ready and two before the original ends, and an
+/// hour per hook).
+pub(crate) fn recent_enough(bake_window: chrono::Duration) -> chrono::Duration {
+    bake_window + chrono::Duration::days(7)
+}
+
+/// The group's last two succeeded deployments with their times, looking back from the alarm:
+/// the one a bake-window revert would undo, and the one it would bring back. A long-lived
+/// group's whole history is not read (`ListDeployments` by creation time, window by window).
 pub(crate) async fn succeeded(
     client: &Client,
     application: &str,
     group: &str,
+    alarm_at: DateTime<Utc>,
+    bake_window: chrono::Duration,
 ) -> Result<Vec<Succeeded>, Error> {
-    let found =
-        safeship::aws::codedeploy::deployments(client, application, group, &["Succeeded"], None)
-            .await?;
+    let found = safeship::aws::codedeploy::latest_deployments(
+        client,
+        application,
+        group,
+        &["Succeeded"],
+        2,
+        alarm_at,
+        recent_enough(bake_window),
+    )
+    .await?;
     Ok(found
         .into_iter()
         .map(|d| Succeeded {

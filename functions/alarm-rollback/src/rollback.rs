@@ -153,7 +153,14 @@ async fn plan_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> Result<Once<CodeP
     let compute = || async {
         let in_flight = codedeploy::in_flight(client, application, group).await?;
         let succeeded = if in_flight.is_empty() {
-            codedeploy::succeeded(client, application, group).await?
+            codedeploy::succeeded(
+                client,
+                application,
+                group,
+                cx.alarm.state_changed_at,
+                bake_window,
+            )
+            .await?
         } else {
             vec![]
         };
@@ -244,6 +251,8 @@ async fn revert_what_finished(
         &cx.deps.codedeploy,
         cx.group.application,
         cx.group.deployment_group,
+        cx.alarm.state_changed_at,
+        bake_window,
     )
     .await
     {

@@ -150,6 +150,18 @@ pub async fn list_deployment_ids(
     statuses: &[&str],
     created_after: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>> {
+    list_created_within(client, application, group, statuses, (created_after, None)).await
+}
+
+/// `ListDeployments` of a group (every page) in `statuses`, created within `window` (start, end;
+/// either open).
+async fn list_created_within(
+    client: &aws_sdk_codedeploy::Client,
+    application: &str,
+    group: &str,
+    statuses: &[&str],
+    window: Window,
+) -> Result<Vec<String>> {
     let mut request = client
         .list_deployments()
         .application_name(application)
@@ -157,12 +169,12 @@ pub async fn list_deployment_ids(
     for s in statuses {
         request = request.include_only_statuses(DeploymentStatus::from(*s));
     }
-    if let Some(after) = created_after {
+    if window != (None, None) {
+        let at = |t: DateTime<Utc>| aws_smithy_types::DateTime::from_millis(t.timestamp_millis());
         request = request.create_time_range(
             aws_sdk_codedeploy::types::TimeRange::builder()
-                .start(aws_smithy_types::DateTime::from_millis(
-                    after.timestamp_millis(),
-                ))
+                .set_start(window.0.map(at))
+                .set_end(window.1.map(at))
                 .build(),
         );
     }
@@ -181,6 +193,57 @@ pub async fn list_deployment_ids(
     Ok(ids)
 }
 
+/// A span of creation times: (start, end), either open.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The windows [`latest_deployments`] looks in, newest first: the `recent` span before `at`
+/// (and anything created since), then the month, the year before it, then all earlier time.
+/// Adjacent windows share their boundary, so a deployment created on it is in both (and kept
+/// once).
+#[must_use]
+pub fn lookback_windows(at: DateTime<Utc>, recent: chrono::Duration) -> Vec<Window> {
+    let first = at - recent;
+    let month = first - chrono::Duration::days(30);
+    let year = month - chrono::Duration::days(365);
+    vec![
+        (Some(first), None),
+        (Some(month), Some(first)),
+        (Some(year), Some(month)),
+        (None, Some(year)),
+    ]
+}
+
+/// The group's newest `wanted` deployments in `statuses` (or all there are, when fewer), newest
+/// first, looking back from `at` window by window ([`lookback_windows`]) instead of listing a
+/// long-lived group's whole history. A group runs one deployment at a time, so creation order
+/// is completion order.
+pub async fn latest_deployments(
+    client: &aws_sdk_codedeploy::Client,
+    application: &str,
+    group: &str,
+    statuses: &[&str],
+    wanted: usize,
+    at: DateTime<Utc>,
+    recent: chrono::Duration,
+) -> Result<Vec<DeploymentSummary>> {
+    let mut found: Vec<DeploymentSummary> = Vec::new();
+    for window in lookback_windows(at, recent) {
+        let ids = list_created_within(client, application, group, statuses, window).await?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !found.iter().any(|d| &d.id == id))
+            .collect();
+        let mut older = described(client, application, group, ids).await?;
+        older.sort_by_key(|d| std::cmp::Reverse(d.create_time));
+        found.extend(older);
+        if found.len() >= wanted {
+            break;
+        }
+    }
+    found.truncate(wanted);
+    Ok(found)
+}
+
 /// The group's deployments in `statuses` (created after `created_after`, when given), with their
 /// times (`BatchGetDeployments`, 25 at a time).
 pub async fn deployments(
@@ -191,6 +254,16 @@ pub async fn deployments(
     created_after: Option<DateTime<Utc>>,
 ) -> Result<Vec<DeploymentSummary>> {
     let ids = list_deployment_ids(client, application, group, statuses, created_after).await?;
+    described(client, application, group, ids).await
+}
+
+/// `BatchGetDeployments` of `ids`, 25 at a time.
+async fn described(
+    client: &aws_sdk_codedeploy::Client,
+    application: &str,
+    group: &str,
+    ids: Vec<String>,
+) -> Result<Vec<DeploymentSummary>> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(25) {
         let out = client

@@ -695,6 +695,8 @@ async fn a_revert_an_interrupted_attempt_created_is_not_created_again() {
         "CodeDeploy_20141006.ListDeployments",
     ))
     .and(body_partial_json(json!({"createTimeRange": {}})))
+    // The search by description lists every status; the history's reads list successes.
+    .and(|r: &wiremock::Request| !String::from_utf8_lossy(&r.body).contains("includeOnlyStatuses"))
     .respond_with(json_11(json!({"deployments": ["d-REVERT0003"]})))
     .with_priority(1)
     .mount(&w.codedeploy_mock)
@@ -1977,4 +1979,246 @@ async fn a_deployment_that_succeeded_before_its_stop_is_reverted_inside_the_bake
     // A duplicate neither stops nor reverts again.
     assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
     w.codedeploy_mock.verify().await;
+}
+
+/// CodeDeploy's `ListDeployments` and `BatchGetDeployments` of a group with a long history:
+/// succeeded deployments filtered by `createTimeRange` (epoch seconds, either end open), 100
+/// ids a page with `nextToken`, oldest first (CodeDeploy promises no order).
+struct LongHistory {
+    /// (id, created, completed), epoch seconds.
+    deployments: Vec<(String, f64, f64)>,
+}
+
+impl wiremock::Respond for LongHistory {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let target = request
+            .headers
+            .get("x-amz-target")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        if target.ends_with(".BatchGetDeployments") {
+            let ids = body["deploymentIds"].as_array().unwrap();
+            assert!(ids.len() <= 25, "BatchGetDeployments takes 25 ids");
+            let info: Vec<Value> = ids
+                .iter()
+                .filter_map(|id| {
+                    self.deployments
+                        .iter()
+                        .find(|d| d.0 == id.as_str().unwrap())
+                })
+                .map(|(id, created, completed)| {
+                    json!({"deploymentId": id, "status": "Succeeded",
+                           "createTime": created, "completeTime": completed})
+                })
+                .collect();
+            return json_11(json!({"deploymentsInfo": info}));
+        }
+        assert_eq!(body["includeOnlyStatuses"], json!(["Succeeded"]), "{body}");
+        let range = &body["createTimeRange"];
+        let within = |t: f64| {
+            range["start"].as_f64().is_none_or(|s| t >= s)
+                && range["end"].as_f64().is_none_or(|e| t <= e)
+        };
+        let ids: Vec<&str> = self
+            .deployments
+            .iter()
+            .filter(|d| within(d.1))
+            .map(|d| d.0.as_str())
+            .collect();
+        let from: usize = body["nextToken"].as_str().map_or(0, |t| t.parse().unwrap());
+        let page = &ids[from.min(ids.len())..(from + 100).min(ids.len())];
+        let mut answer = json!({"deployments": page});
+        if from + 100 < ids.len() {
+            answer["nextToken"] = json!((from + 100).to_string());
+        }
+        json_11(answer)
+    }
+}
+
+/// A group that has deployed three times a day for two years: the bake-window revert reads the
+/// weeks before the alarm, not the 2,190 deployments of its history (the old search paged
+/// through all of them and described each, 25 at a time, before it could decide).
+#[tokio::test]
+async fn a_revert_in_a_long_lived_group_reads_the_recent_history_not_all_of_it() {
+    let w = world(Setup {
+        codedeploy_all_mocked: true,
+        ..DEFAULT
+    })
+    .await;
+    let alarm_at = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:12:40.123Z").unwrap();
+    let epoch = |minutes_before: i64| {
+        (alarm_at - chrono::Duration::minutes(minutes_before)).timestamp() as f64
+    };
+    // Every 8 hours for two years; the newest completed 10 minutes before the alarm.
+    let deployments: Vec<(String, f64, f64)> = (0..2_190_i64)
+        .rev()
+        .map(|n| {
+            let completed = 10 + n * 480;
+            (
+                format!("d-H{n:08}"),
+                epoch(completed + 15),
+                epoch(completed),
+            )
+        })
+        .collect();
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group,
+            "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
+    ))
+    .respond_with(json_11(json!({"deployments": []})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group, "createTimeRange": {}}),
+    ))
+    .respond_with(json_11(json!({"deployments": []})))
+    .with_priority(10)
+    .mount(&w.codedeploy_mock)
+    .await;
+    for operation in ["ListDeployments", "BatchGetDeployments"] {
+        Mock::given(header(
+            "x-amz-target",
+            format!("CodeDeploy_20141006.{operation}").as_str(),
+        ))
+        .and(body_partial_json(if operation == "ListDeployments" {
+            json!({"includeOnlyStatuses": ["Succeeded"]})
+        } else {
+            json!({})
+        }))
+        .respond_with(LongHistory {
+            deployments: deployments.clone(),
+        })
+        .with_priority(1)
+        .mount(&w.codedeploy_mock)
+        .await;
+    }
+    get_deployment(&w, "d-H00000000", "Lambda", lambda_release("3", "4"), 1).await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.CreateDeployment",
+    ))
+    .respond_with(json_11(json!({"deploymentId": "d-REVERT0001"})))
+    .expect(1)
+    .mount(&w.codedeploy_mock)
+    .await;
+    w.expect_flag_deployment("2", 1).await;
+
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let redeploy = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("redeploy"))
+        .unwrap_or_else(|| panic!("{:?}", report.actions));
+    assert_eq!(
+        redeploy.action,
+        "redeploy the revision of d-H00000001, reverting d-H00000000"
+    );
+    let calls = |operation: &'static str| {
+        let mock = &w.codedeploy_mock;
+        async move {
+            mock.received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r.headers.get("x-amz-target").unwrap().to_str().unwrap()
+                        == format!("CodeDeploy_20141006.{operation}")
+                        && (operation != "ListDeployments"
+                            || String::from_utf8_lossy(&r.body).contains("\"Succeeded\""))
+                })
+                .count()
+        }
+    };
+    // The bake window and a week before it: 22 deployments, one page, one batch.
+    assert_eq!(
+        calls("ListDeployments").await,
+        1,
+        "pages of succeeded deployments read"
+    );
+    assert_eq!(calls("BatchGetDeployments").await, 1, "batches described");
+}
+
+/// An environment AppConfig has deployed to 600 times, newest first (as `ListDeployments`
+/// promises), 50 a page: the newest is this profile's version 1.
+struct LongEnvironment {
+    profile: String,
+}
+
+impl wiremock::Respond for LongEnvironment {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let from: i32 = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "next_token")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let items: Vec<Value> = (from..(from + 50).min(600))
+            .map(|i| {
+                let number = 600 - i;
+                json!({"DeploymentNumber": number, "ConfigurationName": "release-flags",
+                       "ConfigurationProfileId": if number == 600 { self.profile.as_str() } else { "other" },
+                       "ConfigurationVersion": if number == 600 { "1" } else { "7" },
+                       "DeploymentDurationInMinutes": 0, "GrowthType": "LINEAR",
+                       "GrowthFactor": 100.0, "FinalBakeTimeInMinutes": 0,
+                       "State": "COMPLETE", "PercentageComplete": 100.0})
+            })
+            .collect();
+        let mut page = json!({"Items": items});
+        if from + 50 < 600 {
+            page["NextToken"] = json!((from + 50).to_string());
+        }
+        ResponseTemplate::new(200).set_body_json(page)
+    }
+}
+
+#[tokio::test]
+async fn the_served_flag_version_is_read_from_the_newest_deployments_not_the_whole_history() {
+    let w = world(DEFAULT).await;
+    let deployment = w.in_flight_deployment().await;
+    w.expect_stop(&deployment, 1).await;
+    let listing = format!(
+        "/applications/{}/environments/prod-env/deployments",
+        w.flags.application
+    );
+    Mock::given(method("GET"))
+        .and(path(listing.as_str()))
+        .respond_with(LongEnvironment {
+            profile: w.flags.profile.clone(),
+        })
+        .with_priority(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    w.expect_flag_deployment("2", 1).await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    let flags = report
+        .actions
+        .iter()
+        .find(|a| a.action.starts_with("flags off"))
+        .unwrap();
+    assert!(flags.succeeded, "{flags:?}");
+    let reads: Vec<String> = w
+        .appconfig_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path() == listing)
+        .map(|r| r.url.query().unwrap_or_default().to_owned())
+        .collect();
+    // The served version is read to key the switch, then again inside it: each read stops at
+    // the first page, which names it; the 11 older pages are never read.
+    assert!(!reads.is_empty());
+    assert!(
+        reads.iter().all(|q| !q.contains("next_token")),
+        "pages beyond the first were read: {reads:?}"
+    );
 }
