@@ -70,7 +70,7 @@ fn tag_value(text: &str) -> String {
 }
 
 /// The snapshot identifier of `job`, stable across its repeats: from the deployment, else from
-/// the request's own id, else the database's direct snapshot of the last
+/// the request's own id, else the database's direct snapshot still being made since the last
 /// [`retention::DIRECT_WINDOW_MINUTES`] (a new one when there is none). The error says why the
 /// direct snapshot to continue could not be looked for.
 async fn snapshot_id(
@@ -107,7 +107,7 @@ async fn snapshot_id(
     let now = (deps.clock)();
     Ok(match retention::direct_to_continue(&owned, now) {
         Some(s) => {
-            tracing::info!(snapshot = %s.id, "a direct request without ids continues the database's recent direct snapshot");
+            tracing::info!(snapshot = %s.id, "a direct request without ids continues the database's direct snapshot still being made");
             s.id.clone()
         }
         None => naming::snapshot_identifier(

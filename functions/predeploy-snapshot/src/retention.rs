@@ -49,17 +49,20 @@ pub fn nears_quota(manual_snapshots: u32, quota: u32, percent: u32) -> bool {
 
 /// How far back a direct request that names neither a deployment nor a request id finds the
 /// snapshot to keep waiting for: the database's newest direct snapshot started this recently
-/// (and not failed) is that request's snapshot, so "invoke again" waits for the same one.
+/// and still being made is that request's snapshot, so "invoke again" waits for the same one.
 pub const DIRECT_WINDOW_MINUTES: i64 = 60;
 
 /// The direct snapshot (tagged deployment `none`) a request without ids continues: the newest
-/// started within [`DIRECT_WINDOW_MINUTES`] of `now` that is being made or available.
+/// started within [`DIRECT_WINDOW_MINUTES`] of `now` that is still being made. One already
+/// available is never reused: a request asks for a restore point from now, and a snapshot
+/// finished half an hour ago would lose half an hour of writes (a caller whose "invoke again"
+/// comes after its snapshot finished gets a second one; a `request_id` avoids that).
 pub fn direct_to_continue(owned: &[OwnedSnapshot], now: DateTime<Utc>) -> Option<&OwnedSnapshot> {
     let window = Duration::minutes(DIRECT_WINDOW_MINUTES);
     owned
         .iter()
         .filter(|s| s.deployment == "none")
-        .filter(|s| matches!(s.status.as_str(), "available" | "creating" | "pending"))
+        .filter(|s| matches!(s.status.as_str(), "creating" | "pending"))
         .filter(|s| s.created.is_none_or(|c| now - c <= window))
         .max_by_key(|s| s.created.unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
@@ -131,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_request_without_ids_continues_the_databases_direct_snapshot_of_the_last_hour() {
+    fn a_direct_request_without_ids_continues_only_a_direct_snapshot_still_being_made() {
         let direct = |id: &str, minutes_old: i64, status: &str| OwnedSnapshot {
             id: id.into(),
             deployment: "none".into(),
@@ -139,15 +142,13 @@ mod tests {
             status: status.into(),
         };
         let owned = [
-            direct("old", 61, "available"),
+            direct("old", 61, "creating"),
             direct("recent", 40, "available"),
             direct("broken", 5, "failed"),
             snap("of-a-deployment", 0, "creating"),
         ];
-        assert_eq!(
-            direct_to_continue(&owned, now()).map(|s| s.id.as_str()),
-            Some("recent")
-        );
+        // Finished 40 minutes ago: not a restore point from now, so a new snapshot.
+        assert_eq!(direct_to_continue(&owned, now()), None);
         let making = [
             direct("making", 50, "creating"),
             direct("older", 55, "available"),
@@ -156,8 +157,7 @@ mod tests {
             direct_to_continue(&making, now()).map(|s| s.id.as_str()),
             Some("making")
         );
-        assert_eq!(direct_to_continue(&owned[..1], now()), None);
-        assert_eq!(direct_to_continue(&owned, DateTime::<Utc>::MAX_UTC), None);
+        assert_eq!(direct_to_continue(&making, DateTime::<Utc>::MAX_UTC), None);
     }
 
     #[test]

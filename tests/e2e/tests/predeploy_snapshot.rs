@@ -1080,7 +1080,7 @@ async fn a_direct_request_with_a_request_id_keeps_its_snapshot_and_event_ids_acr
 }
 
 #[tokio::test]
-async fn a_direct_request_without_ids_continues_the_databases_direct_snapshot_of_the_last_hour() {
+async fn a_direct_request_without_ids_never_gets_a_finished_snapshot_back() {
     let mut w = world("instance", ROOMY_QUOTA).await;
     let request = json!({"database": "checkout-db", "reason": "manual migration"});
     let first = w
@@ -1088,19 +1088,23 @@ async fn a_direct_request_without_ids_continues_the_databases_direct_snapshot_of
         .await
         .unwrap();
     assert_eq!(first.status, SnapshotStatus::Available, "{first:?}");
-    // Half an hour later the same request (minutes past the old per-minute name) continues it.
+    // Half an hour later the same request asks for a restore point from now: the one that
+    // finished half an hour ago (it would lose half an hour of writes) is not it.
     w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(30));
     let again = w
         .invoke(request.clone(), context_with(20_000))
         .await
         .unwrap();
-    assert_eq!(again.snapshot_id, first.snapshot_id);
-    assert_eq!(instance_snapshot_ids(&w).await.len(), 1);
-    // Past the window it is a new snapshot.
-    w.deps.clock = Arc::new(|| Utc::now() + Duration::minutes(61));
-    let later = w.invoke(request, context_with(20_000)).await.unwrap();
-    assert_ne!(later.snapshot_id, first.snapshot_id);
+    assert_eq!(again.status, SnapshotStatus::Available, "{again:?}");
+    assert_ne!(again.snapshot_id, first.snapshot_id);
     assert_eq!(instance_snapshot_ids(&w).await.len(), 2);
+    // With its own request id, "invoke again" keeps its one snapshot.
+    let keyed =
+        json!({"database": "checkout-db", "reason": "manual migration", "request_id": w.d("run-")});
+    let once = w.invoke(keyed.clone(), context_with(20_000)).await.unwrap();
+    let twice = w.invoke(keyed, context_with(20_000)).await.unwrap();
+    assert_eq!(once.snapshot_id, twice.snapshot_id);
+    assert_eq!(instance_snapshot_ids(&w).await.len(), 3);
 }
 
 #[tokio::test]
