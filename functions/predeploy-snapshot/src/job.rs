@@ -326,8 +326,11 @@ async fn settle(
                 },
             );
             let pruned = Box::pin(prune(deps, job, db, &snapshot.id, deadline, events)).await;
-            let mut a = answer(job, Some(snapshot.id), SnapshotStatus::Available, None);
-            a.pruned = pruned;
+            let detail = pruned.unfinished.map(|problem| {
+                format!("available; pruning did not finish ({problem}): invoke again, or the next snapshot prunes the rest")
+            });
+            let mut a = answer(job, Some(snapshot.id), SnapshotStatus::Available, detail);
+            a.pruned = pruned.ids;
             a
         }
         "creating" | "pending" => answer(

@@ -56,6 +56,8 @@ pub enum Error {
         function: String,
         problem: String,
     },
+    #[error("pruning {database}'s snapshots past retention did not finish: {problem}")]
+    Prune { database: String, problem: String },
 }
 
 impl Failure for Error {
@@ -67,6 +69,7 @@ impl Failure for Error {
             Error::NoSnapshotPolicy { .. } => "NoSnapshotPolicy",
             Error::Continue { .. } => "Continue",
             Error::HandOver { .. } => "HandOver",
+            Error::Prune { .. } => "Prune",
         }
     }
 }

@@ -1572,3 +1572,71 @@ async fn a_hook_retried_after_a_crash_goes_on_with_what_is_left_of_its_budget() 
         "the retry waited {took:?}: it started the 4 s budget again instead of going on with the first delivery's"
     );
 }
+
+/// RDS refuses the listing that retention needs: the snapshot stands and says so, the pruning
+/// is not recorded as done, and the repeat of the request lists again (once recorded as "nothing
+/// to prune", its repeat never did).
+#[tokio::test]
+async fn a_failed_retention_listing_is_not_recorded_as_pruned_and_the_repeat_lists_again() {
+    let rds_mock = MockServer::start().await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    let request_id = w.d("run-");
+    let id = format!("safeship-checkout-db-request-{}", request_id.to_lowercase());
+    mount_rds(&rds_mock, &id, "available").await;
+    // The retention listing: this instance's manual snapshots (the wait asks by identifier, the
+    // quota count names no instance).
+    let listing = || {
+        Mock::given(body_string_contains("Action=DescribeDBSnapshots"))
+            .and(body_string_contains("DBInstanceIdentifier="))
+            .and(body_string_contains("SnapshotType=manual"))
+    };
+    listing()
+        .respond_with(rds_fault(
+            "AccessDenied",
+            "not authorized to perform: rds:DescribeDBSnapshots",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rds_mock)
+        .await;
+    let request =
+        json!({"database": "checkout-db", "reason": "migration", "request_id": request_id});
+
+    let first = w
+        .invoke(request.clone(), context_with(20_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status,
+        SnapshotStatus::Available,
+        "the snapshot stands: {first:?}"
+    );
+    assert_eq!(first.snapshot_id.as_deref(), Some(id.as_str()));
+    let detail = first.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("pruning did not finish")
+            && detail.contains("rds:DescribeDBSnapshots")
+            && detail.contains("AccessDenied"),
+        "{first:?}"
+    );
+
+    let again = w.invoke(request, context_with(20_000)).await.unwrap();
+    assert_eq!(again.status, SnapshotStatus::Available);
+    assert_eq!(again.detail, None, "the repeat pruned: {again:?}");
+    let listings = rds_mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            body.contains("Action=DescribeDBSnapshots")
+                && body.contains("DBInstanceIdentifier=")
+                && body.contains("SnapshotType=manual")
+        })
+        .count();
+    assert_eq!(listings, 2, "the repeat listed again");
+}
