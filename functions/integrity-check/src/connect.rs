@@ -74,13 +74,32 @@ impl Target {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
-        let (client, connection) = config.connect(self.tls.clone()).await.map_err(|e| {
-            Error::database(
-                "connecting",
-                database,
-                format!("{}: {}", self.describe(), describe(&e)),
-            )
-        })?;
+        // A server refusing for a moment (too many clients, starting up, shutting down, an
+        // internal error) or a connection dropped at its start is asked again, twice: the night's
+        // run is not lost to a blip. A refused password or a server that does not answer is not.
+        let mut attempt = 1;
+        let (client, connection) = loop {
+            match config.connect(self.tls.clone()).await {
+                Ok(connected) => break connected,
+                Err(e) if attempt < CONNECT_ATTEMPTS && transient(&e) => {
+                    tracing::warn!(database, attempt, error = %describe(&e), "connecting: asking again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let tries = if attempt > 1 {
+                        format!(" (attempt {attempt} of {CONNECT_ATTEMPTS})")
+                    } else {
+                        String::new()
+                    };
+                    return Err(Error::database(
+                        "connecting",
+                        database,
+                        format!("{}: {}{tries}", self.describe(), describe(&e)),
+                    ));
+                }
+            }
+        };
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %describe(&e), "database connection ended");
@@ -346,6 +365,38 @@ impl ServerCertVerifier for AnyCertificate {
 
 /// A PostgreSQL error as people read it: the server's severity, code and message, or the chain
 /// of causes for I/O and TLS errors (`tokio_postgres::Error`'s own text says only "db error").
+/// How often a connection is tried when the server refuses it for a moment.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// A refusal or a drop that a second try may get past: SQLSTATE classes 08 (connection
+/// exception), 53 (insufficient resources: too many clients), 57 (operator intervention:
+/// starting up, shutting down) and XX (internal error), or a connection closed or reset before
+/// the server answered. Never an authentication failure (28), nor a timeout.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        return ["08", "53", "57", "XX"]
+            .iter()
+            .any(|class| db.code().code().starts_with(class));
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} {}: {}", db.severity(), db.code().code(), db.message());

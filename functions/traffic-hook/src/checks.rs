@@ -98,6 +98,9 @@ pub struct Run {
     pub results: Vec<CheckResult>,
     /// Checks still running at the deadline, cancelled.
     pub timed_out: Vec<String>,
+    /// What they were waiting on then (the AWS calls in flight, "waiting on
+    /// cloudwatch:DescribeAlarms for 4.8 s"); empty when none.
+    pub waiting: String,
 }
 
 /// Runs all checks at once; at `deadline` the unfinished ones are cancelled and named.
@@ -111,6 +114,7 @@ pub async fn run_until(planned: Vec<Planned>, deadline: tokio::time::Instant) ->
         names.insert(handle.id(), p.name);
     }
     let mut results = Vec::new();
+    let mut waiting = String::new();
     loop {
         match tokio::time::timeout_at(deadline, set.join_next_with_id()).await {
             Ok(None) => break,
@@ -135,6 +139,8 @@ pub async fn run_until(planned: Vec<Planned>, deadline: tokio::time::Instant) ->
                 });
             }
             Err(_deadline) => {
+                // Before the abort: what the checks still running wait on names the cause.
+                waiting = safeship::aws::in_flight::waiting();
                 set.abort_all();
                 break;
             }
@@ -144,7 +150,11 @@ pub async fn run_until(planned: Vec<Planned>, deadline: tokio::time::Instant) ->
     results.sort_by_key(|r| position(&r.name));
     let mut timed_out: Vec<String> = names.into_values().collect();
     timed_out.sort_by_key(|n| position(n));
-    Run { results, timed_out }
+    Run {
+        results,
+        timed_out,
+        waiting,
+    }
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

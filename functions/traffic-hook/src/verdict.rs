@@ -52,7 +52,12 @@ pub fn without_checks(target: &Target, policy: Option<&TrafficHookPolicy>) -> Op
 pub fn from_run(run: &Run) -> Verdict {
     let mut reasons = Vec::new();
     if !run.timed_out.is_empty() {
-        reasons.push(format!("timed out: {}", run.timed_out.join(", ")));
+        let waiting = if run.waiting.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", run.waiting)
+        };
+        reasons.push(format!("timed out: {}{waiting}", run.timed_out.join(", ")));
     }
     for r in run.results.iter().filter(|r| !r.passed) {
         reasons.push(format!(
@@ -126,6 +131,7 @@ mod tests {
         let run = Run {
             results: vec![result("health", true, "ok"), result("alarms", true, "ok")],
             timed_out: vec![],
+            waiting: String::new(),
         };
         assert_eq!(from_run(&run).status, HookStatus::Succeeded);
     }
@@ -138,12 +144,13 @@ mod tests {
                 result("alarms", true, "ok"),
             ],
             timed_out: vec!["slow-page".into()],
+            waiting: "waiting on cloudwatch:DescribeAlarms for 4.8 s".into(),
         };
         let v = from_run(&run);
         assert_eq!(v.status, HookStatus::Failed);
         assert_eq!(
             v.reason,
-            "timed out: slow-page; health: /version is \"3\", expected \"4\""
+            "timed out: slow-page (waiting on cloudwatch:DescribeAlarms for 4.8 s); health: /version is \"3\", expected \"4\""
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The fault matrix (issue 18, part 3): for every operation each function calls on the way of
-//! each sample (AWS through the emulated endpoints, and Slack's Web API), in a whole emulated
+//! each sample (AWS through the emulated endpoints, Slack's Web API, the service under smoke
+//! test and the database's connection), in a whole emulated
 //! installation through the real binaries, each fault: throttling, HTTP 500, HTTP 503 and a
 //! connection closed without an answer once (what a retry gets past), and an answer slower than
 //! any client waits and access denied on every call. Each cell asserts its outcome and prints
@@ -44,6 +45,8 @@ fn names_of(operation: &str) -> Vec<String> {
         (_, n) if n.starts_with("chat.") || n.starts_with("conversations.") => {
             vec!["Slack".into(), n.to_owned()]
         }
+        // The database: the step that met it.
+        ("postgres", "connect") => vec!["connecting".into()],
         (_, n) => vec![n.to_owned()],
     }
 }
@@ -78,6 +81,12 @@ async fn try_cell(case: &Case, operation: &str, fault: Fault) -> Cell {
             fault.name()
         )
     };
+    if operation == SMOKE_TARGET {
+        return smoke_target_cell(&world, case, &answer, named, fault, &what);
+    }
+    if operation == safeship_testkit::pg_proxy::CONNECT {
+        return database_cell(case, &answer, named, effects, fault, &what);
+    }
     if once(fault) {
         return match &answer {
             Answer::Response(_) if effects == case.once => Cell {
@@ -141,7 +150,9 @@ async fn try_cell(case: &Case, operation: &str, fault: Fault) -> Cell {
                 .or(body["hook-status"].as_str())
                 .or(body["runs"][0]["status"].as_str())
                 .unwrap_or("");
-            if effects == case.once {
+            // A hook that reports Failed was affected, whatever the counts say.
+            let hook_as_usual = !reports_due || world.hook_statuses() == ["Succeeded"];
+            if effects == case.once && hook_as_usual {
                 // The fault did not matter to this delivery (a call it can do without).
                 ("unaffected".into(), true)
             } else if matches!(status, "creating" | "continued") && body["hook-status"].is_null() {
@@ -166,11 +177,93 @@ async fn try_cell(case: &Case, operation: &str, fault: Fault) -> Cell {
     });
     Cell {
         outcome: if reports_due {
-            format!("{outcome}, hook reported")
+            format!(
+                "{outcome}, hook reported {}",
+                world.hook_statuses().join(", ")
+            )
         } else {
             outcome
         },
         wrong,
+    }
+}
+
+/// The service under smoke test, as the world's endpoint names its calls.
+const SMOKE_TARGET: &str = "GET health";
+
+/// A fault at the service under smoke test, once or on every call: a smoke check does not
+/// retry a failing service into passing, so the hook reports `Failed` once, naming the check,
+/// before its deadline — and nothing else is done.
+fn smoke_target_cell(
+    world: &safeship_testkit::world::World,
+    case: &Case,
+    answer: &Answer,
+    named: bool,
+    fault: Fault,
+    what: &dyn Fn(&str) -> String,
+) -> Cell {
+    let statuses = world.hook_statuses();
+    let ok = matches!(answer, Answer::Response(_)) && named && statuses == ["Failed"];
+    Cell {
+        outcome: if ok {
+            "hook reported Failed, names it".into()
+        } else {
+            format!("hook reported {statuses:?}")
+        },
+        wrong: (!ok).then(|| {
+            what(&format!(
+                "{} met {}: hook reports {statuses:?}, names the check: {named}; one report of Failed is due",
+                case.function,
+                fault.name()
+            ))
+        }),
+    }
+}
+
+/// A fault at the database's connection. Met once (too many clients, an internal error, the
+/// server starting up, a connection closed), the run connects again and does what one run
+/// does; met on every connection (a server that never answers, a refused password), the run
+/// is recorded failed naming the step, and announced.
+fn database_cell(
+    case: &Case,
+    answer: &Answer,
+    named: bool,
+    effects: safeship_testkit::effects::Effects,
+    fault: Fault,
+    what: &dyn Fn(&str) -> String,
+) -> Cell {
+    let status = match answer {
+        Answer::Response(body) => body["runs"][0]["status"].as_str().unwrap_or("").to_owned(),
+        _ => String::new(),
+    };
+    if once(fault) {
+        let ok = status != "failed" && !status.is_empty() && effects == case.once;
+        return Cell {
+            outcome: if ok {
+                "got past".into()
+            } else {
+                format!("answered {status:?}, did {effects}")
+            },
+            wrong: (!ok).then(|| {
+                what(&format!(
+                    "answered {status:?}, did {effects}; one run does {}",
+                    case.once
+                ))
+            }),
+        };
+    }
+    let ok = status == "failed" && named && effects.guard_events == 1;
+    Cell {
+        outcome: if ok {
+            "run failed, names it, announced".into()
+        } else {
+            format!("answered {status:?}, names it: {named}, did {effects}")
+        },
+        wrong: (!ok).then(|| {
+            what(&format!(
+                "answered {status:?}, names it: {named}, did {effects}"
+            ))
+        }),
     }
 }
 

@@ -35,7 +35,7 @@ async fn no_secret_appears_in_logs_errors_guard_events_or_messages() {
     // (nothing listens on port 9); the database is unreachable (port 9 again).
     let policy = policy
         .replace(
-            &format!("url: {}/health", world.service.url),
+            &format!("url: {}/health", world.smoke_target_url()),
             &format!("url: http://127.0.0.1:9/health?access_token={URL_TOKEN}"),
         )
         .replace(

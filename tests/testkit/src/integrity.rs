@@ -99,11 +99,17 @@ pub async fn checkout_schema() -> String {
 /// A Secrets Manager secret in RDS's shape for `user` (the test server trusts any password).
 pub async fn database_secret(sdk: &SdkConfig, user: &str) -> String {
     let pg = postgres();
+    database_secret_at(sdk, user, &pg.host, pg.port).await
+}
+
+/// As [`database_secret`], for a server at `host`:`port` (a proxy in front of the local one).
+pub async fn database_secret_at(sdk: &SdkConfig, user: &str, host: &str, port: u16) -> String {
+    let pg = postgres();
     aws_sdk_secretsmanager::Client::new(sdk)
         .create_secret()
         .name(unique("safeship/integrity"))
         .secret_string(
-            json!({"engine": "postgres", "host": pg.host, "port": pg.port, "username": user,
+            json!({"engine": "postgres", "host": host, "port": port, "username": user,
                    "password": "not-checked-by-trust-auth", "dbname": pg.dbname})
             .to_string(),
         )

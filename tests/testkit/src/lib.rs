@@ -10,6 +10,7 @@ pub mod guard_inbox;
 pub mod integrity;
 pub mod lifecycle;
 pub mod notify;
+pub mod pg_proxy;
 pub mod runtime;
 pub mod samples;
 pub mod slack;

@@ -36,6 +36,9 @@ impl Adjust for Unchanged {}
 type Observer = Arc<dyn Fn(&Wait) + Send + Sync>;
 
 struct Split {
+    /// A plain web service (a smoke target), not an AWS or Slack API: faults are answered as
+    /// a web server answers them.
+    web: std::sync::atomic::AtomicBool,
     tripwire: Mutex<Tripwire>,
     faults: Mutex<Faults>,
     observer: Mutex<Option<Observer>>,
@@ -187,7 +190,29 @@ impl Fault {
 
     /// The answer in the caller's protocol: JSON (`x-amz-target`), query (XML), REST JSON, or
     /// Slack's Web API.
-    async fn answer(&self, parts: &Parts) -> Response {
+    async fn answer(&self, parts: &Parts, web: bool) -> Response {
+        if web {
+            let plain = |status: u16, text: &str| {
+                let builder = Response::builder().status(status);
+                let builder = if status == 429 {
+                    builder.header("retry-after", "1")
+                } else {
+                    builder
+                };
+                builder.body(Body::from(text.to_owned())).unwrap()
+            };
+            return match self {
+                Fault::Throttling => plain(429, "Too Many Requests"),
+                Fault::InternalError => plain(500, "Internal Server Error"),
+                Fault::Unavailable => plain(503, "Service Unavailable"),
+                Fault::AccessDenied => plain(403, "Forbidden"),
+                Fault::Slow => {
+                    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                    plain(504, "too late")
+                }
+                Fault::Reset => panic!("injected fault: connection reset"),
+            };
+        }
         let json = parts.headers.contains_key("x-amz-target");
         let slack = parts.uri.path().starts_with("/api/");
         let form = parts
@@ -262,7 +287,7 @@ impl Faults {
     }
 
     /// The fault for a call of `operation`, if one is armed and left.
-    fn take(&self, operation: &str) -> Option<Fault> {
+    pub(crate) fn take(&self, operation: &str) -> Option<Fault> {
         let mut armed = self.0.lock().unwrap();
         let (wanted, fault, passing, times) = armed.as_mut()?;
         if short_name(operation) != wanted.as_str() {
@@ -330,6 +355,7 @@ impl SplitEndpoint {
     ) -> SplitEndpoint {
         let waits = Arc::new(Mutex::new(Vec::new()));
         let split = Arc::new(Split {
+            web: std::sync::atomic::AtomicBool::new(false),
             tripwire: Mutex::new(Tripwire::default()),
             faults: Mutex::new(Faults::default()),
             observer: Mutex::new(None),
@@ -367,6 +393,17 @@ impl SplitEndpoint {
     /// Everything to `upstream`: a pass-through that records how long each call took.
     pub async fn recording(upstream: &str) -> Self {
         Self::start(upstream, upstream, |_| false).await
+    }
+
+    /// As [`Self::recording`], in front of a plain web service (a smoke target): a fault is
+    /// answered as a web server would (429 with `Retry-After`, 500, 503, 403).
+    pub async fn web(upstream: &str) -> Self {
+        let endpoint = Self::recording(upstream).await;
+        endpoint
+            .split
+            .web
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        endpoint
     }
 
     /// JSON 1.1 services (CodeDeploy): by the operation in `x-amz-target`.
@@ -414,7 +451,8 @@ async fn forward(State(split): State<Arc<Split>>, request: Request) -> Response 
     let sent = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let faults = split.faults.lock().unwrap().clone();
     if let Some(fault) = faults.take(&operation_of(&parts, &sent)) {
-        return fault.answer(&parts).await;
+        let web = split.web.load(std::sync::atomic::Ordering::Relaxed);
+        return fault.answer(&parts, web).await;
     }
     // Carried out to its end and recorded even when the caller goes away mid-call (a process
     // killed while the call was on its way): the service did it, so it is counted.

@@ -22,9 +22,10 @@ use crate::emulators::{
 };
 use crate::guard_inbox::GuardInbox;
 use crate::integrity::{
-    checkout_schema, create_history_table, database_secret, local_integrity, postgres,
+    checkout_schema, create_history_table, database_secret_at, local_integrity, postgres,
 };
 use crate::lifecycle::{Completions, DeploymentLedger};
+use crate::pg_proxy::PostgresProxy;
 use crate::runtime::{Answer, LocalRuntime};
 use crate::slack::Channels;
 use crate::split::{Fault, Faults, Phase, SplitEndpoint, Tripwire};
@@ -83,6 +84,9 @@ pub struct World {
     codedeploy_split: SplitEndpoint,
     appconfig_split: SplitEndpoint,
     slack_split: SplitEndpoint,
+    /// The smoke target's and the database's way in (faults, no tripwire: they change nothing).
+    service_split: SplitEndpoint,
+    database: PostgresProxy,
     /// Shared by every endpoint above: a crash armed at the functions' calls, and faults.
     tripwire: Tripwire,
     faults: Faults,
@@ -107,8 +111,13 @@ impl World {
         let moto = moto_endpoint();
         let sdk = sdk_config(&moto).await;
 
-        // The service under smoke test: version 3 is live.
+        // The service under smoke test: version 3 is live. The hooks reach it through an
+        // endpoint of the world's, so a fault can be met there as a web server answers it.
         let service = HealthService::start("3").await;
+        let service_split = SplitEndpoint::web(&service.url).await;
+        // The checkout database, through a proxy that can meet a fault at a connection's start.
+        let pg = postgres();
+        let database = PostgresProxy::start(format!("{}:{}", pg.host, pg.port)).await;
 
         // The feature flags the rollback switches off: a profile in moto, its version 1 served
         // in `prod` (AppConfig's version listing and deployments, which moto lacks, by
@@ -136,7 +145,7 @@ impl World {
         create_idempotency_table(&ddb, &table).await;
         let parameter = format!("/{}/policy", unique("safeship"));
         let policy = example_policy()
-            .replace("http://127.0.0.1:8081", &service.url)
+            .replace("http://127.0.0.1:8081", &service_split.uri())
             .replace(
                 "identifier: checkout-prod-db",
                 &format!("identifier: {instance}"),
@@ -144,11 +153,22 @@ impl World {
         aws_sdk_ssm::Client::new(&sdk)
             .put_parameter()
             .name(&parameter)
-            .value(flags.into_policy(&local_integrity(
-                &policy,
-                &shop,
-                &database_secret(&sdk, &postgres().user).await,
-            )))
+            .value(
+                flags.into_policy(
+                    // Through the proxy, in plain text: it meets a fault as the server's first
+                    // answer, which under TLS would be the handshake's.
+                    &local_integrity(
+                        &policy,
+                        &shop,
+                        &database_secret_at(&sdk, &pg.user, &pg.host, database.port).await,
+                    )
+                    .replace(
+                        &format!("port: {}\n", pg.port),
+                        &format!("port: {}\n", database.port),
+                    )
+                    .replace("sslmode: require", "sslmode: disable"),
+                ),
+            )
             .r#type(ParameterType::SecureString)
             .send()
             .await
@@ -238,6 +258,9 @@ impl World {
             endpoint.share_tripwire(&tripwire);
             endpoint.share_faults(&faults);
         }
+        // Reads of the service and connections to the database change nothing: faults only.
+        service_split.share_faults(&faults);
+        database.share_faults(&faults);
 
         Ok(World {
             functions: Vec::new(),
@@ -259,6 +282,8 @@ impl World {
             codedeploy_split,
             appconfig_split,
             slack_split,
+            service_split,
+            database,
             tripwire,
             faults,
             _lambda: lambda,
@@ -335,6 +360,28 @@ impl World {
         self.faults.arm(operation, fault, times);
     }
 
+    /// The smoke target's address as the policy names it (the world's endpoint in front of
+    /// [`Self::service`]).
+    pub fn smoke_target_url(&self) -> String {
+        self.service_split.uri()
+    }
+
+    /// The statuses of the hook reports CodeDeploy took, in order (`Succeeded`, `Failed`).
+    pub fn hook_statuses(&self) -> Vec<String> {
+        let mut reports: Vec<crate::split::Wait> = self
+            .codedeploy_split
+            .waits()
+            .into_iter()
+            .filter(|c| c.succeeded() && c.name() == "PutLifecycleEventHookExecutionStatus")
+            .collect();
+        reports.sort_by_key(|c| c.start);
+        reports
+            .iter()
+            .filter_map(|c| serde_json::from_slice::<serde_json::Value>(&c.request).ok())
+            .filter_map(|body| body["status"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Every call the functions made so far, through every endpoint of the world.
     fn calls(&self) -> Vec<crate::split::Wait> {
         [
@@ -342,9 +389,11 @@ impl World {
             &self.codedeploy_split,
             &self.appconfig_split,
             &self.slack_split,
+            &self.service_split,
         ]
         .iter()
         .flat_map(|endpoint| endpoint.waits())
+        .chain(self.database.waits())
         .collect()
     }
 
