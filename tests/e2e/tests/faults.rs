@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use safeship_testkit::runtime::Answer;
 use safeship_testkit::samples::{
-    cases, deliver_until_answered, delivered, short_deadline, world, Case,
+    cases, deliver_until_answered, delivered, short_deadline, webhook_cases, world_for, Case,
 };
 use safeship_testkit::split::Fault;
 use tokio::sync::Semaphore;
@@ -45,6 +45,7 @@ fn names_of(operation: &str) -> Vec<String> {
         (_, n) if n.starts_with("chat.") || n.starts_with("conversations.") => {
             vec!["Slack".into(), n.to_owned()]
         }
+        ("POST", "webhook") => vec!["Slack".into()],
         // The database: the step that met it.
         ("postgres", "connect") => vec!["connecting".into()],
         (_, n) => vec![n.to_owned()],
@@ -59,7 +60,7 @@ struct Cell {
 }
 
 async fn try_cell(case: &Case, operation: &str, fault: Fault) -> Cell {
-    let (mut world, d) = world().await;
+    let (mut world, d) = world_for(case).await;
     world.start(case.function, 1).await.unwrap();
     let event = delivered(case.sample, &d, chrono::Utc::now());
     world.arm_fault(operation, fault, once(fault).then_some(1));
@@ -269,7 +270,7 @@ fn database_cell(
 
 /// The operations one delivery of `case` calls (after its function's cold start).
 async fn operations_of(case: &Case) -> Vec<String> {
-    let (mut world, d) = world().await;
+    let (mut world, d) = world_for(case).await;
     world.start(case.function, 1).await.unwrap();
     let at_start = world.operations_called();
     let answer = world
@@ -296,7 +297,8 @@ async fn every_fault_in_every_call_has_its_documented_outcome() {
         }
     }));
     let only = std::env::var("SAFESHIP_FAULTS_ONLY").ok();
-    let cases = Arc::new(cases());
+    let cases: Vec<Case> = cases().into_iter().chain(webhook_cases()).collect();
+    let cases = Arc::new(cases);
     // Each (function, operation) once: the first sample whose delivery calls it.
     let mut rows: Vec<(usize, String)> = Vec::new();
     for (index, case) in cases.iter().enumerate() {

@@ -3,11 +3,14 @@
 //! (refused by Slack), the database password (the database unreachable), and a token in a smoke
 //! check's header and in its URL (the service unreachable). Logged at TRACE, everything the
 //! functions wrote, every answer they gave, every guard event they published and every message
-//! they sent is scanned: no sentinel appears anywhere.
+//! they sent is scanned: no sentinel appears anywhere. A second test walks the rollback's and the
+//! snapshot's error paths (each AWS call they depend on denied, in a world of its own) and a
+//! notifier whose Slack is an incoming webhook that refuses, its URL a sentinel of its own.
 
 use aws_sdk_ssm::types::ParameterType;
-use safeship_testkit::samples::{delivered, world};
+use safeship_testkit::samples::{delivered, world, world_for_webhook};
 use safeship_testkit::slack::BOT_TOKEN;
+use safeship_testkit::split::Fault;
 use safeship_testkit::world::FUNCTIONS;
 use serde_json::Value;
 
@@ -180,22 +183,7 @@ async fn no_secret_appears_in_logs_errors_guard_events_or_messages() {
         logs > 10_000,
         "too little was captured to mean anything: {logs} bytes"
     );
-    for (place, text) in &places {
-        for sentinel in [HEADER_TOKEN, URL_TOKEN, DB_PASSWORD, BOT_TOKEN] {
-            if let Some(at) = text.find(sentinel) {
-                let around: String = text[..at]
-                    .chars()
-                    .rev()
-                    .take(300)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .chain(text[at..].chars().take(100))
-                    .collect();
-                panic!("{sentinel} appears in {place}: …{around}…");
-            }
-        }
-    }
+    assert_none_appears(&places, &[HEADER_TOKEN, URL_TOKEN, DB_PASSWORD, BOT_TOKEN]);
     println!("secrets: {logs} bytes of logs, answers, guard events, messages and calls scanned for 4 sentinels: none found");
 }
 
@@ -213,4 +201,204 @@ fn replace_port(policy: &str, port: u16) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Panics naming the first sentinel found in a place, with what is around it.
+fn assert_none_appears(places: &[(String, String)], sentinels: &[&str]) {
+    for (place, text) in places {
+        for sentinel in sentinels {
+            if let Some(at) = text.find(sentinel) {
+                let around: String = text[..at]
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .chain(text[at..].chars().take(100))
+                    .collect();
+                panic!("{sentinel} appears in {place}: …{around}…");
+            }
+        }
+    }
+}
+
+/// The Slack incoming webhook's URL is a secret of its own (whoever has it posts to the
+/// channel): the world's is `…/services/T000/B000/XXXXSECRETXXXX`.
+const WEBHOOK_SECRET: &str = "XXXXSECRETXXXX";
+
+/// The error paths of the rollback and the snapshot, and a notifier whose Slack is an incoming
+/// webhook that refuses: each AWS call they depend on denied, each in a world of its own, with
+/// the smoke check's tokens in the policy every function reads and the webhook's URL in the
+/// notifier's secret.
+#[tokio::test]
+async fn no_secret_appears_on_the_rollbacks_the_snapshots_or_a_webhooks_error_paths() {
+    let paths = [
+        (
+            "alarm-rollback",
+            "alarm-eventbridge-metric.json",
+            "ListDeployments",
+            "ListDeployments",
+        ),
+        (
+            "alarm-rollback",
+            "alarm-eventbridge-metric.json",
+            "StopDeployment",
+            "StopDeployment",
+        ),
+        (
+            "alarm-rollback",
+            "alarm-eventbridge-metric.json",
+            "POST hostedconfigurationversions",
+            "CreateHostedConfigurationVersion",
+        ),
+        (
+            "alarm-rollback",
+            "alarm-eventbridge-metric.json",
+            "PutEvents",
+            "PutEvents",
+        ),
+        (
+            "predeploy-snapshot",
+            "codedeploy-lifecycle-before-allow-traffic.json",
+            "GetDeployment",
+            "GetDeployment",
+        ),
+        (
+            "predeploy-snapshot",
+            "predeploy-snapshot-direct.json",
+            "CreateDBSnapshot",
+            "CreateDBSnapshot",
+        ),
+        (
+            "predeploy-snapshot",
+            "predeploy-snapshot-direct.json",
+            "PutEvents",
+            "PutEvents",
+        ),
+        // The webhook refuses in every world; here the email is denied too.
+        (
+            "deploy-notify",
+            "codedeploy-deployment-failure.json",
+            "Publish",
+            "invalid_token",
+        ),
+    ];
+    let mut scanned = 0;
+    for (function, sample, operation, named) in paths {
+        let places = error_path(function, sample, operation).await;
+        let said = &places[0].1;
+        assert!(
+            said.contains(named),
+            "{function} {sample} with {operation} denied did not fail naming {named}: {said}"
+        );
+        for (place, text) in &places {
+            // Past the runtime's 4 MiB a function's output is no longer kept, and so not scanned.
+            assert!(
+                text.len() < 4 << 20,
+                "{place} was cut off at {} bytes",
+                text.len()
+            );
+        }
+        scanned += places.iter().map(|(_, text)| text.len()).sum::<usize>();
+        assert_none_appears(&places, &[HEADER_TOKEN, URL_TOKEN, WEBHOOK_SECRET]);
+    }
+    assert!(
+        scanned > 50_000,
+        "too little was captured to mean anything: {scanned} bytes"
+    );
+    println!(
+        "secrets, error paths: {} paths, {scanned} bytes scanned for 3 sentinels: none found",
+        paths.len()
+    );
+}
+
+/// One error path: `function` given `sample` with `operation` denied on every call, logged at
+/// TRACE; then the notifier handed the guard events it published. Everything said, published,
+/// sent and logged, by place (the answers first).
+async fn error_path(
+    function: &'static str,
+    sample: &str,
+    operation: &str,
+) -> Vec<(String, String)> {
+    let (mut world, d) = world_for_webhook().await;
+    let ssm = aws_sdk_ssm::Client::new(&world.sdk);
+    let policy = ssm
+        .get_parameter()
+        .name(&world.parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .and_then(|p| p.value)
+        .unwrap()
+        .replace(
+            &format!("url: {}/health", world.smoke_target_url()),
+            &format!(
+                "url: {}/health?access_token={URL_TOKEN}",
+                world.smoke_target_url()
+            ),
+        )
+        .replace(
+            "headers: {x-safeship-check: \"1\"}",
+            &format!(
+                "headers: {{x-safeship-check: \"1\", authorization: \"Bearer {HEADER_TOKEN}\"}}"
+            ),
+        );
+    assert!(policy.contains(URL_TOKEN) && policy.contains(HEADER_TOKEN));
+    ssm.put_parameter()
+        .name(&world.parameter)
+        .value(&policy)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    // The webhook refuses every post, as Slack does a revoked one.
+    world.channels.slack.answer(403, None, "invalid_token", 50);
+    world
+        .env
+        .push(("AWS_LAMBDA_LOG_LEVEL".into(), "trace".into()));
+    world.start(function, 1).await.unwrap();
+    if function != "deploy-notify" {
+        world.start("deploy-notify", 1).await.unwrap();
+    }
+    world.arm_fault(operation, Fault::AccessDenied, None);
+    let answer = world
+        .invoke(function, delivered(sample, &d, chrono::Utc::now()))
+        .await;
+    let mut said = vec![format!(
+        "{function} {sample}, {operation} denied: {answer:?}"
+    )];
+    world.arm_fault("none", Fault::AccessDenied, None);
+    let envelopes = world.inbox.envelopes().await;
+    for envelope in &envelopes {
+        let answer = world.invoke("deploy-notify", envelope.clone()).await;
+        said.push(format!("deploy-notify guard event: {answer:?}"));
+    }
+    let mut places = vec![
+        ("answers".to_owned(), said.join("\n")),
+        ("guard events".into(), format!("{envelopes:?}")),
+        (
+            "emails".into(),
+            format!("{:?}", world.channels.emails().await),
+        ),
+        (
+            "Slack posts".into(),
+            format!("{:?}", world.channels.slack.received()),
+        ),
+        ("calls to AWS".into(), world.calls_sent()),
+    ];
+    places.push((
+        format!("{function}'s logs"),
+        world.stop_and_read_output(function).await,
+    ));
+    if function != "deploy-notify" {
+        places.push((
+            "deploy-notify's logs".into(),
+            world.stop_and_read_output("deploy-notify").await,
+        ));
+    }
+    places
 }

@@ -16,6 +16,8 @@ use crate::world::World;
 
 /// One sample and the function its trigger delivers it to.
 pub struct Case {
+    /// How the world's notifier reaches Slack.
+    pub slack: SlackMode,
     pub function: &'static str,
     pub sample: &'static str,
     /// What one delivery does in a fresh world with one deployment in flight.
@@ -23,6 +25,33 @@ pub struct Case {
 }
 
 const NOTHING: Effects = Effects::NONE;
+
+/// How a world's notifier reaches Slack: with a bot token through the Web API (messages can be
+/// read back, and a deployment's are one thread), or by an incoming webhook (neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    Bot,
+    Webhook,
+}
+
+/// The notifier's cases again, in a world whose Slack is an incoming webhook (the crash suite
+/// and the fault matrix walk both ways in).
+pub fn webhook_cases() -> Vec<Case> {
+    cases()
+        .into_iter()
+        .filter(|c| {
+            c.function == "deploy-notify"
+                && matches!(
+                    c.sample,
+                    "codedeploy-deployment-start.json" | "codedeploy-deployment-failure.json"
+                )
+        })
+        .map(|c| Case {
+            slack: SlackMode::Webhook,
+            ..c
+        })
+        .collect()
+}
 
 pub fn cases() -> Vec<Case> {
     // The hook's verdict is a guard event too.
@@ -47,11 +76,13 @@ pub fn cases() -> Vec<Case> {
     };
     let mut cases = vec![
         Case {
+            slack: SlackMode::Bot,
             function: "traffic-hook",
             sample: "codedeploy-lifecycle-before-allow-traffic.json",
             once: hook,
         },
         Case {
+            slack: SlackMode::Bot,
             function: "traffic-hook",
             sample: "codedeploy-lifecycle-after-allow-traffic.json",
             once: hook,
@@ -59,6 +90,7 @@ pub fn cases() -> Vec<Case> {
         // The pre-deploy snapshot as a lifecycle hook of its own: snapshot, then report. (A
         // group hooks one of the two; in the interleaved world both answer the sample's hook.)
         Case {
+            slack: SlackMode::Bot,
             function: "predeploy-snapshot",
             sample: "codedeploy-lifecycle-before-allow-traffic.json",
             once: Effects {
@@ -67,16 +99,19 @@ pub fn cases() -> Vec<Case> {
             },
         },
         Case {
+            slack: SlackMode::Bot,
             function: "predeploy-snapshot",
             sample: "codedeploy-deployment-start.json",
             once: snapshot,
         },
         Case {
+            slack: SlackMode::Bot,
             function: "predeploy-snapshot",
             sample: "predeploy-snapshot-direct.json",
             once: snapshot,
         },
         Case {
+            slack: SlackMode::Bot,
             function: "integrity-check",
             sample: "scheduled-event.json",
             once: NOTHING,
@@ -101,6 +136,7 @@ pub fn cases() -> Vec<Case> {
         ("alarm-eventbridge-ok.json", NOTHING),
     ] {
         cases.push(Case {
+            slack: SlackMode::Bot,
             function: "alarm-rollback",
             sample,
             once,
@@ -125,6 +161,7 @@ pub fn cases() -> Vec<Case> {
         )
     }) {
         cases.push(Case {
+            slack: SlackMode::Bot,
             function: "deploy-notify",
             sample,
             once,
@@ -169,7 +206,21 @@ pub fn delivered(sample: &str, d: &str, now: chrono::DateTime<chrono::Utc>) -> V
 /// A world with deployment `d` of checkout/checkout-prod in flight, and its alarms as the
 /// account holds them.
 pub async fn world() -> (World, String) {
-    let world = World::build(&unique("replay-db"))
+    world_for_slack(SlackMode::Bot).await
+}
+
+/// [`world`] with the notifier's Slack an incoming webhook.
+pub async fn world_for_webhook() -> (World, String) {
+    world_for_slack(SlackMode::Webhook).await
+}
+
+/// [`world`] for `case` (its Slack reached as the case says).
+pub async fn world_for(case: &Case) -> (World, String) {
+    world_for_slack(case.slack).await
+}
+
+async fn world_for_slack(slack: SlackMode) -> (World, String) {
+    let world = World::build_with(&unique("replay-db"), slack == SlackMode::Webhook)
         .await
         .expect("the world is set up");
     let d = world.deploy("4").await.expect("a deployment in flight");

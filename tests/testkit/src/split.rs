@@ -191,7 +191,9 @@ impl Fault {
     /// The answer in the caller's protocol: JSON (`x-amz-target`), query (XML), REST JSON, or
     /// Slack's Web API.
     async fn answer(&self, parts: &Parts, web: bool) -> Response {
-        if web {
+        // A Slack incoming webhook answers as a web server does, in words of its own.
+        let webhook = parts.uri.path().starts_with("/services/");
+        if web || webhook {
             let plain = |status: u16, text: &str| {
                 let builder = Response::builder().status(status);
                 let builder = if status == 429 {
@@ -205,6 +207,7 @@ impl Fault {
                 Fault::Throttling => plain(429, "Too Many Requests"),
                 Fault::InternalError => plain(500, "Internal Server Error"),
                 Fault::Unavailable => plain(503, "Service Unavailable"),
+                Fault::AccessDenied if webhook => plain(403, "invalid_token"),
                 Fault::AccessDenied => plain(403, "Forbidden"),
                 Fault::Slow => {
                     tokio::time::sleep(std::time::Duration::from_secs(120)).await;
@@ -311,6 +314,10 @@ impl Faults {
 /// An operation's short name: `PutItem` of `DynamoDB_20120810.PutItem`; for a REST call, its
 /// method and path with ids left out (`POST hostedconfigurationversions`).
 pub fn short_name(operation: &str) -> String {
+    // A Slack incoming webhook's path is its secret: named for what it is.
+    if operation.starts_with("POST /services/") {
+        return "POST webhook".into();
+    }
     match operation.split_once(' ') {
         Some((method, path)) => {
             let last = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path);

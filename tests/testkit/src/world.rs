@@ -108,6 +108,12 @@ impl World {
     /// policy's `checkout-prod-db`; a test's its own, so snapshots of worlds do not mix). No
     /// function runs yet: [`Self::start`].
     pub async fn build(instance: &str) -> anyhow::Result<World> {
+        Self::build_with(instance, false).await
+    }
+
+    /// As [`Self::build`]; with `webhook`, the notifier's Slack is an incoming webhook (its
+    /// URL in the secret, reached through the world's endpoint) instead of the Web API.
+    pub async fn build_with(instance: &str, webhook: bool) -> anyhow::Result<World> {
         let moto = moto_endpoint();
         let sdk = sdk_config(&moto).await;
 
@@ -130,7 +136,11 @@ impl World {
 
         // Where notifications land: a local Slack (its Web API, with a bot token, so a
         // deployment's messages are one thread) and an SNS email topic read through SQS.
-        let channels = Channels::create_with_bot(&sdk).await;
+        let channels = if webhook {
+            Channels::create(&sdk).await
+        } else {
+            Channels::create_with_bot(&sdk).await
+        };
 
         // The checkout database, in the local PostgreSQL (a schema of its own), as the nightly
         // check sees it.
@@ -252,6 +262,26 @@ impl World {
                 (k, v)
             }
         }));
+        if webhook {
+            // The webhook's URL through the world's endpoint, so a crash or a fault can be met
+            // at the post.
+            let path = channels
+                .slack
+                .url
+                .split_once("/services/")
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            aws_sdk_secretsmanager::Client::new(&sdk)
+                .put_secret_value()
+                .secret_id(&channels.secret_arn)
+                .secret_string(
+                    json!({"webhook_url": format!("{}/services/{path}", slack_split.uri())})
+                        .to_string(),
+                )
+                .send()
+                .await
+                .context("pointing the Slack webhook secret at the world's endpoint")?;
+        }
         let tripwire = Tripwire::default();
         let faults = Faults::default();
         for endpoint in [&aws, &codedeploy_split, &appconfig_split, &slack_split] {
@@ -416,7 +446,14 @@ impl World {
     pub fn calls_sent(&self) -> String {
         self.calls()
             .iter()
-            .map(|c| format!("{} {}\n", c.operation, String::from_utf8_lossy(&c.request)))
+            // By short name: a webhook's path is its secret, and where it posts, not what.
+            .map(|c| {
+                format!(
+                    "{} {}\n",
+                    crate::split::short_name(&c.operation),
+                    String::from_utf8_lossy(&c.request)
+                )
+            })
             .collect()
     }
 
