@@ -464,6 +464,33 @@ async fn a_failed_stop_does_not_keep_the_flags_on_and_the_retry_redoes_only_the_
     assert_eq!(w.hosted_version(3).await, None);
 }
 
+/// The bake-window cases' group: nothing in flight, and no revert created since the alarm by an
+/// interrupted attempt (no statuses, a creation-time range), unless a test mounts one first.
+async fn nothing_in_flight_nor_reverted(w: &World) {
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group,
+            "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
+    ))
+    .respond_with(json_11(json!({"deployments": []})))
+    .mount(&w.codedeploy_mock)
+    .await;
+    Mock::given(header(
+        "x-amz-target",
+        "CodeDeploy_20141006.ListDeployments",
+    ))
+    .and(body_partial_json(
+        json!({"applicationName": w.app, "deploymentGroupName": w.group, "createTimeRange": {}}),
+    ))
+    .respond_with(json_11(json!({"deployments": []})))
+    .with_priority(10)
+    .mount(&w.codedeploy_mock)
+    .await;
+}
+
 /// The bake-window cases: CodeDeploy's history as the real service answers it.
 /// The last success, `d-NEW0000001`, completed `last_completed_minutes_before_alarm` before the
 /// alarm and is described as `last_description`.
@@ -476,30 +503,7 @@ async fn history(
     let epoch = |minutes_before: i64| {
         (alarm_at - chrono::Duration::minutes(minutes_before)).timestamp() as f64
     };
-    Mock::given(header(
-        "x-amz-target",
-        "CodeDeploy_20141006.ListDeployments",
-    ))
-    .and(body_partial_json(
-        json!({"applicationName": w.app, "deploymentGroupName": w.group,
-            "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
-    ))
-    .respond_with(json_11(json!({"deployments": []})))
-    .mount(&w.codedeploy_mock)
-    .await;
-    // Before creating a revert: did an interrupted attempt create it already? (No statuses, the
-    // deployments created since the alarm.) None, unless a test mounts one first.
-    Mock::given(header(
-        "x-amz-target",
-        "CodeDeploy_20141006.ListDeployments",
-    ))
-    .and(body_partial_json(
-        json!({"applicationName": w.app, "deploymentGroupName": w.group, "createTimeRange": {}}),
-    ))
-    .respond_with(json_11(json!({"deployments": []})))
-    .with_priority(10)
-    .mount(&w.codedeploy_mock)
-    .await;
+    nothing_in_flight_nor_reverted(w).await;
     Mock::given(header(
         "x-amz-target",
         "CodeDeploy_20141006.ListDeployments",
@@ -2063,28 +2067,7 @@ async fn a_revert_in_a_long_lived_group_reads_the_recent_history_not_all_of_it()
             )
         })
         .collect();
-    Mock::given(header(
-        "x-amz-target",
-        "CodeDeploy_20141006.ListDeployments",
-    ))
-    .and(body_partial_json(
-        json!({"applicationName": w.app, "deploymentGroupName": w.group,
-            "includeOnlyStatuses": ["Created", "Queued", "InProgress", "Ready", "Baking"]}),
-    ))
-    .respond_with(json_11(json!({"deployments": []})))
-    .mount(&w.codedeploy_mock)
-    .await;
-    Mock::given(header(
-        "x-amz-target",
-        "CodeDeploy_20141006.ListDeployments",
-    ))
-    .and(body_partial_json(
-        json!({"applicationName": w.app, "deploymentGroupName": w.group, "createTimeRange": {}}),
-    ))
-    .respond_with(json_11(json!({"deployments": []})))
-    .with_priority(10)
-    .mount(&w.codedeploy_mock)
-    .await;
+    nothing_in_flight_nor_reverted(&w).await;
     for operation in ["ListDeployments", "BatchGetDeployments"] {
         Mock::given(header(
             "x-amz-target",

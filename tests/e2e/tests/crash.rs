@@ -166,8 +166,10 @@ fn sent_again_as_documented(case: &Case, t: &Tried) -> bool {
         && extra_emails <= 1
         && extra_posts <= usize::from(webhook)
         && t.effects == expected_but_marked_repeats
-        && t.marked_emails == extra_emails
-        && t.marked_posts == extra_posts
+        // Every message sent again says so; one marked may be the only one (the dead delivery
+        // died before it went out: the retry cannot know).
+        && t.marked_emails >= extra_emails
+        && t.marked_posts >= extra_posts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,43 +23,11 @@ const DB_PASSWORD: &str = "s3nt1nel-dbpass-e81f07";
 #[tokio::test]
 async fn no_secret_appears_in_logs_errors_guard_events_or_messages() {
     let (mut world, d) = world().await;
-    let ssm = aws_sdk_ssm::Client::new(&world.sdk);
-    let policy = ssm
-        .get_parameter()
-        .name(&world.parameter)
-        .with_decryption(true)
-        .send()
-        .await
-        .unwrap()
-        .parameter
-        .and_then(|p| p.value)
-        .unwrap();
     // The smoke check carries a token in a header and in its URL, and its service is down
     // (nothing listens on port 9); the database is unreachable (port 9 again).
-    let policy = policy
-        .replace(
-            &format!("url: {}/health", world.smoke_target_url()),
-            &format!("url: http://127.0.0.1:9/health?access_token={URL_TOKEN}"),
-        )
-        .replace(
-            "headers: {x-safeship-check: \"1\"}",
-            &format!(
-                "headers: {{x-safeship-check: \"1\", authorization: \"Bearer {HEADER_TOKEN}\"}}"
-            ),
-        );
+    let policy = with_check_tokens(&world, "http://127.0.0.1:9").await;
     let policy = replace_port(&policy, 9);
-    assert!(
-        policy.contains(URL_TOKEN) && policy.contains(HEADER_TOKEN),
-        "{policy}"
-    );
-    ssm.put_parameter()
-        .name(&world.parameter)
-        .value(&policy)
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    store_policy(&world, &policy).await;
     // The database's secret holds the sentinel password.
     let secret_arn = policy
         .lines()
@@ -322,39 +290,7 @@ async fn error_path(
     operation: &str,
 ) -> Vec<(String, String)> {
     let (mut world, d) = world_for_webhook().await;
-    let ssm = aws_sdk_ssm::Client::new(&world.sdk);
-    let policy = ssm
-        .get_parameter()
-        .name(&world.parameter)
-        .with_decryption(true)
-        .send()
-        .await
-        .unwrap()
-        .parameter
-        .and_then(|p| p.value)
-        .unwrap()
-        .replace(
-            &format!("url: {}/health", world.smoke_target_url()),
-            &format!(
-                "url: {}/health?access_token={URL_TOKEN}",
-                world.smoke_target_url()
-            ),
-        )
-        .replace(
-            "headers: {x-safeship-check: \"1\"}",
-            &format!(
-                "headers: {{x-safeship-check: \"1\", authorization: \"Bearer {HEADER_TOKEN}\"}}"
-            ),
-        );
-    assert!(policy.contains(URL_TOKEN) && policy.contains(HEADER_TOKEN));
-    ssm.put_parameter()
-        .name(&world.parameter)
-        .value(&policy)
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    with_check_tokens(&world, &world.smoke_target_url()).await;
     // The webhook refuses every post, as Slack does a revoked one.
     world.channels.slack.answer(403, None, "invalid_token", 50);
     world
@@ -401,4 +337,47 @@ async fn error_path(
         ));
     }
     places
+}
+
+/// The world's policy with the smoke check's tokens in: one in a header, one in its URL, which
+/// points at `target` (the service, or where nothing listens). Stored, and returned.
+async fn with_check_tokens(world: &safeship_testkit::world::World, target: &str) -> String {
+    let policy = aws_sdk_ssm::Client::new(&world.sdk)
+        .get_parameter()
+        .name(&world.parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .and_then(|p| p.value)
+        .unwrap()
+        .replace(
+            &format!("url: {}/health", world.smoke_target_url()),
+            &format!("url: {target}/health?access_token={URL_TOKEN}"),
+        )
+        .replace(
+            "headers: {x-safeship-check: \"1\"}",
+            &format!(
+                "headers: {{x-safeship-check: \"1\", authorization: \"Bearer {HEADER_TOKEN}\"}}"
+            ),
+        );
+    assert!(
+        policy.contains(URL_TOKEN) && policy.contains(HEADER_TOKEN),
+        "{policy}"
+    );
+    store_policy(world, &policy).await;
+    policy
+}
+
+async fn store_policy(world: &safeship_testkit::world::World, policy: &str) {
+    aws_sdk_ssm::Client::new(&world.sdk)
+        .put_parameter()
+        .name(&world.parameter)
+        .value(policy)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
 }
