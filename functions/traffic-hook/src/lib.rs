@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub mod checks;
 mod deployment;
+pub mod ecs;
 mod expect;
 mod verdict;
 
@@ -153,7 +154,35 @@ impl Answer for HookAnswer {
     }
 }
 
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookAnswer, Error> {
+/// What the function returns: to CodeDeploy's hooks the hook's record (CodeDeploy reads the
+/// report, not this), to ECS's the answer it acts on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HookReply {
+    CodeDeploy(HookAnswer),
+    Ecs(ecs::EcsAnswer),
+}
+
+/// One invocation: by ECS (answered, `FAILED` naming the problem when anything is wrong) or by
+/// CodeDeploy (reported, see [`codedeploy_handler`]).
+pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookReply, Error> {
+    if ecs::is_ecs_hook(&event.payload) {
+        let deadlines =
+            Deadlines::for_invocation(event.context.deadline, deps.settings.report_margin);
+        return Ok(HookReply::Ecs(
+            ecs::answer(deps, &event.payload, deadlines).await,
+        ));
+    }
+    codedeploy_handler(deps, event)
+        .await
+        .map(HookReply::CodeDeploy)
+}
+
+/// A CodeDeploy lifecycle hook invocation: checked and reported once.
+pub async fn codedeploy_handler(
+    deps: &Deps,
+    event: LambdaEvent<Value>,
+) -> Result<HookAnswer, Error> {
     // An empty object is what a hand-made test invocation sends: this function takes hooks only,
     // so name what a hook needs (the shared model calls it unrecognised, listing no keys).
     if event.payload.as_object().is_some_and(|o| o.is_empty()) {

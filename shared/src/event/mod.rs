@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod alarm;
+mod ecs;
 mod eventbridge;
 mod fields;
 mod sns;
 
 use alarm::alarm_from_lambda_action;
+pub use ecs::{EcsLifecycleHook, EcsStage, Listener};
 use eventbridge::normalise_eventbridge;
 pub use fields::parse_time;
 use fields::{json_type, malformed, string_at};
@@ -49,6 +51,8 @@ pub struct Normalised {
 pub enum Inbound {
     /// CodeDeploy invoking a lifecycle hook function.
     LifecycleHook(LifecycleHook),
+    /// Amazon ECS invoking a lifecycle hook of a service deployment (it answers by return value).
+    EcsLifecycleHook(Box<EcsLifecycleHook>),
     /// A CloudWatch alarm changing state (EventBridge, SNS, or a Lambda alarm action).
     AlarmStateChange(AlarmStateChange),
     /// EventBridge "CodeDeploy Deployment State-change Notification".
@@ -63,6 +67,7 @@ impl Inbound {
     pub fn kind(&self) -> &'static str {
         match self {
             Inbound::LifecycleHook(_) => "lifecycle-hook",
+            Inbound::EcsLifecycleHook(_) => "ecs-lifecycle-hook",
             Inbound::AlarmStateChange(_) => "alarm-state-change",
             Inbound::DeploymentStateChange(_) => "deployment-state-change",
             Inbound::Guard(_) => "guard",
@@ -225,6 +230,12 @@ pub fn normalise(payload: &Value) -> Result<Normalised, EventError> {
             event,
         });
     }
+    if ecs::looks_like(obj) {
+        return Ok(Normalised {
+            delivery: Delivery::Direct,
+            event: Inbound::EcsLifecycleHook(Box::new(ecs::parse(payload)?)),
+        });
+    }
     if obj.contains_key("alarmData") {
         return Ok(Normalised {
             delivery: Delivery::Direct,
@@ -234,7 +245,7 @@ pub fn normalise(payload: &Value) -> Result<Normalised, EventError> {
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     Err(EventError::Unrecognised(format!(
-        "not an EventBridge event, SNS event, CodeDeploy lifecycle hook or CloudWatch alarm action (top-level keys: {})",
+        "not an EventBridge event, SNS event, CodeDeploy or ECS lifecycle hook or CloudWatch alarm action (top-level keys: {})",
         if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
     )))
 }

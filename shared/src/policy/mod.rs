@@ -40,6 +40,10 @@ pub struct Policy {
     /// CodeDeploy applications by name.
     #[serde(default, deserialize_with = "unique::keys")]
     pub applications: BTreeMap<String, ApplicationPolicy>,
+    /// ECS services that Amazon ECS deploys itself (deployment controller `ECS`: blue/green,
+    /// canary, linear), by `<cluster>/<service>`: the same sections as a deployment group's.
+    #[serde(default, deserialize_with = "unique::keys")]
+    pub ecs_services: BTreeMap<String, GroupPolicy>,
     /// Databases by a name the policy chooses (referenced by groups and direct invocations).
     #[serde(default, deserialize_with = "unique::keys")]
     pub databases: BTreeMap<String, DatabasePolicy>,
@@ -67,6 +71,14 @@ pub struct GroupPolicy {
     pub rollback: Option<RollbackPolicy>,
     #[serde(default)]
     pub snapshot: Option<GroupSnapshotPolicy>,
+}
+
+/// An ECS service's policy with the names it is filed under.
+#[derive(Debug, Clone, Copy)]
+pub struct EcsServiceRef<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub policy: &'a GroupPolicy,
 }
 
 /// A deployment group's policy with the names it is filed under.
@@ -97,6 +109,24 @@ impl Policy {
             application,
             deployment_group,
             policy,
+        })
+    }
+
+    /// The policy of ECS service `service` in `cluster` (names, as the service's ARN ends).
+    pub fn ecs_service(&self, cluster: &str, service: &str) -> Option<EcsServiceRef<'_>> {
+        self.ecs_services()
+            .find(|s| s.cluster == cluster && s.service == service)
+    }
+
+    /// The ECS services, each with its cluster and name (a key without its `/` is refused at
+    /// validation, so every listed one has both).
+    pub fn ecs_services(&self) -> impl Iterator<Item = EcsServiceRef<'_>> {
+        self.ecs_services.iter().filter_map(|(key, policy)| {
+            key.split_once('/').map(|(cluster, service)| EcsServiceRef {
+                cluster,
+                service,
+                policy,
+            })
         })
     }
 
@@ -216,6 +246,40 @@ mod tests {
         let snapshot = g.policy.snapshot.as_ref().unwrap();
         assert!(snapshot.then_traffic_hook);
         assert!(p.databases.contains_key(&snapshot.database));
+    }
+
+    #[test]
+    fn ecs_services_are_found_by_cluster_and_service_and_validated_like_groups() {
+        let doc = "version: 1\necs-services:\n  checkout/checkout-api:\n    environment: prod\n    traffic-hook:\n      http-checks:\n        - {name: health, url: 'http://test/health', production-url: 'http://prod/health'}\n";
+        let p = Policy::parse(doc, "inline").unwrap();
+        let s = p
+            .ecs_service("checkout", "checkout-api")
+            .expect("the service");
+        assert_eq!((s.cluster, s.service), ("checkout", "checkout-api"));
+        let check = &s.policy.traffic_hook.as_ref().unwrap().http_checks[0];
+        assert_eq!(check.production_url.as_deref(), Some("http://prod/health"));
+        assert!(p.ecs_service("checkout", "payments-api").is_none());
+        assert!(
+            p.groups().next().is_none(),
+            "an ECS service is no deployment group"
+        );
+
+        let unnamed = "version: 1\necs-services:\n  checkout-api: {environment: prod}\n  a/b/c: {environment: prod}\n";
+        let err = Policy::parse(unnamed, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("ecs-services.checkout-api: a service is named <cluster>/<service>")
+                && err.contains("ecs-services.a/b/c: a service is named"),
+            "{err}"
+        );
+        let bad = "version: 1\necs-services:\n  c/s:\n    environment: prod\n    traffic-hook:\n      http-checks: [{name: h, url: 'http://t/h', production-url: 'ftp://p/h'}]\n    rollback: {alarms: [{prefix: c-}], bake-window-minutes: 2000}\n    snapshot: {database: db, then-traffic-hook: true}\ndatabases:\n  db: {kind: instance, identifier: db-1, environment: prod}\n";
+        let err = Policy::parse(bad, "inline").unwrap_err().to_string();
+        for named in [
+            "ecs-services.c/s.traffic-hook.http-checks[0].production-url: must start with http:// or https://",
+            "ecs-services.c/s.rollback.bake-window-minutes: must be 1..=1440",
+            "ecs-services.c/s.snapshot.then-traffic-hook: ECS runs the snapshot gate and the checks as hooks of their own stages",
+        ] {
+            assert!(err.contains(named), "{named} not in {err}");
+        }
     }
 
     #[test]

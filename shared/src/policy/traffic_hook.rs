@@ -37,6 +37,11 @@ pub struct HttpCheck {
     /// For ECS blue/green, the test listener's URL.
     #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^https?://")))]
     pub url: String,
+    /// ECS services: the production listener's URL, checked from the production traffic shift
+    /// on (default: `url`). `url` is checked at the test traffic stages.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^https?://")))]
+    pub production_url: Option<String>,
     #[serde(default, deserialize_with = "super::unique::keys")]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -117,11 +122,17 @@ impl TrafficHookPolicy {
     pub(super) fn problems(&self, at: &str, problems: &mut Vec<String>) {
         for (i, c) in self.http_checks.iter().enumerate() {
             let at = format!("{at}.traffic-hook.http-checks[{i}]");
-            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                problems.push(format!(
-                    "{at}.url: must start with http:// or https://, found {:?}",
-                    c.url
-                ));
+            for (field, url) in [
+                ("url", Some(&c.url)),
+                ("production-url", c.production_url.as_ref()),
+            ] {
+                if let Some(url) =
+                    url.filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+                {
+                    problems.push(format!(
+                        "{at}.{field}: must start with http:// or https://, found {url:?}"
+                    ));
+                }
             }
             if !(1..=MAX_REQUESTS).contains(&c.requests) {
                 problems.push(format!(

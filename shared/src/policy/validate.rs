@@ -37,6 +37,32 @@ impl Policy {
                 }
             }
         }
+        for (key, service) in &self.ecs_services {
+            let at = format!("ecs-services.{key}");
+            let named = key
+                .split_once('/')
+                .is_some_and(|(c, s)| !c.is_empty() && !s.is_empty() && !s.contains('/'));
+            if !named {
+                problems.push(format!(
+                    "{at}: a service is named <cluster>/<service> (as its ARN ends: arn:aws:ecs:<region>:<account>:service/<cluster>/<service>)"
+                ));
+            }
+            if let Some(hook) = &service.traffic_hook {
+                hook.problems(&at, &mut problems);
+            }
+            if let Some(r) = &service.rollback {
+                r.problems(&at, &mut problems);
+            }
+            if let Some(s) = &service.snapshot {
+                s.problems(&at, &self.databases, &mut problems);
+                if s.then_traffic_hook {
+                    // ECS invokes each stage's hooks itself: nothing is handed on.
+                    problems.push(format!(
+                        "{at}.snapshot.then-traffic-hook: ECS runs the snapshot gate and the checks as hooks of their own stages; there is nothing to hand over"
+                    ));
+                }
+            }
+        }
         for (name, db) in &self.databases {
             db.snapshot
                 .problems(&format!("databases.{name}.snapshot"), &mut problems);

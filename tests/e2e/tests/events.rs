@@ -1,18 +1,42 @@
 //! Every sample in `events/` round-trips: parse → normalise → the expected variant, and each
 //! sample is covered here (a new sample without a case fails).
 
-use safeship::event::{normalise, AlarmKind, AlarmState, Delivery, DeploymentState, Inbound};
+use safeship::event::{
+    normalise, AlarmKind, AlarmState, Delivery, DeploymentState, EcsStage, Inbound,
+};
 use safeship_testkit::emulators::{events_dir, sample_event};
 
 #[derive(Debug)]
 enum Expect {
     Hook,
+    /// An ECS hook at this stage; whether its traffic is going back (a rollback).
+    EcsHook(EcsStage, bool),
     Alarm(AlarmKind, AlarmState, &'static str),
     Deployment(DeploymentState),
     Scheduled,
 }
 
 const CASES: &[(&str, Expect, &str)] = &[
+    (
+        "ecs-lifecycle-pre-scale-up.json",
+        Expect::EcsHook(EcsStage::PreScaleUp, false),
+        "direct",
+    ),
+    (
+        "ecs-lifecycle-post-test-traffic-shift.json",
+        Expect::EcsHook(EcsStage::PostTestTrafficShift, false),
+        "direct",
+    ),
+    (
+        "ecs-lifecycle-production-traffic-shift.json",
+        Expect::EcsHook(EcsStage::ProductionTrafficShift, false),
+        "direct",
+    ),
+    (
+        "ecs-lifecycle-production-traffic-shift-rollback.json",
+        Expect::EcsHook(EcsStage::ProductionTrafficShift, true),
+        "direct",
+    ),
     (
         "codedeploy-lifecycle-before-allow-traffic.json",
         Expect::Hook,
@@ -162,6 +186,15 @@ fn every_sample_normalises_to_its_variant() {
                 assert_eq!(d.deployment_id, "d-ABCDEF123", "{file}");
             }
             (Expect::Scheduled, Inbound::Scheduled(s)) => assert!(!s.rules.is_empty(), "{file}"),
+            (Expect::EcsHook(stage, rollback), Inbound::EcsLifecycleHook(h)) => {
+                assert_eq!((h.stage, h.is_rollback()), (*stage, *rollback), "{file}");
+                assert_eq!(h.service_key(), "checkout/checkout-api", "{file}");
+                assert_eq!(h.region, "eu-west-1", "{file}");
+                assert!(
+                    h.service_deployment_arn.ends_with("/EZe5RNVLH6PPzHXINuP28"),
+                    "{file}"
+                );
+            }
             (expect, got) => panic!("{file}: expected {expect:?}, got {got:?}"),
         }
         // Normalising is deterministic: the same delivery twice gives the same event.

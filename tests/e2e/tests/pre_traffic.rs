@@ -248,7 +248,7 @@ impl World {
     }
 
     async fn traffic_hook(&self, payload: Value) -> traffic_hook::HookAnswer {
-        traffic_hook::handler(
+        traffic_hook::codedeploy_handler(
             &self.traffic,
             LambdaEvent::new(payload, context_with(20_000)),
         )

@@ -361,7 +361,7 @@ async fn a_hung_target_is_reported_failed_before_the_lambda_deadline() {
         "DeploymentId": hook.deployment_id,
         "LifecycleEventHookExecutionId": hook.lifecycle_event_hook_execution_id,
     });
-    let answer = traffic_hook::handler(&w.deps, LambdaEvent::new(payload, context))
+    let answer = traffic_hook::codedeploy_handler(&w.deps, LambdaEvent::new(payload, context))
         .await
         .unwrap();
     let returned_ms = SystemTime::now()
@@ -628,7 +628,7 @@ async fn a_failure_to_record_the_outcome_after_reporting_keeps_the_reported_stat
 async fn a_malformed_event_makes_no_call_and_names_the_field() {
     let w = world("        traffic-hook:\n          allow-unchecked: true\n").await;
     let event = LambdaEvent::new(json!({"DeploymentId": w.deployment_id}), Context::default());
-    let err = traffic_hook::handler(&w.deps, event)
+    let err = traffic_hook::codedeploy_handler(&w.deps, event)
         .await
         .unwrap_err()
         .to_string();
@@ -637,10 +637,11 @@ async fn a_malformed_event_makes_no_call_and_names_the_field() {
         "CodeDeploy lifecycle hook event: field LifecycleEventHookExecutionId: missing"
     );
     // An empty payload (a hand-made test invocation) names both ids.
-    let err = traffic_hook::handler(&w.deps, LambdaEvent::new(json!({}), Context::default()))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err =
+        traffic_hook::codedeploy_handler(&w.deps, LambdaEvent::new(json!({}), Context::default()))
+            .await
+            .unwrap_err()
+            .to_string();
     assert_eq!(
         err,
         "CodeDeploy lifecycle hook event: field DeploymentId and LifecycleEventHookExecutionId: missing (the payload is an empty object)"
