@@ -8,11 +8,18 @@
 //! checks run at every stage. Before the new revision takes traffic (`RECONCILE_SERVICE`,
 //! `PRE_SCALE_UP`, `POST_SCALE_UP`) only the alarms are checked. A rollback's own invocation
 //! (traffic going back to the old revision) is never held.
+//!
+//! A `soak` keeps watching the alarms after the production shift: at
+//! `POST_PRODUCTION_TRAFFIC_SHIFT`, once the checks pass, the answer is `IN_PROGRESS` with
+//! `callBackDelay` and the soak's end in `hookDetails`; ECS invokes the hook again with it, each
+//! invocation one look at the alarms (so none runs past its own deadline), until the end
+//! (`SUCCEEDED`) or an alarm (`FAILED`).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use safeship::event::EcsStage;
 use safeship::event::{normalise, EcsLifecycleHook, Inbound, Listener};
 use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
-use safeship::policy::TrafficHookPolicy;
+use safeship::policy::{Soak, TrafficHookPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -81,7 +88,14 @@ pub async fn answer(deps: &Deps, payload: &Value, deadlines: Deadlines) -> EcsAn
         }
         Err(e) => return failed(format!("the hook's payload cannot be read: {e}")),
     };
-    let (verdict, results) = decide(deps, &hook, deadlines.checks).await;
+    let (verdict, results) = match decide(deps, &hook, deadlines.checks).await {
+        Decided::Final(verdict, results) => (verdict, results),
+        // A look of the soak: said in the log, not news until it ends.
+        Decided::Soaking(answer) => {
+            tracing::info!(service = %hook.service_key(), reason = %answer.reason, "ECS hook answers IN_PROGRESS");
+            return answer;
+        }
+    };
     match verdict.status {
         HookStatus::Succeeded => {
             tracing::info!(service = %hook.service_key(), stage = hook.stage.name(), reason = %verdict.reason, "ECS hook answers SUCCEEDED")
@@ -107,34 +121,37 @@ fn failed(reason: String) -> EcsAnswer {
     EcsAnswer::of(&Verdict::failed(safeship::telemetry::scrub(&reason)))
 }
 
-/// The verdict for the hook's stage, and the checks' results.
-async fn decide(
-    deps: &Deps,
-    hook: &EcsLifecycleHook,
-    deadline: tokio::time::Instant,
-) -> (Verdict, Vec<CheckResult>) {
+/// What a hook invocation comes to.
+enum Decided {
+    /// The stage's verdict, and the checks' results.
+    Final(Verdict, Vec<CheckResult>),
+    /// The soak goes on: the `IN_PROGRESS` answer.
+    Soaking(EcsAnswer),
+}
+
+/// The `hookDetails` key holding the soak's end (RFC 3339), passed back by ECS.
+pub const SOAK_UNTIL: &str = "safeship-soak-until";
+
+/// The verdict for the hook's stage, or the soak's next look.
+async fn decide(deps: &Deps, hook: &EcsLifecycleHook, deadline: tokio::time::Instant) -> Decided {
     let policy = &deps.common.policy;
     let Some(service) = policy.ecs_service(&hook.cluster, &hook.service) else {
-        let known: Vec<&String> = policy.ecs_services.keys().collect();
-        return (
+        let known: Vec<&str> = policy.ecs_services.keys().map(String::as_str).collect();
+        return Decided::Final(
             Verdict::failed(format!(
                 "ECS service {} is not in the policy's ecs-services (known: {})",
                 hook.service_key(),
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
-                    known
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    known.join(", ")
                 }
             )),
             vec![],
         );
     };
     if hook.is_rollback() {
-        return (
+        return Decided::Final(
             Verdict {
                 status: HookStatus::Succeeded,
                 reason: format!(
@@ -148,11 +165,18 @@ async fn decide(
     let target = target_of(hook);
     let full = service.policy.traffic_hook.as_ref();
     if let Some(verdict) = verdict::without_checks(&target, full) {
-        return (verdict, vec![]);
+        return Decided::Final(verdict, vec![]);
     }
-    let stage_checks = for_stage(full.expect("checked above"), hook.stage.listener());
+    let full = full.expect("without_checks returns None only with checks");
+    let soak = full
+        .soak
+        .filter(|_| hook.stage == EcsStage::PostProductionTrafficShift);
+    if let (Some(soak), Some(until)) = (soak, hook.hook_details.get(SOAK_UNTIL)) {
+        return soak_look(deps, hook, full, soak, until, &target, deadline).await;
+    }
+    let stage_checks = for_stage(full, hook.stage.listener());
     if stage_checks.check_count() == 0 {
-        return (
+        return Decided::Final(
             Verdict {
                 status: HookStatus::Succeeded,
                 reason: format!(
@@ -166,7 +190,109 @@ async fn decide(
     let run = checks::run_until(checks::plan(&stage_checks, &target, &deps.checks), deadline).await;
     let mut verdict = verdict::from_run(&run);
     verdict.reason = format!("{}: {}", hook.stage.name(), verdict.reason);
-    (verdict, run.results)
+    match soak {
+        // The checks passed after the production shift: the soak begins.
+        Some(soak) if verdict.status == HookStatus::Succeeded => {
+            let until = Utc::now() + chrono::Duration::minutes(i64::from(soak.minutes));
+            Decided::Soaking(soaking(
+                soak,
+                until,
+                format!(
+                    "{}; soaking {} minutes: watching the alarms until {}",
+                    verdict.reason,
+                    soak.minutes,
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ))
+        }
+        _ => Decided::Final(verdict, run.results),
+    }
+}
+
+/// One look of the soak: the alarm checks, then the end, a failure, or the next look.
+async fn soak_look(
+    deps: &Deps,
+    hook: &EcsLifecycleHook,
+    policy: &TrafficHookPolicy,
+    soak: Soak,
+    until: &Value,
+    target: &Target,
+    deadline: tokio::time::Instant,
+) -> Decided {
+    let Some(until) = until
+        .as_str()
+        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+        .map(|u| u.with_timezone(&Utc))
+    else {
+        return Decided::Final(
+            Verdict::failed(format!(
+                "{}: hookDetails.{SOAK_UNTIL} is not a time (RFC 3339), found {until}",
+                hook.stage.name()
+            )),
+            vec![],
+        );
+    };
+    let alarms = for_stage(policy, None);
+    let run = checks::run_until(checks::plan(&alarms, target, &deps.checks), deadline).await;
+    let verdict = verdict::from_run(&run);
+    if verdict.status == HookStatus::Failed {
+        return Decided::Final(
+            Verdict::failed(format!(
+                "{}: the soak ended {} before its end: {}",
+                hook.stage.name(),
+                time_left(until),
+                verdict.reason
+            )),
+            run.results,
+        );
+    }
+    if Utc::now() >= until {
+        return Decided::Final(
+            Verdict {
+                status: HookStatus::Succeeded,
+                reason: format!(
+                    "{}: soaked {} minutes: the alarms stayed OK",
+                    hook.stage.name(),
+                    soak.minutes
+                ),
+            },
+            run.results,
+        );
+    }
+    Decided::Soaking(soaking(
+        soak,
+        until,
+        format!(
+            "{}: soaking, the alarms OK; {} to go",
+            hook.stage.name(),
+            time_left(until)
+        ),
+    ))
+}
+
+/// The `IN_PROGRESS` answer of a soak that ends at `until`: the next look after `every-seconds`,
+/// or at the end if that is sooner.
+fn soaking(soak: Soak, until: DateTime<Utc>, reason: String) -> EcsAnswer {
+    let left = (until - Utc::now()).num_seconds().max(1);
+    let delay = u32::try_from(left)
+        .unwrap_or(u32::MAX)
+        .min(soak.every_seconds);
+    let mut hook_details = Map::new();
+    hook_details.insert(
+        SOAK_UNTIL.into(),
+        Value::String(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    EcsAnswer {
+        hook_status: EcsHookStatus::InProgress,
+        reason,
+        call_back_delay: Some(delay),
+        hook_details,
+    }
+}
+
+fn time_left(until: DateTime<Utc>) -> String {
+    let seconds = (until - Utc::now()).num_seconds().max(0);
+    format!("{}m{:02}s", seconds / 60, seconds % 60)
 }
 
 /// What the checks know of an ECS deployment: the service deployment as the deployment, the
@@ -276,6 +402,7 @@ mod tests {
             http_checks: vec![check],
             lambda_checks: vec![],
             alarm_checks: Some(alarms),
+            soak: None,
         }
     }
 

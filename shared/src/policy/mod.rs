@@ -28,7 +28,7 @@ pub use self::rollback::{AlarmMatcher, FeatureFlagTarget, RollbackPolicy};
 pub use self::snapshot::{
     DatabaseKind, DatabasePolicy, GroupSnapshotPolicy, SnapshotFailureMode, SnapshotRetention,
 };
-pub use self::traffic_hook::{AlarmCheck, HttpCheck, LambdaCheck, TrafficHookPolicy};
+pub use self::traffic_hook::{AlarmCheck, HttpCheck, LambdaCheck, Soak, TrafficHookPolicy};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -277,6 +277,32 @@ mod tests {
             "ecs-services.c/s.traffic-hook.http-checks[0].production-url: must start with http:// or https://",
             "ecs-services.c/s.rollback.bake-window-minutes: must be 1..=1440",
             "ecs-services.c/s.snapshot.then-traffic-hook: ECS runs the snapshot gate and the checks as hooks of their own stages",
+        ] {
+            assert!(err.contains(named), "{named} not in {err}");
+        }
+    }
+
+    #[test]
+    fn a_soak_is_for_ecs_services_with_alarms_and_bounded() {
+        let ecs = "version: 1\necs-services:\n  c/s:\n    environment: prod\n    traffic-hook:\n      alarm-checks: {alarms: [a]}\n      soak: {minutes: 10}\n";
+        let p = Policy::parse(ecs, "inline").unwrap();
+        let soak = p
+            .ecs_service("c", "s")
+            .unwrap()
+            .policy
+            .traffic_hook
+            .as_ref()
+            .unwrap()
+            .soak
+            .unwrap();
+        assert_eq!((soak.minutes, soak.every_seconds), (10, 60));
+        let bad = "version: 1\necs-services:\n  c/s:\n    environment: prod\n    traffic-hook:\n      http-checks: [{name: h, url: 'http://t/h'}]\n      soak: {minutes: 2000, every-seconds: 1}\napplications:\n  a:\n    deployment-groups:\n      g:\n        environment: prod\n        traffic-hook:\n          alarm-checks: {alarms: [a]}\n          soak: {minutes: 5}\n";
+        let err = Policy::parse(bad, "inline").unwrap_err().to_string();
+        for named in [
+            "ecs-services.c/s.traffic-hook.soak.minutes: must be 1..=1440",
+            "ecs-services.c/s.traffic-hook.soak.every-seconds: must be 10..=900",
+            "ecs-services.c/s.traffic-hook.soak: a soak watches the alarm checks; the section has none",
+            "applications.a.deployment-groups.g.traffic-hook.soak: only ECS services soak",
         ] {
             assert!(err.contains(named), "{named} not in {err}");
         }

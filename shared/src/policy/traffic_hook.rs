@@ -19,6 +19,28 @@ pub struct TrafficHookPolicy {
     pub lambda_checks: Vec<LambdaCheck>,
     #[serde(default)]
     pub alarm_checks: Option<AlarmCheck>,
+    /// ECS services: after the production traffic shift (`POST_PRODUCTION_TRAFFIC_SHIFT`), keep
+    /// watching the alarm checks this long before the deployment may finish, each look a hook
+    /// invocation of its own (`IN_PROGRESS` with `callBackDelay`).
+    #[serde(default)]
+    pub soak: Option<Soak>,
+}
+
+/// A watch of the alarms after the production shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Soak {
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1440)))]
+    pub minutes: u32,
+    /// How often to look (seconds between invocations).
+    #[serde(default = "default_soak_every")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 10, max = 900)))]
+    pub every_seconds: u32,
+}
+
+fn default_soak_every() -> u32 {
+    60
 }
 
 impl TrafficHookPolicy {
@@ -160,6 +182,30 @@ impl TrafficHookPolicy {
             let at = format!("{at}.traffic-hook.lambda-checks[{i}]");
             check_pointers(&at, &c.expect_json, problems);
             check_timeout(&at, c.timeout_ms, problems);
+        }
+        if let Some(soak) = self.soak {
+            if !(1..=1440).contains(&soak.minutes) {
+                problems.push(format!(
+                    "{at}.traffic-hook.soak.minutes: must be 1..=1440 (ECS gives a stage 24 h), found {}",
+                    soak.minutes
+                ));
+            }
+            if !(10..=900).contains(&soak.every_seconds) {
+                problems.push(format!(
+                    "{at}.traffic-hook.soak.every-seconds: must be 10..=900, found {}",
+                    soak.every_seconds
+                ));
+            }
+            if self.alarm_checks.is_none() {
+                problems.push(format!(
+                    "{at}.traffic-hook.soak: a soak watches the alarm checks; the section has none"
+                ));
+            }
+            if !at.starts_with("ecs-services.") {
+                problems.push(format!(
+                    "{at}.traffic-hook.soak: only ECS services soak (ECS invokes the hook again; a CodeDeploy hook reports once)"
+                ));
+            }
         }
         if self
             .alarm_checks

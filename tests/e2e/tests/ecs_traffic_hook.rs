@@ -76,6 +76,11 @@ struct World {
 /// `checkout/checkout-api` under ECS, its checks: `health` on both listeners (the target
 /// revision's id as `{{target-version}}`) and one alarm.
 async fn world(production_status: u16) -> World {
+    world_with(production_status, "").await
+}
+
+/// As [`world`], with `extra` lines (indented 6) in the service's `traffic-hook` section.
+async fn world_with(production_status: u16, extra: &str) -> World {
     let sdk = sdk_config(&moto_endpoint()).await;
     let listeners = listeners(production_status).await;
     let alarm = unique("checkout-api-5xx");
@@ -106,7 +111,7 @@ ecs-services:
           requests: 3
       alarm-checks:
         alarms: [{alarm}]
-",
+{extra}",
         url = listeners.url
     );
     let mut common = common_with_policy(&sdk, &policy).await;
@@ -146,9 +151,18 @@ impl World {
             .expect("an ECS hook is always answered");
         assert!(matches!(reply, HookReply::Ecs(_)), "{reply:?}");
         let answer = serde_json::to_value(&reply).unwrap();
-        // Only what ECS reads: the status and its reason.
+        // Only what ECS reads: the status and its reason; with IN_PROGRESS, when to come back
+        // and what to bring.
         let keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["hookStatus", "reason"], "{answer}");
+        if answer["hookStatus"] == "IN_PROGRESS" {
+            assert_eq!(
+                keys,
+                ["callBackDelay", "hookDetails", "hookStatus", "reason"],
+                "{answer}"
+            );
+        } else {
+            assert_eq!(keys, ["hookStatus", "reason"], "{answer}");
+        }
         answer
     }
 
@@ -321,4 +335,113 @@ async fn a_repeated_invocation_checks_again_and_is_announced_once() {
     let ids: std::collections::BTreeSet<String> =
         w.inbox.events().await.into_iter().map(|e| e.id).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+/// The hook at `POST_PRODUCTION_TRAFFIC_SHIFT` (ECS sends no weights there), with `hook_details`
+/// as ECS passes them: the service definition's merged with the previous answer's.
+fn post_production(hook_details: Value) -> Value {
+    let mut payload = sample_event("ecs-lifecycle-production-traffic-shift.json");
+    payload["lifecycleStage"] = json!("POST_PRODUCTION_TRAFFIC_SHIFT");
+    payload["executionId"] = json!("5f40ed04-7e54-437d-b95d-98bc872fec49");
+    payload["executionDetails"]["productionTrafficWeights"] = json!({});
+    let mut details = json!({"team": "checkout"});
+    for (k, v) in hook_details.as_object().unwrap() {
+        details[k] = v.clone();
+    }
+    payload["hookDetails"] = details;
+    payload
+}
+
+#[tokio::test]
+async fn a_soak_watches_the_alarms_by_in_progress_answers_until_one_goes_off() {
+    let w = world_with(200, "      soak: {minutes: 1, every-seconds: 10}\n").await;
+    // The production shift's checks pass: the soak begins, its end carried in hookDetails.
+    let first = w.invoke(post_production(json!({}))).await;
+    assert_eq!(first["hookStatus"], "IN_PROGRESS", "{first}");
+    assert_eq!(first["callBackDelay"], 10);
+    let until = first["hookDetails"]["safeship-soak-until"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let end = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+    let ahead = end.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((55..=61).contains(&ahead), "the soak ends in {ahead} s");
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .contains("soaking 1 minutes"),
+        "{first}"
+    );
+    assert_eq!(w.hits(), (0, 3), "the production listener was checked");
+
+    // ECS comes back with it: one look at the alarms, still OK.
+    let again = w
+        .invoke(post_production(first["hookDetails"].clone()))
+        .await;
+    assert_eq!(again["hookStatus"], "IN_PROGRESS", "{again}");
+    assert_eq!(again["hookDetails"]["safeship-soak-until"], until.as_str());
+    assert!(again["callBackDelay"].as_u64().unwrap() <= 10);
+    assert_eq!(w.hits(), (0, 3), "a look of the soak is the alarms only");
+    assert!(
+        w.inbox.events().await.is_empty(),
+        "a soak is news when it ends"
+    );
+
+    // The alarm goes off mid-way: the next look fails the stage, naming it.
+    aws_sdk_cloudwatch::Client::new(&w.deps.common.sdk)
+        .set_alarm_state()
+        .alarm_name(&w.alarm)
+        .state_value(StateValue::Alarm)
+        .state_reason("5xx over threshold")
+        .send()
+        .await
+        .unwrap();
+    let failed = w
+        .invoke(post_production(again["hookDetails"].clone()))
+        .await;
+    assert_eq!(failed["hookStatus"], "FAILED", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("POST_PRODUCTION_TRAFFIC_SHIFT: the soak ended ")
+            && reason.contains(&w.alarm),
+        "{reason}"
+    );
+    let events = w.inbox.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(events[0].outcome, Outcome::HookFailed { .. }));
+}
+
+#[tokio::test]
+async fn a_soak_that_ran_its_time_succeeds_and_a_damaged_one_fails_naming_it() {
+    let w = world_with(200, "      soak: {minutes: 1}\n").await;
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let done = w
+        .invoke(post_production(json!({"safeship-soak-until": past})))
+        .await;
+    assert_eq!(done["hookStatus"], "SUCCEEDED", "{done}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .contains("soaked 1 minutes: the alarms stayed OK"),
+        "{done}"
+    );
+    let damaged = w
+        .invoke(post_production(json!({"safeship-soak-until": "tomorrow"})))
+        .await;
+    assert_eq!(damaged["hookStatus"], "FAILED", "{damaged}");
+    assert!(
+        damaged["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hookDetails.safeship-soak-until is not a time"),
+        "{damaged}"
+    );
+    // Soaking is for the stage after the production shift only: the shift itself answers.
+    let shift = w
+        .invoke(sample_event("ecs-lifecycle-production-traffic-shift.json"))
+        .await;
+    assert_eq!(shift["hookStatus"], "SUCCEEDED", "{shift}");
 }
