@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod continuation;
+mod ecs;
 mod events;
 mod freshness;
 mod handoff;
@@ -165,7 +166,33 @@ pub struct SnapshotAnswer {
     pub duplicate: bool,
 }
 
-pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotAnswer, Error> {
+/// What the function returns: the snapshot's answer, or — to ECS, which reads it — the gate's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SnapshotReply {
+    Snapshot(SnapshotAnswer),
+    Ecs(safeship::event::EcsAnswer),
+}
+
+/// One invocation: an ECS lifecycle hook (the snapshot gate, answered by return value) or
+/// anything [`snapshot_handler`] takes.
+pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<SnapshotReply, Error> {
+    if safeship::event::is_ecs_hook(&event.payload) {
+        let deadline = invocation_deadline(event.context.deadline, deps.settings.margin);
+        return Ok(SnapshotReply::Ecs(
+            ecs::gate(deps, &event.payload, deadline).await,
+        ));
+    }
+    snapshot_handler(deps, event)
+        .await
+        .map(SnapshotReply::Snapshot)
+}
+
+/// A CodeDeploy lifecycle hook, a deployment's `START`, a continuation or a pipeline's request.
+pub async fn snapshot_handler(
+    deps: &Deps,
+    event: LambdaEvent<Value>,
+) -> Result<SnapshotAnswer, Error> {
     let deadline = invocation_deadline(event.context.deadline, deps.settings.margin);
     request::dispatch(deps, &event.payload, deadline).await
 }

@@ -17,63 +17,21 @@
 
 use chrono::{DateTime, Utc};
 use safeship::event::EcsStage;
-use safeship::event::{normalise, EcsLifecycleHook, Inbound, Listener};
+use safeship::event::{normalise, EcsAnswer, EcsLifecycleHook, Inbound, Listener};
 use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
 use safeship::policy::{Soak, TrafficHookPolicy};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::deployment::Target;
 use crate::verdict::{self, HookStatus, Verdict};
 use crate::{checks, Deadlines, Deps, FUNCTION};
 
-/// What ECS reads back: `hookStatus`, and `reason` (ECS's troubleshooting guide shows it beside
-/// the status). `callBackDelay` and `hookDetails` go with `IN_PROGRESS` only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EcsAnswer {
-    #[serde(rename = "hookStatus")]
-    pub hook_status: EcsHookStatus,
-    pub reason: String,
-    /// Seconds until ECS invokes the hook again (with `IN_PROGRESS`).
-    #[serde(
-        rename = "callBackDelay",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub call_back_delay: Option<u32>,
-    /// What ECS passes back on the next invocation (with `IN_PROGRESS`).
-    #[serde(rename = "hookDetails", default, skip_serializing_if = "Map::is_empty")]
-    pub hook_details: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EcsHookStatus {
-    Succeeded,
-    Failed,
-    InProgress,
-}
-
-impl EcsAnswer {
-    fn of(verdict: &Verdict) -> EcsAnswer {
-        EcsAnswer {
-            hook_status: match verdict.status {
-                HookStatus::Succeeded => EcsHookStatus::Succeeded,
-                HookStatus::Failed => EcsHookStatus::Failed,
-            },
-            reason: verdict.reason.clone(),
-            call_back_delay: None,
-            hook_details: Map::new(),
-        }
+/// ECS's answer for a verdict.
+fn answer_of(verdict: &Verdict) -> EcsAnswer {
+    match verdict.status {
+        HookStatus::Succeeded => EcsAnswer::succeeded(verdict.reason.clone()),
+        HookStatus::Failed => EcsAnswer::failed(verdict.reason.clone()),
     }
-}
-
-/// Whether a payload is ECS's (its envelope's own keys): it is then answered, never an error.
-#[must_use]
-pub fn is_ecs_hook(payload: &Value) -> bool {
-    payload
-        .as_object()
-        .is_some_and(|o| o.contains_key("executionDetails") || o.contains_key("lifecycleStage"))
 }
 
 /// One ECS hook invocation, answered: the checks of its stage, or `FAILED` naming what is wrong.
@@ -113,12 +71,12 @@ pub async fn answer(deps: &Deps, payload: &Value, deadlines: Deadlines) -> EcsAn
     if let Err(e) = published {
         tracing::error!(service = %hook.service_key(), error = %e, "could not publish the ECS hook's guard event; the answer stands");
     }
-    EcsAnswer::of(&verdict)
+    answer_of(&verdict)
 }
 
 fn failed(reason: String) -> EcsAnswer {
     tracing::warn!(%reason, "ECS hook answers FAILED");
-    EcsAnswer::of(&Verdict::failed(safeship::telemetry::scrub(&reason)))
+    answer_of(&Verdict::failed(safeship::telemetry::scrub(&reason)))
 }
 
 /// What a hook invocation comes to.
@@ -282,12 +240,7 @@ fn soaking(soak: Soak, until: DateTime<Utc>, reason: String) -> EcsAnswer {
         SOAK_UNTIL.into(),
         Value::String(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     );
-    EcsAnswer {
-        hook_status: EcsHookStatus::InProgress,
-        reason,
-        call_back_delay: Some(delay),
-        hook_details,
-    }
+    EcsAnswer::in_progress(reason, delay, hook_details)
 }
 
 fn time_left(until: DateTime<Utc>) -> String {
@@ -427,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_answer_is_what_ecs_reads() {
-        let answer = EcsAnswer::of(&Verdict::failed("health: answered 500"));
+        let answer = answer_of(&Verdict::failed("health: answered 500"));
         assert_eq!(
             serde_json::to_value(&answer).unwrap(),
             serde_json::json!({"hookStatus": "FAILED", "reason": "health: answered 500"})

@@ -160,13 +160,13 @@ impl Answer for HookAnswer {
 #[serde(untagged)]
 pub enum HookReply {
     CodeDeploy(HookAnswer),
-    Ecs(ecs::EcsAnswer),
+    Ecs(safeship::event::EcsAnswer),
 }
 
 /// One invocation: by ECS (answered, `FAILED` naming the problem when anything is wrong) or by
 /// CodeDeploy (reported, see [`codedeploy_handler`]).
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<HookReply, Error> {
-    if ecs::is_ecs_hook(&event.payload) {
+    if safeship::event::is_ecs_hook(&event.payload) {
         let deadlines =
             Deadlines::for_invocation(event.context.deadline, deps.settings.report_margin);
         return Ok(HookReply::Ecs(

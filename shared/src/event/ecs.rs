@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::fields::{json_type, malformed, quoted, string_at};
@@ -138,7 +138,77 @@ impl EcsLifecycleHook {
     }
 }
 
-/// Whether a payload is (meant to be) an ECS hook invocation: its envelope's own keys.
+/// What ECS reads back: `hookStatus`, and `reason` (ECS's troubleshooting guide shows it beside
+/// the status). `callBackDelay` and `hookDetails` go with `IN_PROGRESS` only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsAnswer {
+    #[serde(rename = "hookStatus")]
+    pub hook_status: EcsHookStatus,
+    pub reason: String,
+    /// Seconds until ECS invokes the hook again (with `IN_PROGRESS`).
+    #[serde(
+        rename = "callBackDelay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub call_back_delay: Option<u32>,
+    /// What ECS passes back on the next invocation (with `IN_PROGRESS`).
+    #[serde(rename = "hookDetails", default, skip_serializing_if = "Map::is_empty")]
+    pub hook_details: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EcsHookStatus {
+    Succeeded,
+    Failed,
+    InProgress,
+}
+
+impl EcsAnswer {
+    #[must_use]
+    pub fn succeeded(reason: impl Into<String>) -> EcsAnswer {
+        EcsAnswer::finally(EcsHookStatus::Succeeded, reason.into())
+    }
+
+    #[must_use]
+    pub fn failed(reason: impl Into<String>) -> EcsAnswer {
+        EcsAnswer::finally(EcsHookStatus::Failed, reason.into())
+    }
+
+    /// Not done yet: ECS invokes the hook again after `call_back_delay` seconds, passing
+    /// `hook_details` back.
+    #[must_use]
+    pub fn in_progress(
+        reason: impl Into<String>,
+        call_back_delay: u32,
+        hook_details: Map<String, Value>,
+    ) -> EcsAnswer {
+        EcsAnswer {
+            hook_status: EcsHookStatus::InProgress,
+            reason: reason.into(),
+            call_back_delay: Some(call_back_delay),
+            hook_details,
+        }
+    }
+
+    fn finally(hook_status: EcsHookStatus, reason: String) -> EcsAnswer {
+        EcsAnswer {
+            hook_status,
+            reason,
+            call_back_delay: None,
+            hook_details: Map::new(),
+        }
+    }
+}
+
+/// Whether a payload is (meant to be) an ECS hook invocation: its envelope's own keys. Such a
+/// payload is answered, never an error: an error also rolls the deployment back, without a reason.
+#[must_use]
+pub fn is_ecs_hook(payload: &Value) -> bool {
+    payload.as_object().is_some_and(looks_like)
+}
+
 pub(super) fn looks_like(obj: &Map<String, Value>) -> bool {
     obj.contains_key("executionDetails") || obj.contains_key("lifecycleStage")
 }

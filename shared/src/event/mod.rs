@@ -16,7 +16,7 @@ mod fields;
 mod sns;
 
 use alarm::alarm_from_lambda_action;
-pub use ecs::{EcsLifecycleHook, EcsStage, Listener};
+pub use ecs::{is_ecs_hook, EcsAnswer, EcsHookStatus, EcsLifecycleHook, EcsStage, Listener};
 use eventbridge::normalise_eventbridge;
 pub use fields::parse_time;
 use fields::{json_type, malformed, string_at};

@@ -228,7 +228,7 @@ impl World {
         execution: &str,
         ms_left: i64,
     ) -> predeploy_snapshot::SnapshotAnswer {
-        predeploy_snapshot::handler(
+        predeploy_snapshot::snapshot_handler(
             deps,
             LambdaEvent::new(self.hook_event(execution), context_with(ms_left)),
         )

@@ -19,7 +19,7 @@ use safeship_testkit::emulators::{
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::runtime::{Answer, LocalRuntime};
 use safeship_testkit::split::SplitEndpoint;
-use serde_json::json;
+use serde_json::{json, Value};
 use wiremock::matchers::{any, body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -83,6 +83,10 @@ applications:
         snapshot: {{database: {database}, on-failure: {on_failure}}}
       {group}-unguarded:
         environment: prod
+ecs-services:
+  checkout/checkout-api:
+    environment: prod
+    snapshot: {{database: {database}, on-failure: {on_failure}}}
 databases:
   {database}:
     kind: {kind}
@@ -573,8 +577,11 @@ impl World {
         event: serde_json::Value,
         context: lambda_runtime::Context,
     ) -> Result<predeploy_snapshot::SnapshotAnswer, predeploy_snapshot::Error> {
-        predeploy_snapshot::handler(&self.deps, lambda_runtime::LambdaEvent::new(event, context))
-            .await
+        predeploy_snapshot::snapshot_handler(
+            &self.deps,
+            lambda_runtime::LambdaEvent::new(event, context),
+        )
+        .await
     }
 
     async fn with_rds(mut self, mock: &MockServer) -> Self {
@@ -1639,4 +1646,162 @@ async fn a_failed_retention_listing_is_not_recorded_as_pruned_and_the_repeat_lis
         })
         .count();
     assert_eq!(listings, 2, "the repeat listed again");
+}
+
+/// An ECS lifecycle hook of `sample` (`events/`) for a service deployment of this world's own
+/// (moto keeps snapshots between runs), with `hook_details` as ECS passes them back.
+fn ecs_hook(w: &World, sample: &str, hook_details: Value) -> Value {
+    let mut payload = sample_event(sample);
+    payload["resourceArn"] = json!(format!(
+        "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/{}",
+        w.d("EZe5")
+    ));
+    if hook_details.as_object().is_some_and(|d| !d.is_empty()) {
+        payload["hookDetails"] = hook_details;
+    }
+    payload
+}
+
+impl World {
+    /// The function as Lambda invokes it for ECS: the answer ECS reads.
+    async fn ecs(&self, payload: Value) -> Value {
+        let reply = predeploy_snapshot::handler(
+            &self.deps,
+            lambda_runtime::LambdaEvent::new(payload, context_with(5_000)),
+        )
+        .await
+        .expect("an ECS hook is always answered");
+        assert!(
+            matches!(reply, predeploy_snapshot::SnapshotReply::Ecs(_)),
+            "{reply:?}"
+        );
+        serde_json::to_value(reply).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_ecs_gate_snapshots_the_services_database_before_scale_up_once() {
+    let w = world("instance", ROOMY_QUOTA).await;
+    let id = w.sid("EZe5");
+    let hook = ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({}));
+    let answer = w.ecs(hook.clone()).await;
+    assert_eq!(answer["hookStatus"], "SUCCEEDED", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("snapshot {id} of checkout-db is available")),
+        "{answer}"
+    );
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    let tags = instance_snapshot_tags(&w, &id).await;
+    assert!(
+        tags.contains(&tag("safeship:deployment-id", &w.d("EZe5"))),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&tag("safeship:application", "checkout/checkout-api")),
+        "{tags:?}"
+    );
+    // ECS invoking the hook again (a retry) finds the one snapshot.
+    let again = w.ecs(hook).await;
+    assert_eq!(again["hookStatus"], "SUCCEEDED", "{again}");
+    assert_eq!(instance_snapshot_ids(&w).await, [id.as_str()]);
+    let kinds: std::collections::BTreeSet<String> = w
+        .inbox
+        .events()
+        .await
+        .iter()
+        .map(|e| e.outcome.kind().to_owned())
+        .collect();
+    assert!(kinds.contains("snapshot-available"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn a_snapshot_being_made_is_waited_for_by_in_progress_answers_within_the_budget() {
+    let rds_mock = MockServer::start().await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    let id = w.sid("EZe5");
+    mount_rds(&rds_mock, &id, "creating").await;
+    let waiting = w
+        .ecs(ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({})))
+        .await;
+    assert_eq!(waiting["hookStatus"], "IN_PROGRESS", "{waiting}");
+    assert_eq!(waiting["callBackDelay"], 30);
+    let started = waiting["hookDetails"]["safeship-snapshot-started"].clone();
+    assert!(started.is_string(), "{waiting}");
+    // ECS comes back with the gate's start; meanwhile the snapshot became available.
+    rds_mock.reset().await;
+    mount_rds(&rds_mock, &id, "available").await;
+    let details = json!({"safeship-snapshot-started": started, "team": "checkout"});
+    let done = w
+        .ecs(ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", details))
+        .await;
+    assert_eq!(done["hookStatus"], "SUCCEEDED", "{done}");
+    // A gate that started longer ago than its budget and is still waiting fails, naming it.
+    rds_mock.reset().await;
+    mount_rds(&rds_mock, &id, "creating").await;
+    let long_ago = (Utc::now() - Duration::seconds(3_001)).to_rfc3339();
+    let over = w
+        .ecs(ecs_hook(
+            &w,
+            "ecs-lifecycle-pre-scale-up.json",
+            json!({"safeship-snapshot-started": long_ago}),
+        ))
+        .await;
+    assert_eq!(over["hookStatus"], "FAILED", "{over}");
+    assert!(
+        over["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the gate's whole budget"),
+        "{over}"
+    );
+}
+
+#[tokio::test]
+async fn the_gate_fails_naming_a_service_it_does_not_guard_and_never_holds_a_rollback() {
+    let rds_mock = MockServer::start().await;
+    let w = world("instance", ROOMY_QUOTA)
+        .await
+        .with_rds(&rds_mock)
+        .await;
+    let mut other = ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({}));
+    other["executionDetails"]["serviceArn"] =
+        json!("arn:aws:ecs:eu-west-1:123456789012:service/checkout/payments-api");
+    let answer = w.ecs(other).await;
+    assert_eq!(answer["hookStatus"], "FAILED", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ECS service checkout/payments-api has no snapshot section"),
+        "{answer}"
+    );
+    let rollback = w
+        .ecs(ecs_hook(
+            &w,
+            "ecs-lifecycle-production-traffic-shift-rollback.json",
+            json!({}),
+        ))
+        .await;
+    assert_eq!(rollback["hookStatus"], "SUCCEEDED", "{rollback}");
+    let mut damaged = ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({}));
+    damaged["hookDetails"] = json!({"safeship-snapshot-started": 7});
+    let answer = w.ecs(damaged).await;
+    assert_eq!(answer["hookStatus"], "FAILED", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hookDetails.safeship-snapshot-started is not a time"),
+        "{answer}"
+    );
+    assert!(
+        rds_mock.received_requests().await.unwrap().is_empty(),
+        "no RDS call for what the gate refuses or lets pass"
+    );
 }
