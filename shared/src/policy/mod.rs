@@ -309,6 +309,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_ecs_services_policy_is_valid() {
+        let p = Policy::parse(
+            include_str!("../../../examples/ecs-service/policy.yaml"),
+            "examples/ecs-service/policy.yaml",
+        )
+        .unwrap();
+        let s = p
+            .ecs_service("checkout-ecs-Cluster-EXAMPLE", "checkout-api")
+            .expect("the service");
+        let hook = s.policy.traffic_hook.as_ref().unwrap();
+        assert!(hook.soak.is_some() && hook.http_checks[0].production_url.is_some());
+        assert!(p.databases.contains_key(&s.policy.snapshot.as_ref().unwrap().database));
+    }
+
+    #[test]
     fn json_documents_parse_too() {
         let p = Policy::parse(r#"{"version": 1, "applications": {}}"#, "inline").unwrap();
         assert!(p.applications.is_empty());
