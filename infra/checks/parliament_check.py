@@ -19,6 +19,9 @@ import stack  # noqa: E402
 
 def is_accepted(accepted, finding, policy):
     actions = finding.location.get("actions")
+    if actions is None and "string" in finding.location:
+        # UNKNOWN_ACTION names its one action as the policy's string.
+        actions = [finding.location["string"]]
     return any(
         a["issue"] == finding.issue and a["policy"] == policy and actions is not None and sorted(a["actions"]) == sorted(actions)
         for a in accepted

@@ -61,6 +61,7 @@ CALLS = {
         "appconfig:ListDeployments",
         "appconfig:GetDeployment",
         "cloudwatch:ListTagsForResource",
+        "ecs:ListServiceDeployments",
     },
     "PredeploySnapshotFunction": ONCE | POLICY | PUBLISH | {
         "rds:CreateDBSnapshot",
@@ -89,6 +90,9 @@ CALLS = {
 
 # Granted although the code makes no such SDK call, each with why.
 ALSO_GRANTED = {
+    "AlarmRollbackFunction": {
+        "ecs:StopServiceDeployment": "called by the code (alarm-rollback's ecs.rs), but newer than parliament's copy of the Service Authorization Reference, which the code reading goes by",
+    },
     "PredeploySnapshotFunction": {
         "rds:AddTagsToResource": "dependent action of CreateDBSnapshot/CreateDBClusterSnapshot, which tag at creation",
     },

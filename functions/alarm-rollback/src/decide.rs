@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use safeship::event::{AlarmState, AlarmStateChange};
-use safeship::policy::{AlarmMatcher, GroupRef, Policy};
+use safeship::policy::{AlarmMatcher, Deployer, GroupRef, Policy};
 use serde::Serialize;
 
 /// What an alarm transition asks of us.
@@ -22,14 +22,19 @@ pub enum Decision {
 }
 
 /// A group as decisions, reports and idempotency keys name it: `application/deployment-group`.
+/// An ECS service is `ecs:<cluster>/<service>`, so it never shares a name (nor a once-only key)
+/// with a CodeDeploy group of the same two names.
 pub(crate) fn group_name(group: &GroupRef<'_>) -> String {
-    format!("{}/{}", group.application, group.deployment_group)
+    match group.deployer {
+        Deployer::CodeDeploy => format!("{}/{}", group.application, group.deployment_group),
+        Deployer::Ecs => format!("ecs:{}/{}", group.application, group.deployment_group),
+    }
 }
 
 /// Whether some group of the policy maps alarms by tag.
 #[cfg(test)]
 fn matches_by_tag(policy: &Policy) -> bool {
-    policy.groups().any(|g| maps_by_tag(&g))
+    policy.guarded_groups().any(|g| maps_by_tag(&g))
 }
 
 fn maps_by_tag(group: &GroupRef<'_>) -> bool {
@@ -50,7 +55,7 @@ pub(crate) fn needs_tags(policy: &Policy, alarm: &AlarmStateChange) -> bool {
         .map(|g| group_name(&g))
         .collect();
     policy
-        .groups()
+        .guarded_groups()
         .any(|g| maps_by_tag(&g) && acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g)))
 }
 

@@ -15,6 +15,7 @@ mod appconfig;
 mod cloudwatch;
 mod codedeploy;
 mod decide;
+mod ecs;
 mod events;
 mod flags;
 mod plan;
@@ -73,6 +74,8 @@ pub struct Deps {
     pub codedeploy: aws_sdk_codedeploy::Client,
     pub appconfig: aws_sdk_appconfig::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// For the services Amazon ECS deploys itself (`ecs-services`).
+    pub ecs: aws_sdk_ecs::Client,
 }
 
 impl Deps {
@@ -82,6 +85,7 @@ impl Deps {
             codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
             appconfig: safeship::aws_client!(aws_sdk_appconfig, &common.sdk),
             cloudwatch: safeship::aws_client!(aws_sdk_cloudwatch, &common.sdk),
+            ecs: safeship::aws_client!(aws_sdk_ecs, &common.sdk),
             common,
         })
     }

@@ -4,13 +4,13 @@
 
 use safeship::event::AlarmStateChange;
 use safeship::idempotency::Once;
-use safeship::policy::{FeatureFlagTarget, GroupRef, RollbackPolicy};
+use safeship::policy::{Deployer, FeatureFlagTarget, GroupRef, RollbackPolicy};
 
 use crate::decide::group_name;
 use crate::events::{Announcement, GroupEvents};
 use crate::plan::{self, CodePlan};
 use crate::steps::{once, run_step, Step};
-use crate::{appconfig, codedeploy, Deps, Error};
+use crate::{appconfig, codedeploy, ecs, Deps, Error};
 
 /// What rolling one group back did: its steps, whether anything was done (or decided) in this
 /// invocation, and the guard events that tell people.
@@ -151,6 +151,10 @@ async fn plan_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> Result<Once<CodeP
         cx.group.deployment_group,
     );
     let compute = || async {
+        if cx.group.deployer == Deployer::Ecs {
+            let ongoing = ecs::ongoing(&cx.deps.ecs, application, group).await?;
+            return Ok::<_, Error>(ecs::plan(&ongoing));
+        }
         let in_flight = codedeploy::in_flight(client, application, group).await?;
         let succeeded = if in_flight.is_empty() {
             codedeploy::succeeded(
@@ -282,17 +286,27 @@ async fn revert_what_finished(
 async fn stop(cx: &Ctx<'_>, deployments: Vec<String>) -> Vec<Step> {
     let mut steps = Vec::new();
     for id in deployments {
-        let action = format!("stop-deployment {id} (with rollback)");
+        let action = match cx.group.deployer {
+            Deployer::CodeDeploy => format!("stop-deployment {id} (with rollback)"),
+            Deployer::Ecs => format!("stop-service-deployment {id} (with rollback)"),
+        };
         steps.push(if cx.dry_run {
             Step::dry(&action)
         } else {
             // Keyed by the deployment, not the transition: two alarms, or an alarm and a
             // person, stop it once.
             let key = format!("stop:{id}");
-            run_step(cx.deps, key, &action, || {
-                codedeploy::stop(&cx.deps.codedeploy, &id)
-            })
-            .await
+            match cx.group.deployer {
+                Deployer::CodeDeploy => {
+                    run_step(cx.deps, key, &action, || {
+                        codedeploy::stop(&cx.deps.codedeploy, &id)
+                    })
+                    .await
+                }
+                Deployer::Ecs => {
+                    run_step(cx.deps, key, &action, || ecs::stop(&cx.deps.ecs, &id)).await
+                }
+            }
         });
     }
     steps

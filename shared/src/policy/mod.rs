@@ -81,12 +81,23 @@ pub struct EcsServiceRef<'a> {
     pub policy: &'a GroupPolicy,
 }
 
+/// Who deploys a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployer {
+    /// A CodeDeploy deployment group (`applications`).
+    CodeDeploy,
+    /// An ECS service that Amazon ECS deploys itself (`ecs-services`): the group's application
+    /// is its cluster, its deployment group the service.
+    Ecs,
+}
+
 /// A deployment group's policy with the names it is filed under.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupRef<'a> {
     pub application: &'a str,
     pub deployment_group: &'a str,
     pub policy: &'a GroupPolicy,
+    pub deployer: Deployer,
 }
 
 impl Policy {
@@ -109,6 +120,7 @@ impl Policy {
             application,
             deployment_group,
             policy,
+            deployer: Deployer::CodeDeploy,
         })
     }
 
@@ -138,17 +150,29 @@ impl Policy {
                     application,
                     deployment_group,
                     policy,
+                    deployer: Deployer::CodeDeploy,
                 })
         })
     }
 
-    /// The groups whose rollback section names this alarm.
+    /// Every group safeship guards: the CodeDeploy groups, then the ECS services (as groups of
+    /// `Deployer::Ecs`, cluster and service for application and group).
+    pub fn guarded_groups(&self) -> impl Iterator<Item = GroupRef<'_>> {
+        self.groups().chain(self.ecs_services().map(|s| GroupRef {
+            application: s.cluster,
+            deployment_group: s.service,
+            policy: s.policy,
+            deployer: Deployer::Ecs,
+        }))
+    }
+
+    /// The groups (CodeDeploy's and ECS services) whose rollback section names this alarm.
     pub fn groups_for_alarm<'a>(
         &'a self,
         alarm_name: &'a str,
         alarm_tags: &'a BTreeMap<String, String>,
     ) -> impl Iterator<Item = GroupRef<'a>> + 'a {
-        self.groups().filter(move |g| {
+        self.guarded_groups().filter(move |g| {
             g.policy
                 .rollback
                 .as_ref()
@@ -320,7 +344,9 @@ mod tests {
             .expect("the service");
         let hook = s.policy.traffic_hook.as_ref().unwrap();
         assert!(hook.soak.is_some() && hook.http_checks[0].production_url.is_some());
-        assert!(p.databases.contains_key(&s.policy.snapshot.as_ref().unwrap().database));
+        assert!(p
+            .databases
+            .contains_key(&s.policy.snapshot.as_ref().unwrap().database));
     }
 
     #[test]

@@ -125,6 +125,7 @@ applications:
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&codedeploy_split.uri()).await),
         appconfig: aws_sdk_appconfig::Client::new(&sdk_config(&appconfig_split.uri()).await),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        ecs: aws_sdk_ecs::Client::new(&sdk),
     };
     World {
         app,
