@@ -56,6 +56,9 @@ pub fn check(file: &Path) -> Result<Outcome, Error> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct GroupExplained {
+    /// `codedeploy`, or `ecs` for a service Amazon ECS deploys itself (its cluster and service
+    /// in `application` and `deployment-group`).
+    pub deployer: &'static str,
     pub application: String,
     pub deployment_group: String,
     pub environment: String,
@@ -74,18 +77,24 @@ pub struct GroupExplained {
     pub integrity: Vec<String>,
 }
 
-/// Every group, in the policy's order (applications, then groups, by name).
+/// Every group, in the policy's order (applications, then groups, by name), then the ECS
+/// services (by `<cluster>/<service>`).
 #[must_use]
 pub fn explained(policy: &Policy) -> Vec<GroupExplained> {
     policy
-        .groups()
+        .guarded_groups()
         .map(|g| {
             let hook = g.policy.traffic_hook.as_ref();
             let mut smoke_checks = Vec::new();
             if let Some(h) = hook {
                 smoke_checks.extend(h.http_checks.iter().map(|c| {
+                    let production = c
+                        .production_url
+                        .as_deref()
+                        .map(|p| format!(" (production listener {p})"))
+                        .unwrap_or_default();
                     format!(
-                        "http {}: {} {} → {}",
+                        "http {}: {} {}{production} → {}",
                         c.name, c.method, c.url, c.expect_status
                     )
                 }));
@@ -96,6 +105,12 @@ pub fn explained(policy: &Policy) -> Vec<GroupExplained> {
                 );
                 if let Some(a) = &h.alarm_checks {
                     smoke_checks.push(format!("alarms not in ALARM: {}", a.alarms.join(", ")));
+                }
+                if let Some(soak) = h.soak {
+                    smoke_checks.push(format!(
+                        "soak: the alarms watched {} min after the production shift, every {} s",
+                        soak.minutes, soak.every_seconds
+                    ));
                 }
             }
             let unchecked = match hook {
@@ -160,7 +175,9 @@ pub fn explained(policy: &Policy) -> Vec<GroupExplained> {
                 })
                 .cloned()
                 .collect();
+            let ecs = g.deployer == safeship::policy::Deployer::Ecs;
             GroupExplained {
+                deployer: if ecs { "ecs" } else { "codedeploy" },
                 application: g.application.to_owned(),
                 deployment_group: g.deployment_group.to_owned(),
                 environment: format!("{:?}", g.policy.environment).to_lowercase(),
@@ -188,8 +205,13 @@ pub fn render(groups: &[GroupExplained]) -> String {
         }
     };
     for g in groups {
+        let kind = if g.deployer == "ecs" {
+            "ECS service "
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "{}/{} ({})\n",
+            "{kind}{}/{} ({})\n",
             g.application, g.deployment_group, g.environment
         ));
         out.push_str(&format!(

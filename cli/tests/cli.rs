@@ -197,6 +197,30 @@ async fn policy_explain_says_what_each_group_gets() {
 }
 
 #[tokio::test]
+async fn policy_explain_shows_an_ecs_service_with_its_listeners_soak_and_gate() {
+    let t = terminal("version: 1\napplications: {}\n").await;
+    let out = t
+        .run(&[
+            "policy",
+            "explain",
+            example("examples/ecs-service/policy.yaml")
+                .to_str()
+                .unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for said in [
+        "ECS service checkout-ecs-Cluster-EXAMPLE/checkout-api (prod)",
+        "http health: GET http://internal-checkout-alb.example:8443/health (production listener http://internal-checkout-alb.example/health)",
+        "soak: the alarms watched 10 min after the production shift, every 60 s",
+        "snapshot before deploying: checkout-db (no snapshot, no deployment)",
+    ] {
+        assert!(text.contains(said), "{said} not in {text}");
+    }
+}
+
+#[tokio::test]
 async fn a_usage_error_exits_2_naming_the_argument_and_calls_nothing() {
     let aws = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::any())

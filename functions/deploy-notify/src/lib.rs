@@ -67,6 +67,8 @@ impl Failure for Error {
 /// What the notifier announces.
 enum Notifiable {
     Deployment(DeploymentStateChange),
+    /// A service Amazon ECS deploys itself.
+    EcsDeployment(safeship::event::EcsDeploymentStateChange),
     Guard(Box<GuardEvent>),
     /// One of safeship's own alarms (see [`Deps::own_alarm_prefix`]).
     OwnAlarm(AlarmStateChange),
@@ -212,6 +214,7 @@ async fn add_deployment_reason(
 pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let accepted = match accept(FUNCTION, &event.payload, |e| match e {
         Inbound::DeploymentStateChange(d) => Some(Notifiable::Deployment(d)),
+        Inbound::EcsDeploymentStateChange(d) => Some(Notifiable::EcsDeployment(d)),
         Inbound::Guard(g) => Some(Notifiable::Guard(g)),
         Inbound::AlarmStateChange(a) => Some(Notifiable::OwnAlarm(a)),
         _ => None,
@@ -282,6 +285,13 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
             }
             m
         }
+        Notifiable::EcsDeployment(d) => message::from_ecs_deployment(
+            d,
+            policy
+                .ecs_service(&d.cluster, &d.service)
+                .map(|s| format!("{:?}", s.policy.environment).to_lowercase())
+                .as_deref(),
+        ),
         Notifiable::Guard(g) => message::from_guard(
             g,
             environment(g.application.as_deref(), g.deployment_group.as_deref()).as_deref(),
@@ -324,6 +334,17 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         Notifiable::Deployment(d) => {
             format!("{}:{}", d.deployment_id, message::state_name(d.state))
         }
+        Notifiable::EcsDeployment(d) => format!(
+            "ecs:{}/{}:{}:{}",
+            d.cluster,
+            d.service,
+            d.deployment_id,
+            if d.rolling_back {
+                "ROLLING_BACK"
+            } else {
+                d.state.event_name()
+            }
+        ),
         Notifiable::Guard(g) => g.id.clone(),
         // One transition, by EventBridge or SNS or redelivered: its name, state and time.
         Notifiable::OwnAlarm(a) => format!(

@@ -118,6 +118,58 @@ pub fn from_deployment(
     }
 }
 
+/// A service's deployments in the ECS console. The pattern is the console's own (AWS documents
+/// only the way there by clicks).
+pub fn ecs_deployments_link(region: &str, cluster: &str, service: &str) -> Link {
+    Link {
+        label: format!("Deployments of {cluster}/{service}"),
+        url: format!(
+            "{}/ecs/v2/clusters/{}/services/{}/deployments?region={region}",
+            console(region),
+            percent_encode(cluster),
+            percent_encode(service)
+        ),
+    }
+}
+
+/// An ECS service deployment's state change: in progress (or rolling back, in the reason's
+/// words), completed, failed.
+pub fn from_ecs_deployment(
+    d: &safeship::event::EcsDeploymentStateChange,
+    environment: Option<&str>,
+) -> Message {
+    use safeship::event::EcsDeploymentState;
+    let (severity, emoji, headline) = match (d.state, d.rolling_back) {
+        (EcsDeploymentState::InProgress, true) => {
+            (Severity::Warning, ":rewind:", "ECS deployment rolling back")
+        }
+        (EcsDeploymentState::InProgress, false) => {
+            (Severity::Info, ":rocket:", "ECS deployment started")
+        }
+        (EcsDeploymentState::Completed, _) => (
+            Severity::Info,
+            ":white_check_mark:",
+            "ECS deployment completed",
+        ),
+        (EcsDeploymentState::Failed, _) => (Severity::Failure, ":x:", "ECS deployment failed"),
+    };
+    Message {
+        severity,
+        emoji,
+        headline: headline.into(),
+        application: Some(d.cluster.clone()),
+        deployment_group: Some(d.service.clone()),
+        deployment_id: Some(d.deployment_id.clone()),
+        environment: environment.map(str::to_owned),
+        trigger: format!("ECS Deployment State Change {}", d.state.event_name()),
+        reason: d.reason.clone(),
+        details: vec![],
+        snapshot_id: None,
+        links: vec![ecs_deployments_link(&d.region, &d.cluster, &d.service)],
+        dry_run: false,
+    }
+}
+
 /// CodeDeploy's account of a failed or stopped deployment: the error (code and message) as the
 /// reason, the automatic rollback as a detail.
 pub fn deployment_reason(

@@ -425,3 +425,109 @@ mod tests {
         }
     }
 }
+
+pub(super) const SHAPE_EB_ECS_DEPLOY: &str = "EventBridge ECS Deployment State Change";
+
+/// How an ECS service deployment stands, as `ECS Deployment State Change` says (`eventName`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EcsDeploymentState {
+    /// `SERVICE_DEPLOYMENT_IN_PROGRESS`: a deployment, or a rollback (its `reason` says which).
+    InProgress,
+    /// `SERVICE_DEPLOYMENT_COMPLETED`: the service reached a steady state.
+    Completed,
+    /// `SERVICE_DEPLOYMENT_FAILED`.
+    Failed,
+}
+
+impl EcsDeploymentState {
+    #[must_use]
+    pub fn event_name(self) -> &'static str {
+        match self {
+            EcsDeploymentState::InProgress => "SERVICE_DEPLOYMENT_IN_PROGRESS",
+            EcsDeploymentState::Completed => "SERVICE_DEPLOYMENT_COMPLETED",
+            EcsDeploymentState::Failed => "SERVICE_DEPLOYMENT_FAILED",
+        }
+    }
+}
+
+/// EventBridge `ECS Deployment State Change` (Amazon ECS Developer Guide, "Amazon ECS service
+/// deployment state change events"): the service is the event's resource, the deployment its
+/// `deploymentId` (`ecs-svc/…`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EcsDeploymentStateChange {
+    pub cluster: String,
+    pub service: String,
+    pub region: String,
+    pub account: String,
+    pub deployment_id: String,
+    pub state: EcsDeploymentState,
+    /// `detail.reason`, e.g. `ECS deployment circuit breaker: rolling back to deploymentId …`.
+    pub reason: Option<String>,
+    /// A rollback in progress: ECS says so only in the reason's words.
+    pub rolling_back: bool,
+}
+
+pub(super) fn deployment_from_eventbridge(
+    payload: &Value,
+) -> Result<EcsDeploymentStateChange, EventError> {
+    let s = SHAPE_EB_ECS_DEPLOY;
+    let detail = payload
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| malformed(s, "detail", "missing or not an object"))?;
+    let raw = string_at(detail, s, "eventName").map_err(|e| rename(e, "detail.eventName"))?;
+    let state = match raw.as_str() {
+        "SERVICE_DEPLOYMENT_IN_PROGRESS" => EcsDeploymentState::InProgress,
+        "SERVICE_DEPLOYMENT_COMPLETED" => EcsDeploymentState::Completed,
+        "SERVICE_DEPLOYMENT_FAILED" => EcsDeploymentState::Failed,
+        _ => {
+            return Err(malformed(
+                s,
+                "detail.eventName",
+                format!(
+                    "expected SERVICE_DEPLOYMENT_IN_PROGRESS, _COMPLETED or _FAILED, found {}",
+                    quoted(&raw)
+                ),
+            ))
+        }
+    };
+    let deployment_id =
+        string_at(detail, s, "deploymentId").map_err(|e| rename(e, "detail.deploymentId"))?;
+    let service_arn = payload
+        .get("resources")
+        .and_then(Value::as_array)
+        .and_then(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .find(|a| service_of(a).is_some())
+        })
+        .ok_or_else(|| {
+            malformed(
+                s,
+                "resources",
+                "names no service ARN (arn:aws:ecs:<region>:<account>:service/<cluster>/<service>)",
+            )
+        })?
+        .to_owned();
+    let (region, account, cluster, service) = service_of(&service_arn).expect("found above");
+    let reason = detail
+        .get("reason")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .map(|r| super::fields::capped_text(r));
+    let rolling_back = reason
+        .as_deref()
+        .is_some_and(|r| r.to_lowercase().contains("rolling back"));
+    Ok(EcsDeploymentStateChange {
+        cluster,
+        service,
+        region,
+        account,
+        deployment_id,
+        state,
+        reason,
+        rolling_back,
+    })
+}

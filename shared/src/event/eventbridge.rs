@@ -31,6 +31,9 @@ pub(super) fn normalise_eventbridge(payload: &Value) -> Result<Normalised, Event
         ("aws.codedeploy", "CodeDeploy Deployment State-change Notification") => {
             Inbound::DeploymentStateChange(deployment_from_eventbridge(&envelope)?)
         }
+        ("aws.ecs", "ECS Deployment State Change") => {
+            Inbound::EcsDeploymentStateChange(super::ecs::deployment_from_eventbridge(payload)?)
+        }
         ("aws.events", "Scheduled Event") => Inbound::Scheduled(Scheduled {
             rules: envelope.resources.unwrap_or_default(),
             time: envelope.time,

@@ -111,6 +111,11 @@ pub(super) fn malformed(
 /// value whole, and a hostile payload's value can be a megabyte.
 const ERROR_TEXT_CHARS: usize = 400;
 
+/// A payload's free text as the event model keeps it: at most [`ERROR_TEXT_CHARS`] characters.
+pub(super) fn capped_text(text: &str) -> String {
+    capped(text.to_owned())
+}
+
 fn capped(text: String) -> String {
     if text.chars().count() <= ERROR_TEXT_CHARS {
         return text;

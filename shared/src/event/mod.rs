@@ -16,7 +16,10 @@ mod fields;
 mod sns;
 
 use alarm::alarm_from_lambda_action;
-pub use ecs::{is_ecs_hook, EcsAnswer, EcsHookStatus, EcsLifecycleHook, EcsStage, Listener};
+pub use ecs::{
+    is_ecs_hook, EcsAnswer, EcsDeploymentState, EcsDeploymentStateChange, EcsHookStatus,
+    EcsLifecycleHook, EcsStage, Listener,
+};
 use eventbridge::normalise_eventbridge;
 pub use fields::parse_time;
 use fields::{json_type, malformed, string_at};
@@ -57,6 +60,8 @@ pub enum Inbound {
     AlarmStateChange(AlarmStateChange),
     /// EventBridge "CodeDeploy Deployment State-change Notification".
     DeploymentStateChange(DeploymentStateChange),
+    /// EventBridge "ECS Deployment State Change" (a service Amazon ECS deploys itself).
+    EcsDeploymentStateChange(EcsDeploymentStateChange),
     /// One of safeship's own guard events, from its EventBridge bus.
     Guard(Box<GuardEvent>),
     /// EventBridge "Scheduled Event".
@@ -70,6 +75,7 @@ impl Inbound {
             Inbound::EcsLifecycleHook(_) => "ecs-lifecycle-hook",
             Inbound::AlarmStateChange(_) => "alarm-state-change",
             Inbound::DeploymentStateChange(_) => "deployment-state-change",
+            Inbound::EcsDeploymentStateChange(_) => "ecs-deployment-state-change",
             Inbound::Guard(_) => "guard",
             Inbound::Scheduled(_) => "scheduled",
         }

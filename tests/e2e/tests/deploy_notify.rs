@@ -1284,3 +1284,52 @@ mod history {
         assert_eq!(events.len(), 1);
     }
 }
+
+/// ECS's own deployments (issue 19): `ECS Deployment State Change` events of a service become
+/// messages about the service, linking to its deployments in the console; a failure also goes by
+/// email, a rollback is a warning, and each is sent once.
+#[tokio::test]
+async fn ecs_deployment_state_changes_are_announced_once_with_the_services_deployments() {
+    let w = world().await;
+    let failed = sample_event("ecs-deployment-failed.json");
+    let answer = w.deliver(failed.clone()).await.unwrap();
+    assert_eq!(answer["channels"], json!(["slack", "email"]), "{answer}");
+    let posted = w.channels.slack.received();
+    assert_eq!(
+        posted[0]["text"],
+        "ECS deployment failed · checkout/checkout-api · ecs-svc/2749301756081365290"
+    );
+    let emails = w.channels.emails().await;
+    assert_eq!(emails.len(), 1);
+    let body = emails[0]["Message"].as_str().unwrap();
+    assert!(
+        body.contains("https://eu-west-1.console.aws.amazon.com/ecs/v2/clusters/checkout/services/checkout-api/deployments?region=eu-west-1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ECS deployment circuit breaker: task failed to start."),
+        "{body}"
+    );
+    assert_eq!(w.deliver(failed).await.unwrap()["duplicate"], true);
+
+    // A rollback in progress is a warning, not the start of a deployment: Slack only.
+    let rollback = w
+        .deliver(sample_event("ecs-deployment-rollback.json"))
+        .await
+        .unwrap();
+    assert_eq!(rollback["channels"], json!(["slack"]), "{rollback}");
+    assert_eq!(
+        w.channels.slack.received()[1]["text"],
+        "ECS deployment rolling back · checkout/checkout-api · ecs-svc/2749301756081365290"
+    );
+    let started = w
+        .deliver(sample_event("ecs-deployment-in-progress.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        started["duplicate"], false,
+        "a start is not the rollback's repeat"
+    );
+    assert_eq!(w.channels.slack.received().len(), 3);
+    assert!(w.channels.emails().await.is_empty());
+}

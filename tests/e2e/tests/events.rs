@@ -2,7 +2,8 @@
 //! sample is covered here (a new sample without a case fails).
 
 use safeship::event::{
-    normalise, AlarmKind, AlarmState, Delivery, DeploymentState, EcsStage, Inbound,
+    normalise, AlarmKind, AlarmState, Delivery, DeploymentState, EcsDeploymentState, EcsStage,
+    Inbound,
 };
 use safeship_testkit::emulators::{events_dir, sample_event};
 
@@ -11,12 +12,34 @@ enum Expect {
     Hook,
     /// An ECS hook at this stage; whether its traffic is going back (a rollback).
     EcsHook(EcsStage, bool),
+    /// An ECS deployment state change, and whether it is a rollback.
+    EcsDeployment(EcsDeploymentState, bool),
     Alarm(AlarmKind, AlarmState, &'static str),
     Deployment(DeploymentState),
     Scheduled,
 }
 
 const CASES: &[(&str, Expect, &str)] = &[
+    (
+        "ecs-deployment-in-progress.json",
+        Expect::EcsDeployment(EcsDeploymentState::InProgress, false),
+        "eventbridge",
+    ),
+    (
+        "ecs-deployment-rollback.json",
+        Expect::EcsDeployment(EcsDeploymentState::InProgress, true),
+        "eventbridge",
+    ),
+    (
+        "ecs-deployment-completed.json",
+        Expect::EcsDeployment(EcsDeploymentState::Completed, false),
+        "eventbridge",
+    ),
+    (
+        "ecs-deployment-failed.json",
+        Expect::EcsDeployment(EcsDeploymentState::Failed, false),
+        "eventbridge",
+    ),
     (
         "ecs-lifecycle-pre-scale-up.json",
         Expect::EcsHook(EcsStage::PreScaleUp, false),
@@ -186,6 +209,16 @@ fn every_sample_normalises_to_its_variant() {
                 assert_eq!(d.deployment_id, "d-ABCDEF123", "{file}");
             }
             (Expect::Scheduled, Inbound::Scheduled(s)) => assert!(!s.rules.is_empty(), "{file}"),
+            (Expect::EcsDeployment(state, rollback), Inbound::EcsDeploymentStateChange(d)) => {
+                assert_eq!((d.state, d.rolling_back), (*state, *rollback), "{file}");
+                assert_eq!(
+                    (d.cluster.as_str(), d.service.as_str()),
+                    ("checkout", "checkout-api"),
+                    "{file}"
+                );
+                assert_eq!(d.deployment_id, "ecs-svc/2749301756081365290", "{file}");
+                assert_eq!(d.region, "eu-west-1", "{file}");
+            }
             (Expect::EcsHook(stage, rollback), Inbound::EcsLifecycleHook(h)) => {
                 assert_eq!((h.stage, h.is_rollback()), (*stage, *rollback), "{file}");
                 assert_eq!(h.service_key(), "checkout/checkout-api", "{file}");

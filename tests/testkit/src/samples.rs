@@ -142,7 +142,35 @@ pub fn cases() -> Vec<Case> {
             once,
         });
     }
+    // ECS invokes the hooks itself (no report): the traffic hook's verdict and the snapshot gate
+    // are guard events; the checks and the snapshot are those of `ecs-services` in the policy.
+    for sample in [
+        "ecs-lifecycle-pre-scale-up.json",
+        "ecs-lifecycle-post-test-traffic-shift.json",
+        "ecs-lifecycle-production-traffic-shift.json",
+        "ecs-lifecycle-production-traffic-shift-rollback.json",
+    ] {
+        cases.push(Case {
+            slack: SlackMode::Bot,
+            function: "traffic-hook",
+            sample,
+            once: Effects {
+                guard_events: 1,
+                ..NOTHING
+            },
+        });
+    }
+    cases.push(Case {
+        slack: SlackMode::Bot,
+        function: "predeploy-snapshot",
+        sample: "ecs-lifecycle-pre-scale-up.json",
+        once: snapshot,
+    });
     for (sample, once) in [
+        ("ecs-deployment-in-progress.json", 1, 0),
+        ("ecs-deployment-rollback.json", 1, 0),
+        ("ecs-deployment-completed.json", 1, 0),
+        ("ecs-deployment-failed.json", 1, 1),
         ("codedeploy-deployment-start.json", 1, 0),
         ("codedeploy-deployment-ready.json", 1, 0),
         ("codedeploy-deployment-success.json", 1, 0),
@@ -170,6 +198,12 @@ pub fn cases() -> Vec<Case> {
     cases
 }
 
+/// The id of the ECS service deployment of a world whose CodeDeploy deployment in flight is `d`
+/// (ECS ids are letters and digits).
+pub fn ecs_deployment_of(d: &str) -> String {
+    d.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
 /// `sample` as AWS would deliver it at `now` to a world whose deployment in flight is `d`. The
 /// samples of one alarm are one transition (its state changed at `now`, after the deployment
 /// began), told by EventBridge, SNS and the alarm's Lambda action.
@@ -177,7 +211,12 @@ pub fn delivered(sample: &str, d: &str, now: chrono::DateTime<chrono::Utc>) -> V
     let time = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let changed_at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut event = sample_event(sample);
-    if event.get("LifecycleEventHookExecutionId").is_some() {
+    if event.get("executionDetails").is_some() {
+        // ECS's service deployment of this world: its own id, so its snapshot is its own.
+        let arn = event["resourceArn"].as_str().unwrap_or_default().to_owned();
+        let (base, _) = arn.rsplit_once('/').unwrap_or((&arn, ""));
+        event["resourceArn"] = json!(format!("{base}/{}", ecs_deployment_of(d)));
+    } else if event.get("LifecycleEventHookExecutionId").is_some() {
         event["DeploymentId"] = json!(d);
     } else if event.get("deployment_id").is_some() {
         event["deployment_id"] = json!(d);
