@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::events::Announcements;
 use crate::hook::hook_wait_deadline;
 use crate::job::{take, Job};
-use crate::{Deps, SnapshotAnswer, SnapshotStatus};
+use crate::{Deps, SnapshotStatus};
 
 /// The `hookDetails` key holding when the gate first ran (RFC 3339), passed back by ECS.
 pub const GATE_STARTED: &str = "safeship-snapshot-started";
@@ -76,16 +76,7 @@ pub(crate) async fn gate(deps: &Deps, payload: &Value, deadline: Instant) -> Ecs
     let mut events = Announcements::default();
     let answer = match Box::pin(take(deps, &job, wait_until, &mut events)).await {
         Ok(answer) => answer,
-        Err(e) => SnapshotAnswer {
-            database: job.database.clone(),
-            snapshot_id: None,
-            status: SnapshotStatus::Failed,
-            detail: Some(e.to_string()),
-            hook_status: None,
-            pruned: vec![],
-            handed_to: None,
-            duplicate: false,
-        },
+        Err(e) => crate::job::answer(&job, None, SnapshotStatus::Failed, Some(e.to_string())),
     };
     let id = answer.snapshot_id.clone().unwrap_or_default();
     let reply = match answer.status {

@@ -172,16 +172,7 @@ pub(crate) async fn hook_step(
     let mut events = Announcements::default();
     let mut answer = match Box::pin(take(deps, &job, wait_until, &mut events)).await {
         Ok(answer) => answer,
-        Err(e) => SnapshotAnswer {
-            database: job.database.clone(),
-            snapshot_id: None,
-            status: SnapshotStatus::Failed,
-            detail: Some(e.to_string()),
-            hook_status: None,
-            pruned: vec![],
-            handed_to: None,
-            duplicate: false,
-        },
+        Err(e) => crate::job::answer(&job, None, SnapshotStatus::Failed, Some(e.to_string())),
     };
     let succeeded = match answer.status {
         SnapshotStatus::Available => true,

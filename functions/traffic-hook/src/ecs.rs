@@ -18,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use safeship::event::EcsStage;
 use safeship::event::{normalise, EcsAnswer, EcsLifecycleHook, Inbound, Listener};
-use safeship::guard::{CheckResult, Guard, GuardEvent, Outcome};
+use safeship::guard::{CheckResult, Guard, GuardEvent};
 use safeship::policy::{Soak, TrafficHookPolicy};
 use serde_json::{Map, Value};
 
@@ -294,19 +294,7 @@ async fn publish(
     verdict: &Verdict,
     results: &[CheckResult],
 ) -> Result<(), String> {
-    let lifecycle_event = Some(hook.stage.name().to_owned());
-    let checks = results.to_vec();
-    let outcome = match verdict.status {
-        HookStatus::Succeeded => Outcome::HookPassed {
-            lifecycle_event,
-            checks,
-        },
-        HookStatus::Failed => Outcome::HookFailed {
-            lifecycle_event,
-            reason: verdict.reason.clone(),
-            checks,
-        },
-    };
+    let outcome = crate::hook_outcome(Some(hook.stage.name().to_owned()), verdict, results);
     // Keyed by the execution and the traffic it saw: a canary's steps are each news, a repeat
     // of one step is the same event (the notifier keys on the id).
     let weights: Vec<String> = hook

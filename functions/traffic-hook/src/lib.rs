@@ -415,19 +415,7 @@ async fn publish(
     verdict: &Verdict,
     results: &[CheckResult],
 ) -> Result<(), String> {
-    let lifecycle_event = deps.settings.lifecycle_event.clone();
-    let checks = results.to_vec();
-    let outcome = match verdict.status {
-        HookStatus::Succeeded => Outcome::HookPassed {
-            lifecycle_event,
-            checks,
-        },
-        HookStatus::Failed => Outcome::HookFailed {
-            lifecycle_event,
-            reason: verdict.reason.clone(),
-            checks,
-        },
-    };
+    let outcome = hook_outcome(deps.settings.lifecycle_event.clone(), verdict, results);
     let event = GuardEvent {
         version: safeship::guard::GUARD_EVENT_VERSION,
         id: format!("{FUNCTION}:{}", hook.lifecycle_event_hook_execution_id),
@@ -444,6 +432,26 @@ async fn publish(
         .publish(&event)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The guard event's outcome of a verdict at `lifecycle_event`, with every check's result.
+pub(crate) fn hook_outcome(
+    lifecycle_event: Option<String>,
+    verdict: &Verdict,
+    results: &[CheckResult],
+) -> Outcome {
+    let checks = results.to_vec();
+    match verdict.status {
+        HookStatus::Succeeded => Outcome::HookPassed {
+            lifecycle_event,
+            checks,
+        },
+        HookStatus::Failed => Outcome::HookFailed {
+            lifecycle_event,
+            reason: verdict.reason.clone(),
+            checks,
+        },
+    }
 }
 
 /// Reports the hook's status within the report's budget (all attempts inside it); a failure to

@@ -516,7 +516,7 @@ pub(super) fn deployment_from_eventbridge(
         .get("reason")
         .and_then(Value::as_str)
         .filter(|r| !r.is_empty())
-        .map(|r| super::fields::capped_text(r));
+        .map(super::fields::capped_text);
     let rolling_back = reason
         .as_deref()
         .is_some_and(|r| r.to_lowercase().contains("rolling back"));
