@@ -7,7 +7,7 @@
 //! the one snapshot; naming, tags, retention and the quota warning are the CodeDeploy hook's.
 
 use chrono::{DateTime, Utc};
-use safeship::event::{normalise, EcsAnswer, EcsLifecycleHook, Inbound};
+use safeship::event::{EcsAnswer, EcsLifecycleHook};
 use safeship::policy::SnapshotFailureMode;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -27,21 +27,12 @@ pub const CALL_BACK_SECONDS: u32 = 30;
 /// `IN_PROGRESS` while it is made, `FAILED` naming the problem (or, under `on-failure: warn`,
 /// `SUCCEEDED` saying so). Never an error: ECS rolls back on one, without a reason.
 pub(crate) async fn gate(deps: &Deps, payload: &Value, deadline: Instant) -> EcsAnswer {
-    let hook = match normalise(payload).map(|n| n.event) {
-        Ok(Inbound::EcsLifecycleHook(hook)) => hook,
-        Ok(other) => {
-            return refuse(format!(
-                "expected an ECS lifecycle hook event, got a {} event",
-                other.kind()
-            ))
-        }
-        Err(e) => return refuse(format!("the hook's payload cannot be read: {e}")),
+    let hook = match safeship::event::ecs_hook_of(payload) {
+        Ok(hook) => hook,
+        Err(problem) => return refuse(problem),
     };
-    if hook.is_rollback() {
-        return EcsAnswer::succeeded(format!(
-            "{}: traffic is going back to the old revision (a rollback), which is never held",
-            hook.stage.name()
-        ));
+    if let Some(reason) = hook.passed_as_rollback() {
+        return EcsAnswer::succeeded(reason);
     }
     let Some(snapshot) = deps
         .common

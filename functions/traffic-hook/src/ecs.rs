@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Utc};
 use safeship::event::EcsStage;
-use safeship::event::{normalise, EcsAnswer, EcsLifecycleHook, Inbound, Listener};
+use safeship::event::{EcsAnswer, EcsLifecycleHook, Listener};
 use safeship::guard::{CheckResult, Guard, GuardEvent};
 use safeship::policy::{Soak, TrafficHookPolicy};
 use serde_json::{Map, Value};
@@ -36,15 +36,9 @@ fn answer_of(verdict: &Verdict) -> EcsAnswer {
 
 /// One ECS hook invocation, answered: the checks of its stage, or `FAILED` naming what is wrong.
 pub async fn answer(deps: &Deps, payload: &Value, deadlines: Deadlines) -> EcsAnswer {
-    let hook = match normalise(payload).map(|n| n.event) {
-        Ok(Inbound::EcsLifecycleHook(hook)) => hook,
-        Ok(other) => {
-            return failed(format!(
-                "expected an ECS lifecycle hook event, got a {} event",
-                other.kind()
-            ))
-        }
-        Err(e) => return failed(format!("the hook's payload cannot be read: {e}")),
+    let hook = match safeship::event::ecs_hook_of(payload) {
+        Ok(hook) => hook,
+        Err(problem) => return failed(problem),
     };
     let (verdict, results) = match decide(deps, &hook, deadlines.checks).await {
         Decided::Final(verdict, results) => (verdict, results),
@@ -108,14 +102,11 @@ async fn decide(deps: &Deps, hook: &EcsLifecycleHook, deadline: tokio::time::Ins
             vec![],
         );
     };
-    if hook.is_rollback() {
+    if let Some(reason) = hook.passed_as_rollback() {
         return Decided::Final(
             Verdict {
                 status: HookStatus::Succeeded,
-                reason: format!(
-                    "{}: traffic is going back to the old revision (a rollback), which is never held",
-                    hook.stage.name()
-                ),
+                reason,
             },
             vec![],
         );

@@ -131,6 +131,17 @@ impl EcsLifecycleHook {
                 .any(|(arn, w)| *arn != self.target_revision_arn && *w >= 100.0)
     }
 
+    /// Why a rollback's own invocation passes (`SUCCEEDED`, never held), when it is one.
+    #[must_use]
+    pub fn passed_as_rollback(&self) -> Option<String> {
+        self.is_rollback().then(|| {
+            format!(
+                "{}: traffic is going back to the old revision (a rollback), which is never held",
+                self.stage.name()
+            )
+        })
+    }
+
     /// The service's key in the policy's `ecs-services`: `<cluster>/<service>`.
     #[must_use]
     pub fn service_key(&self) -> String {
@@ -199,6 +210,18 @@ impl EcsAnswer {
             call_back_delay: None,
             hook_details: Map::new(),
         }
+    }
+}
+
+/// The ECS hook a payload carries, or why it cannot be read: the reason a `FAILED` answer gives.
+pub fn ecs_hook_of(payload: &Value) -> Result<Box<EcsLifecycleHook>, String> {
+    match super::normalise(payload).map(|n| n.event) {
+        Ok(super::Inbound::EcsLifecycleHook(hook)) => Ok(hook),
+        Ok(other) => Err(format!(
+            "expected an ECS lifecycle hook event, got a {} event",
+            other.kind()
+        )),
+        Err(e) => Err(format!("the hook's payload cannot be read: {e}")),
     }
 }
 

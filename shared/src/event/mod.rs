@@ -17,8 +17,8 @@ mod sns;
 
 use alarm::alarm_from_lambda_action;
 pub use ecs::{
-    is_ecs_hook, EcsAnswer, EcsDeploymentState, EcsDeploymentStateChange, EcsHookStatus,
-    EcsLifecycleHook, EcsStage, Listener,
+    ecs_hook_of, is_ecs_hook, EcsAnswer, EcsDeploymentState, EcsDeploymentStateChange,
+    EcsHookStatus, EcsLifecycleHook, EcsStage, Listener,
 };
 use eventbridge::normalise_eventbridge;
 pub use fields::parse_time;
