@@ -72,6 +72,12 @@ pub(crate) enum CodePlan {
         reverted: String,
         revision_of: String,
     },
+    /// `UpdateService` of an ECS service back to `task_definition` (what ran before
+    /// `reverted`, a service deployment that finished inside the bake window).
+    RevertService {
+        reverted: String,
+        task_definition: String,
+    },
     Nothing {
         reason: String,
     },

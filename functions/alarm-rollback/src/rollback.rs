@@ -152,8 +152,21 @@ async fn plan_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> Result<Once<CodeP
     );
     let compute = || async {
         if cx.group.deployer == Deployer::Ecs {
-            let ongoing = ecs::ongoing(&cx.deps.ecs, application, group).await?;
-            return Ok::<_, Error>(ecs::plan(&ongoing));
+            let at = cx.alarm.state_changed_at;
+            let (mut ongoing, mut succeeded) = tokio::try_join!(
+                ecs::ongoing(&cx.deps.ecs, application, group),
+                ecs::succeeded(
+                    &cx.deps.ecs,
+                    application,
+                    group,
+                    at - bake_window - ecs::LONGEST_DEPLOYMENT
+                )
+            )?;
+            let wanted = ecs::to_describe(&ongoing, &succeeded, at, bake_window);
+            let mut all: Vec<&mut ecs::ServiceDeployment> =
+                ongoing.iter_mut().chain(succeeded.iter_mut()).collect();
+            ecs::describe(&cx.deps.ecs, &wanted, &mut all).await?;
+            return Ok::<_, Error>(ecs::plan(&ongoing, &succeeded, at, bake_window));
         }
         let in_flight = codedeploy::in_flight(client, application, group).await?;
         let succeeded = if in_flight.is_empty() {
@@ -219,6 +232,14 @@ async fn roll_back_code(cx: &Ctx<'_>, rollback: &RollbackPolicy) -> CodeOutcome 
             revision_of,
         } => {
             code.steps.push(redeploy(cx, &reverted, &revision_of).await);
+            code.deployment_id = Some(reverted);
+        }
+        CodePlan::RevertService {
+            reverted,
+            task_definition,
+        } => {
+            code.steps
+                .push(revert_service(cx, &reverted, &task_definition).await);
             code.deployment_id = Some(reverted);
         }
     }
@@ -332,6 +353,25 @@ async fn redeploy(cx: &Ctx<'_>, reverted: &str, revision_of: &str) -> Step {
         )
         .await?;
         Ok(format!("created deployment {id}"))
+    })
+    .await
+}
+
+/// An ECS service back to `task_definition`, reverting the service deployment `reverted`.
+async fn revert_service(cx: &Ctx<'_>, reverted: &str, task_definition: &str) -> Step {
+    let action = format!("update-service to {task_definition}, reverting {reverted}");
+    if cx.dry_run {
+        return Step::dry(&action);
+    }
+    // Keyed by the deployment reverted, as a CodeDeploy revert is.
+    let key = format!("revert:{reverted}");
+    run_step(cx.deps, key, &action, || {
+        ecs::revert(
+            &cx.deps.ecs,
+            cx.group.application,
+            cx.group.deployment_group,
+            task_definition,
+        )
     })
     .await
 }
