@@ -62,6 +62,10 @@ CALLS = {
         "appconfig:GetDeployment",
         "cloudwatch:ListTagsForResource",
         "ecs:ListServiceDeployments",
+        "ecs:DescribeServiceDeployments",
+        "ecs:DescribeServiceRevisions",
+        "ecs:DescribeServices",
+        "ecs:UpdateService",
     },
     "PredeploySnapshotFunction": ONCE | POLICY | PUBLISH | {
         "rds:CreateDBSnapshot",
@@ -92,6 +96,7 @@ CALLS = {
 ALSO_GRANTED = {
     "AlarmRollbackFunction": {
         "ecs:StopServiceDeployment": "called by the code (alarm-rollback's ecs.rs), but newer than parliament's copy of the Service Authorization Reference, which the code reading goes by",
+        "iam:PassRole": "no request of its own: UpdateService to a task definition with a task or execution role passes it (to ecs-tasks.amazonaws.com only)",
     },
     "PredeploySnapshotFunction": {
         "rds:AddTagsToResource": "dependent action of CreateDBSnapshot/CreateDBClusterSnapshot, which tag at creation",

@@ -167,7 +167,9 @@ pub(crate) fn to_describe(
         return vec![];
     };
     let active: Vec<&ServiceDeployment> = ongoing.iter().filter(|d| d.active()).collect();
-    let inside_window = last.finished_at.is_some_and(|f| alarm_at - f <= bake_window);
+    let inside_window = last
+        .finished_at
+        .is_some_and(|f| alarm_at - f <= bake_window);
     if active.is_empty() && (!ongoing.is_empty() || !inside_window) {
         return vec![];
     }
@@ -275,7 +277,10 @@ pub(crate) async fn describe(
             }
             continue;
         };
-        d.from = sources.iter().map(task_definition).collect::<Result<_, _>>()?;
+        d.from = sources
+            .iter()
+            .map(task_definition)
+            .collect::<Result<_, _>>()?;
         d.to = target.as_ref().map(task_definition).transpose()?;
     }
     Ok(())
@@ -370,7 +375,11 @@ pub(crate) fn plan(
             };
         }
     }
-    let mut from: Vec<&String> = last.from.iter().filter(|t| Some(*t) != last.to.as_ref()).collect();
+    let mut from: Vec<&String> = last
+        .from
+        .iter()
+        .filter(|t| Some(*t) != last.to.as_ref())
+        .collect();
     from.sort();
     from.dedup();
     match from.as_slice() {
@@ -427,7 +436,13 @@ pub(crate) async fn revert(
         .services(service)
         .send()
         .await
-        .map_err(|e| ecs_error("ecs:DescribeServices", format!("service {cluster}/{service}"), e))?;
+        .map_err(|e| {
+            ecs_error(
+                "ecs:DescribeServices",
+                format!("service {cluster}/{service}"),
+                e,
+            )
+        })?;
     let Some(current) = described.services.unwrap_or_default().into_iter().next() else {
         return Err(safeship::Error::unexpected(
             "ecs:DescribeServices",
@@ -455,7 +470,10 @@ pub(crate) async fn revert(
                 e,
             )
         })?;
-    let now = answer.service.as_ref().and_then(|s| s.task_definition.as_deref());
+    let now = answer
+        .service
+        .as_ref()
+        .and_then(|s| s.task_definition.as_deref());
     if now != Some(task_definition) {
         return Err(safeship::Error::unexpected(
             "ecs:UpdateService",
@@ -565,7 +583,10 @@ mod tests {
         else {
             panic!("outside the window")
         };
-        assert!(reason.contains("more than the 60-minute bake window"), "{reason}");
+        assert!(
+            reason.contains("more than the 60-minute bake window"),
+            "{reason}"
+        );
         let CodePlan::Nothing { reason } = plan(&[], &[], at(0), WINDOW) else {
             panic!()
         };
@@ -582,7 +603,8 @@ mod tests {
             panic!("the revert was stopped")
         };
         assert!(
-            reason.contains("only a rollback is in flight") && reason.contains("revert returns the service to"),
+            reason.contains("only a rollback is in flight")
+                && reason.contains("revert returns the service to"),
             "{reason}"
         );
         // A new release in flight beside it is stopped.
@@ -598,11 +620,18 @@ mod tests {
             }
         );
         // The revert finished: reverting it would bring B back.
-        let done = [went("old", -300, C, A), went("new", -20, A, B), went("revert", -5, B, A)];
+        let done = [
+            went("old", -300, C, A),
+            went("new", -20, A, B),
+            went("revert", -5, B, A),
+        ];
         let CodePlan::Nothing { reason } = plan(&[], &done, at(0), WINDOW) else {
             panic!("the revert was reverted")
         };
-        assert!(reason.contains("already returned the service to"), "{reason}");
+        assert!(
+            reason.contains("already returned the service to"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -631,9 +660,16 @@ mod tests {
 
     #[test]
     fn only_what_the_plan_compares_is_described() {
-        let succeeded = [d("s1", "SUCCESSFUL"), went("s2", -300, C, A), went("s3", -20, A, B)];
+        let succeeded = [
+            d("s1", "SUCCESSFUL"),
+            went("s2", -300, C, A),
+            went("s3", -20, A, B),
+        ];
         // Nothing in flight, the last success inside the window: the last two successes.
-        assert_eq!(to_describe(&[], &succeeded, at(0), WINDOW), vec!["s3", "s2"]);
+        assert_eq!(
+            to_describe(&[], &succeeded, at(0), WINDOW),
+            vec!["s3", "s2"]
+        );
         // Outside the window, or only a rollback ECS runs: nothing to describe.
         assert!(to_describe(&[], &succeeded, at(200), WINDOW).is_empty());
         assert!(

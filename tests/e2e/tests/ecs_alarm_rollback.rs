@@ -146,7 +146,9 @@ impl World {
             })
             .collect();
         ecs("DescribeServiceDeployments")
-            .respond_with(json_11(json!({"serviceDeployments": deployments, "failures": []})))
+            .respond_with(json_11(
+                json!({"serviceDeployments": deployments, "failures": []}),
+            ))
             .mount(&self.ecs)
             .await;
         let revisions: Vec<Value> = revisions
@@ -156,7 +158,9 @@ impl World {
             })
             .collect();
         ecs("DescribeServiceRevisions")
-            .respond_with(json_11(json!({"serviceRevisions": revisions, "failures": []})))
+            .respond_with(json_11(
+                json!({"serviceRevisions": revisions, "failures": []}),
+            ))
             .mount(&self.ecs)
             .await;
     }
@@ -308,7 +312,11 @@ async fn an_alarm_stops_the_services_deployment_in_flight_with_rollback_once() {
             performed.deployment_group.as_deref(),
             performed.deployment_id.as_deref()
         ),
-        (Some(w.cluster.as_str()), Some("checkout-api"), Some(IN_FLIGHT))
+        (
+            Some(w.cluster.as_str()),
+            Some("checkout-api"),
+            Some(IN_FLIGHT)
+        )
     );
 }
 
@@ -453,7 +461,11 @@ async fn a_release_finished_inside_the_bake_window_is_reverted_to_the_task_defin
         revert.action,
         format!("update-service to {before}, reverting {RELEASE}")
     );
-    assert_eq!(w.running().await, before, "moto's service runs what ran before the release");
+    assert_eq!(
+        w.running().await,
+        before,
+        "moto's service runs what ran before the release"
+    );
     // What ECS was asked to describe: the last two successes, newest first.
     let described: Vec<Value> = w
         .ecs
