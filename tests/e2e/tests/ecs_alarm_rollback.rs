@@ -11,10 +11,11 @@ use safeship::event::{normalise, AlarmStateChange, Inbound};
 use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_json, body_partial_json, header};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const IN_FLIGHT: &str =
@@ -48,16 +49,30 @@ struct World {
     ecs: MockServer,
     moto_ecs: aws_sdk_ecs::Client,
     inbox: GuardInbox,
-    _split: SplitEndpoint,
+    appconfig_mock: MockServer,
+    _splits: [SplitEndpoint; 2],
 }
 
 async fn world() -> World {
-    world_with_flags("").await
+    world_with_flags(None).await
 }
 
-async fn world_with_flags(flags: &str) -> World {
+/// As [`world`], with the service's rollback switching `flags`' `new-checkout-flow` and
+/// `one-click-pay` off in `prod-env` (AppConfig's operations moto lacks answered by wiremock).
+async fn world_with_flags(flags: Option<&FlagProfile>) -> World {
     let sdk = sdk_config(&moto_endpoint()).await;
     let cluster = unique("checkout");
+    let flag_section = flags.map_or(String::new(), |f| {
+        format!(
+            "      feature-flags:
+        - application: {}
+          environment: prod-env
+          profile: {}
+          flags: [new-checkout-flow, one-click-pay]
+",
+            f.application, f.profile
+        )
+    });
     let policy = format!(
         "version: 1
 ecs-services:
@@ -65,17 +80,22 @@ ecs-services:
     environment: prod
     rollback:
       alarms: [{{name: checkout-prod-5xx-rate}}]
-{flags}"
+{flag_section}"
     );
     let mut common = common_with_policy(&sdk, &policy).await;
     let inbox = GuardInbox::create(&sdk).await;
     common.guard = inbox.publisher();
     let mock = MockServer::start().await;
     let split = SplitEndpoint::json_operations(&moto_endpoint(), &mock.uri(), NOT_IN_MOTO).await;
+    let appconfig_mock = MockServer::start().await;
+    let appconfig_split = appconfig::split_endpoint(&moto_endpoint(), &appconfig_mock).await;
+    if let Some(f) = flags {
+        f.mount_version_list(&appconfig_mock).await;
+    }
     let deps = alarm_rollback::Deps {
         common,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk),
-        appconfig: aws_sdk_appconfig::Client::new(&sdk),
+        appconfig: aws_sdk_appconfig::Client::new(&sdk_config(&appconfig_split.uri()).await),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
         ecs: aws_sdk_ecs::Client::new(&sdk_config(&split.uri()).await),
     };
@@ -92,7 +112,8 @@ ecs-services:
         ecs: mock,
         moto_ecs: aws_sdk_ecs::Client::new(&sdk),
         inbox,
-        _split: split,
+        appconfig_mock,
+        _splits: [split, appconfig_split],
     }
 }
 
@@ -605,4 +626,71 @@ async fn a_revert_resumed_after_the_service_was_updated_is_not_updated_again() {
     );
     assert_eq!(w.running().await, before);
     assert_eq!(w.kinds().await, ["rollback-performed"]);
+}
+
+#[tokio::test]
+async fn an_alarm_stops_the_service_and_switches_its_flags_off_once_each() {
+    let sdk = sdk_config(&moto_endpoint()).await;
+    let flags = FlagProfile::create(&sdk, &flags_document(true)).await;
+    let w = world_with_flags(Some(&flags)).await;
+    w.ongoing(json!([brief(IN_FLIGHT, "IN_PROGRESS")])).await;
+    ecs("StopServiceDeployment")
+        .and(body_json(
+            json!({"serviceDeploymentArn": IN_FLIGHT, "stopType": "ROLLBACK"}),
+        ))
+        .respond_with(json_11(json!({"serviceDeploymentArn": IN_FLIGHT})))
+        .expect(1)
+        .mount(&w.ecs)
+        .await;
+    // The switch's new version 2, deployed once with the profile's strategy.
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/applications/{}/environments/prod-env/deployments",
+            flags.application
+        )))
+        .and(body_partial_json(json!({
+            "ConfigurationProfileId": flags.profile,
+            "ConfigurationVersion": "2",
+            "DeploymentStrategyId": "AppConfig.AllAtOnce",
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "ApplicationId": flags.application, "EnvironmentId": "prod-env",
+            "ConfigurationProfileId": flags.profile, "ConfigurationVersion": "2",
+            "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
+            "State": "DEPLOYING"})))
+        .expect(1)
+        .mount(&w.appconfig_mock)
+        .await;
+    let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
+    assert!(
+        report.actions.iter().all(|a| a.succeeded) && report.actions.len() == 2,
+        "{:?}",
+        report.actions
+    );
+    // Redelivered by SNS and again: nothing stopped or switched a second time.
+    assert!(w.deliver("alarm-sns-metric.json").await.unwrap().duplicate);
+    assert!(
+        w.deliver("alarm-eventbridge-metric.json")
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(w.stops().await, 1);
+    let mut off = flags_document(true);
+    off["values"]["new-checkout-flow"]["enabled"] = json!(false);
+    assert_eq!(flags.hosted_version(&sdk, 2).await, Some(off));
+    assert_eq!(flags.hosted_version(&sdk, 3).await, None, "one new version only");
+    let events = w.inbox.events().await;
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.outcome.kind()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["flags-switched-off", "rollback-performed"]);
+    let switched = events
+        .iter()
+        .find(|e| e.outcome.kind() == "flags-switched-off")
+        .unwrap();
+    assert_eq!(
+        switched.application.as_deref(),
+        Some(w.cluster.as_str()),
+        "the service's flags event names its cluster"
+    );
 }
