@@ -445,3 +445,108 @@ async fn a_soak_that_ran_its_time_succeeds_and_a_damaged_one_fails_naming_it() {
         .await;
     assert_eq!(shift["hookStatus"], "SUCCEEDED", "{shift}");
 }
+
+const TARGET_REVISION: &str =
+    "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/9313423515462893900";
+const OLD_REVISION: &str =
+    "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/1920498462936580504";
+
+/// A step of a canary or linear production shift: the documented envelope at `stage` with the
+/// target revision at `percent` of production traffic. AWS documents no payload of these
+/// strategies; their steps are this envelope with other weights (`PRE_PRODUCTION_TRAFFIC_SHIFT`
+/// before each step, `PRODUCTION_TRAFFIC_SHIFT` at it).
+fn shift_step(execution: &str, stage: &str, percent: f64) -> Value {
+    let mut payload = sample_event("ecs-lifecycle-production-traffic-shift.json");
+    payload["executionId"] = json!(execution);
+    payload["lifecycleStage"] = json!(stage);
+    payload["executionDetails"]["productionTrafficWeights"] =
+        json!({TARGET_REVISION: percent, OLD_REVISION: 100.0 - percent});
+    payload
+}
+
+/// The steps of a shift through `percents` (each step's `PRE_PRODUCTION_TRAFFIC_SHIFT` at the
+/// weights before it, then its `PRODUCTION_TRAFFIC_SHIFT`), all in one execution id per stage
+/// as ECS gives them.
+fn shift_steps(percents: &[f64]) -> Vec<Value> {
+    let mut steps = Vec::new();
+    let mut before = 0.0;
+    for &percent in percents {
+        steps.push(shift_step(
+            "6b0f4a1e-0c1f-4c55-9d0b-5b1f4c3e2a10",
+            "PRE_PRODUCTION_TRAFFIC_SHIFT",
+            before,
+        ));
+        steps.push(shift_step(
+            "9d2c7e3b-8a4f-4d6e-b1c2-3f4e5d6c7b80",
+            "PRODUCTION_TRAFFIC_SHIFT",
+            percent,
+        ));
+        before = percent;
+    }
+    steps
+}
+
+#[tokio::test]
+async fn a_canary_and_a_linear_shift_are_checked_at_every_step_each_step_news_once() {
+    for (strategy, percents) in [
+        ("CANARY 10 %", vec![10.0, 100.0]),
+        ("LINEAR 25 %", vec![25.0, 50.0, 75.0, 100.0]),
+    ] {
+        let w = world(200).await;
+        let steps = shift_steps(&percents);
+        for step in &steps {
+            let answer = w.invoke(step.clone()).await;
+            assert_eq!(answer["hookStatus"], "SUCCEEDED", "{strategy}: {answer}");
+        }
+        // Every step checked the production listener (3 requests each), never the test one.
+        assert_eq!(w.hits(), (0, 3 * steps.len()), "{strategy}");
+        // A repeat of one step checks again but is no news.
+        w.invoke(steps[1].clone()).await;
+        let events = w.inbox.events().await;
+        let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids.len(), steps.len(), "{strategy}: one event per step: {ids:?}");
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e.outcome, Outcome::HookPassed { .. })),
+            "{strategy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_mid_way_through_a_linear_shift_fails_that_step_and_the_rollback_passes() {
+    let w = world(200).await;
+    let steps = shift_steps(&[25.0, 50.0, 75.0, 100.0]);
+    for step in &steps[..3] {
+        assert_eq!(w.invoke(step.clone()).await["hookStatus"], "SUCCEEDED");
+    }
+    // At 25 % the 5xx alarm goes off: the next step's check fails, naming it.
+    aws_sdk_cloudwatch::Client::new(&w.deps.common.sdk)
+        .set_alarm_state()
+        .alarm_name(&w.alarm)
+        .state_value(StateValue::Alarm)
+        .state_reason("5xx over threshold")
+        .send()
+        .await
+        .unwrap();
+    let answer = w.invoke(steps[3].clone()).await;
+    assert_eq!(answer["hookStatus"], "FAILED", "{answer}");
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("PRODUCTION_TRAFFIC_SHIFT: ") && reason.contains(&w.alarm),
+        "{reason}"
+    );
+    // ECS rolls back: the traffic goes back to the old revision, which is never held.
+    let rollback = shift_step(
+        "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        0.0,
+    );
+    let answer = w.invoke(rollback).await;
+    assert_eq!(answer["hookStatus"], "SUCCEEDED", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("rollback"),
+        "{answer}"
+    );
+}
