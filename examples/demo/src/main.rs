@@ -11,6 +11,8 @@
 //!    arrives twice.
 //! 4. The night: the integrity check finds the rows migration 042 deleted, one message.
 //! 5. The operator: `safeship status`, `safeship snapshot restore`, `safeship flags on`.
+//! 6. ECS deploys checkout/checkout-api itself: blue/green through the snapshot gate and the
+//!    traffic hook; then a canary failed at 10 % by its alarm, and ECS's rollback passed.
 
 mod stage;
 mod timeline;
@@ -40,10 +42,12 @@ async fn main() -> anyhow::Result<()> {
     let second = broken_deployment(&stage).await?;
     let third = deployment_tripping_the_alarm(&stage).await?;
     let restored = next_night_and_the_operator(&stage, &[&first, &second, &third]).await?;
+    ecs_native_deployments(&stage).await?;
     bad_input(&stage).await?;
     println!(
         "\nThe story happened as told ({:.1} s): {first} succeeded, {second} failed its hook, {third} was stopped by its alarm; \
-         the damage was found and the operator restored the pre-deploy snapshot into {restored} and switched the flags back on.",
+         the damage was found and the operator restored the pre-deploy snapshot into {restored} and switched the flags back on; \
+         ECS's blue/green deployment of checkout-api passed its snapshot gate and hooks, and its canary was failed at 10 %.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -306,6 +310,207 @@ async fn next_night_and_the_operator(
         "nobody was told the flags were switched back on"
     );
     Ok(restored)
+}
+
+/// A service deployment of checkout/checkout-api, new to this run (a reused moto keeps the
+/// snapshots of earlier runs, and the gate names its snapshot after the service deployment).
+fn ecs_service_deployment(kind: &str) -> String {
+    format!(
+        "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/{}",
+        unique(kind)
+    )
+}
+
+/// An ECS hook payload from `sample` at `stage`, with the target revision at `percent` of
+/// production traffic (the other revision the rest), for `deployment` (its ARN).
+fn ecs_step(sample: &str, deployment: Option<&str>, stage: &str, percent: f64) -> Value {
+    let mut payload = sample_event(sample);
+    payload["lifecycleStage"] = json!(stage);
+    payload["executionId"] = json!(unique("ecs-hook"));
+    if let Some(arn) = deployment {
+        payload["resourceArn"] = json!(arn);
+    }
+    let target = payload["executionDetails"]["targetServiceRevisionArn"].clone();
+    let old = "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/1920498462936580504";
+    payload["executionDetails"]["productionTrafficWeights"] =
+        json!({target.as_str().unwrap_or_default(): percent, old: 100.0 - percent});
+    payload
+}
+
+/// ECS invokes `function` with `payload` as a lifecycle hook and reads its answer; IN_PROGRESS
+/// brings ECS back with the answer's `hookDetails` (at once here). Returns the final answer.
+async fn ecs_hook(stage: &Stage, function: &str, mut payload: Value) -> anyhow::Result<Value> {
+    let hook_stage = payload["lifecycleStage"].as_str().unwrap_or("?").to_owned();
+    stage
+        .t
+        .line("ecs", format!("invokes the {hook_stage} hook ({function})"));
+    for _ in 0..10 {
+        let answer = stage.invoke(function, payload.clone()).await.ok()?;
+        stage.t.line(
+            function,
+            format!(
+                "{}: {}",
+                answer["hookStatus"].as_str().unwrap_or("?"),
+                answer["reason"].as_str().unwrap_or("")
+            ),
+        );
+        if answer["hookStatus"] != "IN_PROGRESS" {
+            return Ok(answer);
+        }
+        payload["hookDetails"] = answer["hookDetails"].clone();
+    }
+    anyhow::bail!("{function} answered IN_PROGRESS ten times at {hook_stage}")
+}
+
+/// ECS deploys checkout/checkout-api itself (deployment controller ECS): a blue/green deployment
+/// through the snapshot gate and the traffic hook, announced; then a canary whose 5xx alarm goes
+/// off at 10 %, failed by the hook before the next step, and ECS's rollback passed at once.
+async fn ecs_native_deployments(stage: &Stage) -> anyhow::Result<()> {
+    stage
+        .t
+        .act("ECS: checkout/checkout-api, deployed by ECS itself (blue/green, then canary)");
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&stage.sdk);
+    metric_alarm(
+        &cloudwatch,
+        ALARM,
+        aws_sdk_cloudwatch::types::StateValue::Ok,
+        "Threshold Crossed: back under the threshold after the rollback",
+    )
+    .await?;
+    stage.service.answer_as("6");
+    let slack_before = stage.channels.slack.received().len();
+    notify(stage, sample_event("ecs-deployment-in-progress.json")).await?;
+    let snapshots_before =
+        manual_snapshot_ids(&aws_sdk_rds::Client::new(&stage.sdk), INSTANCE).await;
+    let blue_green = ecs_service_deployment("bluegreen");
+    let blue_green_id = blue_green
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    let of_blue_green = |sample: &str| {
+        let mut payload = sample_event(sample);
+        payload["resourceArn"] = json!(blue_green);
+        payload
+    };
+    let gate = ecs_hook(
+        stage,
+        "predeploy-snapshot",
+        of_blue_green("ecs-lifecycle-pre-scale-up.json"),
+    )
+    .await?;
+    ensure!(
+        gate["hookStatus"] == "SUCCEEDED",
+        "the snapshot gate answered {gate}"
+    );
+    let snapshots = manual_snapshot_ids(&aws_sdk_rds::Client::new(&stage.sdk), INSTANCE).await;
+    let taken: Vec<&String> = snapshots
+        .iter()
+        .filter(|s| !snapshots_before.contains(s))
+        .collect();
+    ensure!(
+        taken.len() == 1 && taken[0].to_lowercase().contains(&blue_green_id),
+        "the gate was to take one snapshot named after {blue_green}; RDS has {taken:?} new"
+    );
+    stage
+        .t
+        .detail(format!("RDS snapshot {} (available)", taken[0]));
+    for sample in [
+        "ecs-lifecycle-post-test-traffic-shift.json",
+        "ecs-lifecycle-production-traffic-shift.json",
+    ] {
+        let answer = ecs_hook(stage, "traffic-hook", of_blue_green(sample)).await?;
+        ensure!(answer["hookStatus"] == "SUCCEEDED", "{sample}: {answer}");
+    }
+    notify(stage, sample_event("ecs-deployment-completed.json")).await?;
+
+    stage.t.line(
+        "ecs",
+        "a canary deployment: 10 % of production traffic, then the rest",
+    );
+    let canary_deployment = ecs_service_deployment("canary");
+    let canary = |hook_stage: &str, percent: f64| {
+        ecs_step(
+            "ecs-lifecycle-production-traffic-shift.json",
+            Some(&canary_deployment),
+            hook_stage,
+            percent,
+        )
+    };
+    for (hook_stage, percent) in [
+        ("PRE_PRODUCTION_TRAFFIC_SHIFT", 0.0),
+        ("PRODUCTION_TRAFFIC_SHIFT", 10.0),
+    ] {
+        let answer = ecs_hook(stage, "traffic-hook", canary(hook_stage, percent)).await?;
+        ensure!(
+            answer["hookStatus"] == "SUCCEEDED",
+            "{hook_stage} at {percent} %: {answer}"
+        );
+    }
+    stage
+        .t
+        .line("checkout", "at 10 %, the canary's 5xx responses climb");
+    metric_alarm(
+        &cloudwatch,
+        ALARM,
+        aws_sdk_cloudwatch::types::StateValue::Alarm,
+        "Threshold Crossed: 31 target 5xx responses in a minute",
+    )
+    .await?;
+    let answer = ecs_hook(
+        stage,
+        "traffic-hook",
+        canary("PRE_PRODUCTION_TRAFFIC_SHIFT", 10.0),
+    )
+    .await?;
+    ensure!(
+        answer["hookStatus"] == "FAILED"
+            && answer["reason"].as_str().is_some_and(|r| r.contains(ALARM)),
+        "the canary's next step was to fail on {ALARM}: {answer}"
+    );
+    stage.t.line(
+        "ecs",
+        "rolls the canary back: the traffic returns to the old revision",
+    );
+    let answer = ecs_hook(
+        stage,
+        "traffic-hook",
+        canary("PRODUCTION_TRAFFIC_SHIFT", 0.0),
+    )
+    .await?;
+    ensure!(
+        answer["hookStatus"] == "SUCCEEDED",
+        "a rollback's invocation is never held: {answer}"
+    );
+    // The canary's own deployment (the sample's id is the blue/green one's).
+    let mut rolling_back = sample_event("ecs-deployment-rollback.json");
+    rolling_back["detail"]["deploymentId"] = json!("ecs-svc/1029384756102938475");
+    notify(stage, rolling_back).await?;
+    let events = relay_guard_events(stage).await?;
+    // Snapshot started and available; the test and production shifts passed; the canary's
+    // steps at 0 % and 10 % passed, its next one failed; the rollback's invocation passed.
+    ensure!(
+        events == 8,
+        "eight guard events were to tell the ECS act (the snapshot's two, six hook answers); found {events}"
+    );
+    let told = stage.channels.slack.received();
+    let headers: Vec<String> = told[slack_before..]
+        .iter()
+        .filter_map(|m| m["blocks"][0]["text"]["text"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        headers.iter().any(|h| h.contains("ECS deployment")) && headers.len() >= 4,
+        "the team was to hear of the ECS deployments: {headers:?}"
+    );
+    stage.t.detail(format!("Slack: {}", headers.join(" | ")));
+    metric_alarm(
+        &cloudwatch,
+        ALARM,
+        aws_sdk_cloudwatch::types::StateValue::Ok,
+        "Threshold Crossed: back under the threshold after the canary's rollback",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Bad input: rejected with the field named, nothing done.

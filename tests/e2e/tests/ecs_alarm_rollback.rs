@@ -8,10 +8,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use safeship::event::{normalise, AlarmStateChange, Inbound};
+use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
 use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
-use safeship_testkit::appconfig::{self, flags_document, FlagProfile};
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
@@ -679,7 +679,11 @@ async fn an_alarm_stops_the_service_and_switches_its_flags_off_once_each() {
     let mut off = flags_document(true);
     off["values"]["new-checkout-flow"]["enabled"] = json!(false);
     assert_eq!(flags.hosted_version(&sdk, 2).await, Some(off));
-    assert_eq!(flags.hosted_version(&sdk, 3).await, None, "one new version only");
+    assert_eq!(
+        flags.hosted_version(&sdk, 3).await,
+        None,
+        "one new version only"
+    );
     let events = w.inbox.events().await;
     let mut kinds: Vec<&str> = events.iter().map(|e| e.outcome.kind()).collect();
     kinds.sort_unstable();

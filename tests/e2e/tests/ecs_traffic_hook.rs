@@ -504,7 +504,11 @@ async fn a_canary_and_a_linear_shift_are_checked_at_every_step_each_step_news_on
         w.invoke(steps[1].clone()).await;
         let events = w.inbox.events().await;
         let ids: std::collections::BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids.len(), steps.len(), "{strategy}: one event per step: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            steps.len(),
+            "{strategy}: one event per step: {ids:?}"
+        );
         assert!(
             events
                 .iter()
