@@ -89,6 +89,7 @@ pub async fn run(env: &Env, args: CheckArgs) -> Result<Outcome, Error> {
         compute_platform: None,
         target_version: args.version,
         lambda_function: args.function,
+        description: None,
     };
     let (verdict, results) =
         traffic_hook::check_now(&deps, &target, tokio::time::Instant::now() + args.timeout).await;

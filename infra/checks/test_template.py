@@ -47,6 +47,7 @@ CALLS = {
         "codedeploy:PutLifecycleEventHookExecutionStatus",
         "lambda:InvokeFunction",
         "cloudwatch:DescribeAlarms",
+        "ecs:DescribeServiceRevisions",
     },
     "AlarmRollbackFunction": ONCE | POLICY | PUBLISH | {
         "codedeploy:ListDeployments",
@@ -77,6 +78,7 @@ CALLS = {
         "codedeploy:GetDeployment",
         "codedeploy:PutLifecycleEventHookExecutionStatus",
         "lambda:InvokeFunction",
+        "ecs:DescribeServiceRevisions",
     },
     "DeployNotifyFunction": ONCE | POLICY | {
         "codedeploy:GetDeployment",
@@ -220,6 +222,8 @@ def code_operations(function, actions):
         ops |= shared("idempotency.rs")
     if re.search(r"guard\s*\.publish\(", whole):
         ops |= shared("guard/publisher.rs")
+    if re.search(r"revert::ecs_revert_of\(", whole):  # an ECS hook asks whether it is safeship's revert
+        ops |= shared("revert.rs")
     for name, fn_ops in shared_codedeploy_ops(actions).items():
         if re.search(rf"codedeploy::{name}\b", whole):
             ops |= fn_ops

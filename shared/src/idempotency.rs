@@ -566,6 +566,25 @@ impl IdempotencyStore {
         }
     }
 
+    /// The same table under another namespace than the function's own: records several
+    /// functions read and write (safeship's revert notes).
+    #[must_use]
+    pub fn namespace(&self, name: &str) -> IdempotencyStore {
+        IdempotencyStore {
+            function: name.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The outcome recorded under `key`, if it is completed; `None` when there is none or it is
+    /// still being worked on.
+    pub async fn recorded(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        Ok(match self.current(key).await? {
+            Some(Claim::Completed(outcome)) => Some(outcome),
+            _ => None,
+        })
+    }
+
     /// The item's partition key: the function's name, then the caller's key.
     #[must_use]
     pub fn item_key(&self, key: &str) -> String {

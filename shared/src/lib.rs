@@ -8,7 +8,8 @@
 //! 5. [`guard`]: guard events (a versioned, tolerant wire format) and their publisher;
 //! 6. [`event`]: normalising EventBridge, SNS and direct invocations into typed events;
 //! 7. [`idempotency`]: each side effect once per event (DynamoDB);
-//! 8. [`policy`]: the policy document, strictly validated;
+//! 8. [`policy`]: the policy document, strictly validated; [`revert`]: safeship's own reverts,
+//!    which the hooks never hold;
 //! 9. [`runtime`]: how a function runs in Lambda: cold start, invocation deadline, errors.
 //!
 //! `tests/layers.rs` checks that no module uses one below it.
@@ -23,6 +24,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod revert;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["guard"],
     &["event"],
     &["idempotency"],
-    &["policy"],
+    &["policy", "revert"],
     &["runtime"],
 ];
 

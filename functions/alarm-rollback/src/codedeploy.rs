@@ -5,9 +5,10 @@ use aws_sdk_codedeploy::Client;
 use chrono::{DateTime, Utc};
 use safeship::event::AlarmStateChange;
 
-use crate::plan::{InFlight, Succeeded, IN_FLIGHT, REVERT_DESCRIPTION_PREFIX};
+use crate::plan::{InFlight, Succeeded, IN_FLIGHT};
 use crate::revert::{revert_revision, RevertRevision};
 use crate::Error;
+use safeship::revert::revert_description;
 
 /// Deployments of the group still in flight, with what says whether each is itself a rollback.
 pub(crate) async fn in_flight(
@@ -101,13 +102,6 @@ pub(crate) async fn stop(client: &Client, deployment_id: &str) -> Result<String,
             e,
         ))),
     }
-}
-
-/// How safeship describes the revert of `reverted` (the plan and the resume recognise it).
-pub(crate) fn revert_description(alarm_name: &str, reverted: &str, revision_of: &str) -> String {
-    format!(
-        "{REVERT_DESCRIPTION_PREFIX}{alarm_name} reverts {reverted} to the revision of {revision_of}"
-    )
 }
 
 /// A deployment the revert created in an earlier, interrupted attempt (same description, created

@@ -1,14 +1,11 @@
 //! Which code rollback an alarm calls for: a pure function of the group's deployments.
 
 use chrono::{DateTime, Duration, Utc};
+use safeship::revert::is_revert;
 use serde::{Deserialize, Serialize};
 
 /// CodeDeploy statuses of a deployment still in flight: stopping it rolls it back.
 pub const IN_FLIGHT: [&str; 5] = ["Created", "Queued", "InProgress", "Ready", "Baking"];
-
-/// How a revert safeship creates describes itself (`safeship: alarm <name> reverts <d-new> to
-/// the revision of <d-old>`): the plan recognises its own reverts by this prefix.
-pub(crate) const REVERT_DESCRIPTION_PREFIX: &str = "safeship: alarm ";
 
 /// What is known of a succeeded deployment (from `BatchGetDeployments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +42,6 @@ impl InFlight {
             .filter(|d| is_revert(d))
             .map(|d| format!("{} is safeship's revert (\"{d}\")", self.id))
     }
-}
-
-/// Whether a deployment's description is the one safeship gives its reverts.
-pub(crate) fn is_revert(description: &str) -> bool {
-    description.starts_with(REVERT_DESCRIPTION_PREFIX) && description.contains(" reverts ")
 }
 
 impl Succeeded {

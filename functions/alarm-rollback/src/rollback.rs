@@ -365,13 +365,19 @@ async fn revert_service(cx: &Ctx<'_>, reverted: &str, task_definition: &str) -> 
     }
     // Keyed by the deployment reverted, as a CodeDeploy revert is.
     let key = format!("revert:{reverted}");
-    run_step(cx.deps, key, &action, || {
-        ecs::revert(
-            &cx.deps.ecs,
-            cx.group.application,
-            cx.group.deployment_group,
-            task_definition,
-        )
+    let (cluster, service) = (cx.group.application, cx.group.deployment_group);
+    run_step(cx.deps, key, &action, || async {
+        // Noted before the update: the revert's hooks, which may come at once, know it by this
+        // and never hold it (safeship::revert).
+        let note = safeship::revert::EcsRevertNote {
+            task_definition: task_definition.to_owned(),
+            reverted: reverted.to_owned(),
+            alarm: cx.alarm.alarm_name.clone(),
+            noted_at: chrono::Utc::now(),
+        };
+        safeship::revert::note_ecs_revert(&cx.deps.common.idempotency, cluster, service, &note)
+            .await?;
+        ecs::revert(&cx.deps.ecs, cluster, service, task_definition).await
     })
     .await
 }

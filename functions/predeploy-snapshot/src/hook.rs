@@ -69,6 +69,22 @@ pub(crate) async fn start_hook(
                     });
                 }
             };
+            // safeship's own revert is never held: reported at once, no snapshot (the
+            // reverted deployment's pre-deploy snapshot stands).
+            if let Some(reason) = safeship::revert::passed_as_revert(info.description.as_deref()) {
+                report(deps, hook, true, deadline).await?;
+                tracing::info!(deployment = %hook.deployment_id, %reason, "the snapshot hook passes a revert at once");
+                return Ok(SnapshotAnswer {
+                    database: String::new(),
+                    snapshot_id: None,
+                    status: SnapshotStatus::NotHeld,
+                    detail: Some(format!("no snapshot: {reason}")),
+                    hook_status: Some(HookStatus::Succeeded),
+                    pruned: vec![],
+                    handed_to: None,
+                    duplicate: false,
+                });
+            }
             let git_sha = info
                 .revision
                 .as_ref()

@@ -90,6 +90,8 @@ pub struct Deps {
     pub rds: aws_sdk_rds::Client,
     pub codedeploy: aws_sdk_codedeploy::Client,
     pub lambda: aws_sdk_lambda::Client,
+    /// For ECS hooks: the target revision's task definition, when the service has a revert note.
+    pub ecs: aws_sdk_ecs::Client,
     pub settings: SnapshotSettings,
     pub clock: Clock,
 }
@@ -103,6 +105,7 @@ impl Deps {
             rds: safeship::aws_client!(aws_sdk_rds, &common.sdk),
             codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
             lambda: safeship::aws_client!(aws_sdk_lambda, &common.sdk),
+            ecs: safeship::aws_client!(aws_sdk_ecs, &common.sdk),
             common,
             settings,
             clock: std::sync::Arc::new(Utc::now),
@@ -131,6 +134,10 @@ pub enum SnapshotStatus {
     /// A `START` event of a group without a snapshot section.
     #[serde(rename = "none configured")]
     NoneConfigured,
+    /// The hook of safeship's own revert: passed at once, no snapshot (a revert is never held;
+    /// the reverted deployment's pre-deploy snapshot stands).
+    #[serde(rename = "not held")]
+    NotHeld,
     /// Under `SAFESHIP_DRY_RUN`: nothing was created or deleted; the detail says what would be.
     #[serde(rename = "dry run")]
     DryRun,

@@ -15,6 +15,8 @@ pub struct Target {
     pub target_version: Option<String>,
     /// For Lambda deployments: the function the AppSpec shifts traffic on.
     pub lambda_function: Option<String>,
+    /// The deployment's description (safeship's reverts are known by theirs).
+    pub description: Option<String>,
 }
 
 pub async fn look_up(
@@ -54,6 +56,7 @@ fn target(deployment_id: &str, info: &DeploymentInfo) -> Result<Target, Error> {
                 .and_then(appspec_target_version)
                 .or_else(|| location_version(r))
         }),
+        description: info.description.clone(),
         lambda_function: appspec.as_ref().and_then(|a| {
             appspec_properties(a)
                 .find(|p| p.get("TargetVersion").is_some())

@@ -111,6 +111,15 @@ async fn decide(deps: &Deps, hook: &EcsLifecycleHook, deadline: tokio::time::Ins
             vec![],
         );
     }
+    if let Some(reason) = revert_of(deps, hook, deadline).await {
+        return Decided::Final(
+            Verdict {
+                status: HookStatus::Succeeded,
+                reason: format!("{}: {reason}", hook.stage.name()),
+            },
+            vec![],
+        );
+    }
     let target = target_of(hook);
     let full = service.policy.traffic_hook.as_ref();
     if let Some(verdict) = verdict::without_checks(&target, full) {
@@ -239,6 +248,31 @@ fn time_left(until: DateTime<Utc>) -> String {
     format!("{}m{:02}s", seconds / 60, seconds % 60)
 }
 
+/// Why the hook passes at once when it belongs to safeship's revert of the service. Not knowing
+/// (the note or the revision unreadable, or no answer in time) checks it as any deployment.
+async fn revert_of(
+    deps: &Deps,
+    hook: &EcsLifecycleHook,
+    deadline: tokio::time::Instant,
+) -> Option<String> {
+    let found = tokio::time::timeout_at(
+        deadline,
+        safeship::revert::ecs_revert_of(&deps.common.idempotency, &deps.ecs, hook),
+    )
+    .await;
+    match found {
+        Ok(Ok(reason)) => reason,
+        Ok(Err(e)) => {
+            tracing::warn!(service = %hook.service_key(), error = %e, "could not tell whether this is safeship's revert; checking it as any deployment");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(service = %hook.service_key(), "no answer in time on whether this is safeship's revert; checking it as any deployment");
+            None
+        }
+    }
+}
+
 /// What the checks know of an ECS deployment: the service deployment as the deployment, the
 /// cluster and service as the application and group, the target revision's id as its version.
 fn target_of(hook: &EcsLifecycleHook) -> Target {
@@ -253,6 +287,7 @@ fn target_of(hook: &EcsLifecycleHook) -> Target {
             .next()
             .map(str::to_owned),
         lambda_function: None,
+        description: None,
     }
 }
 

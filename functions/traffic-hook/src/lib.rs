@@ -76,6 +76,8 @@ impl HookSettings {
 pub struct Deps {
     pub common: Common,
     pub codedeploy: aws_sdk_codedeploy::Client,
+    /// For ECS hooks: the target revision's task definition, when the service has a revert note.
+    pub ecs: aws_sdk_ecs::Client,
     pub checks: CheckClients,
     pub settings: HookSettings,
 }
@@ -91,6 +93,7 @@ impl Deps {
         };
         Ok(Deps {
             codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
+            ecs: safeship::aws_client!(aws_sdk_ecs, &common.sdk),
             common,
             checks,
             settings,
@@ -323,8 +326,18 @@ async fn check_and_report(
             vec![],
         ),
         Ok(Ok(target)) => {
-            let (verdict, results) = decide(deps, &target, deadline).await;
-            (Some(target), verdict, results)
+            // safeship's own revert is never held (see safeship::revert).
+            if let Some(reason) = safeship::revert::passed_as_revert(target.description.as_deref())
+            {
+                let verdict = Verdict {
+                    status: HookStatus::Succeeded,
+                    reason,
+                };
+                (Some(target), verdict, vec![])
+            } else {
+                let (verdict, results) = decide(deps, &target, deadline).await;
+                (Some(target), verdict, results)
+            }
         }
     };
     let reported = report(&deps.codedeploy, hook, verdict.status, &deadlines).await?;

@@ -89,6 +89,7 @@ mod tests {
             compute_platform: None,
             target_version: None,
             lambda_function: None,
+            description: None,
         }
     }
 

@@ -487,6 +487,20 @@ async fn a_release_finished_inside_the_bake_window_is_reverted_to_the_task_defin
         before,
         "moto's service runs what ran before the release"
     );
+    // Noted before the update, so the revert's own hooks never hold it.
+    let note =
+        safeship::revert::ecs_revert_note(&w.deps.common.idempotency, &w.cluster, "checkout-api")
+            .await
+            .unwrap()
+            .expect("the revert's note");
+    assert_eq!(
+        (
+            note.task_definition.as_str(),
+            note.reverted.as_str(),
+            note.alarm.as_str()
+        ),
+        (before.as_str(), RELEASE, "checkout-prod-5xx-rate")
+    );
     // What ECS was asked to describe: the last two successes, newest first.
     let described: Vec<Value> = w
         .ecs

@@ -121,6 +121,7 @@ ecs-services:
     let deps = Deps {
         common,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&codedeploy.uri()).await),
+        ecs: aws_sdk_ecs::Client::new(&sdk_config(&moto_endpoint()).await),
         checks: CheckClients {
             http: traffic_hook::http_client(&safeship::env::Env::from_pairs::<&str, &str>([]))
                 .unwrap(),
@@ -554,3 +555,79 @@ async fn an_alarm_mid_way_through_a_linear_shift_fails_that_step_and_the_rollbac
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn safeships_revert_is_never_held_though_its_alarm_still_fires_and_a_release_is() {
+    let mut w = world(200).await;
+    aws_sdk_cloudwatch::Client::new(&w.deps.common.sdk)
+        .set_alarm_state()
+        .alarm_name(&w.alarm)
+        .state_value(StateValue::Alarm)
+        .state_reason("5xx over threshold")
+        .send()
+        .await
+        .unwrap();
+    // alarm-rollback noted its revert to checkout:11 before it updated the service.
+    let store = w.deps.common.idempotency.clone();
+    let note = |task_definition: &str| safeship::revert::EcsRevertNote {
+        task_definition: task_definition.into(),
+        reverted:
+            "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/rel1"
+                .into(),
+        alarm: "checkout-prod-5xx-rate".into(),
+        noted_at: chrono::Utc::now(),
+    };
+    safeship::revert::note_ecs_revert(&store, "checkout", "checkout-api", &note(CHECKOUT_11))
+        .await
+        .unwrap();
+    let revisions = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::body_json(
+        json!({"serviceRevisionArns": [TARGET_REVISION]}),
+    ))
+    .and(wiremock::matchers::header(
+        "x-amz-target",
+        "AmazonEC2ContainerServiceV20141113.DescribeServiceRevisions",
+    ))
+    .respond_with(
+        wiremock::ResponseTemplate::new(200)
+            .insert_header("content-type", "application/x-amz-json-1.1")
+            .set_body_json(json!({"serviceRevisions": [
+                {"serviceRevisionArn": TARGET_REVISION, "taskDefinition": CHECKOUT_11}
+            ], "failures": []})),
+    )
+    .mount(&revisions)
+    .await;
+    w.deps.ecs =
+        aws_sdk_ecs::Client::new(&safeship_testkit::emulators::sdk_config(&revisions.uri()).await);
+    for sample in [
+        "ecs-lifecycle-pre-scale-up.json",
+        "ecs-lifecycle-post-test-traffic-shift.json",
+        "ecs-lifecycle-production-traffic-shift.json",
+    ] {
+        let answer = w.invoke(sample_event(sample)).await;
+        assert_eq!(answer["hookStatus"], "SUCCEEDED", "{sample}: {answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .unwrap()
+                .contains("safeship's revert of"),
+            "{answer}"
+        );
+    }
+    assert_eq!(w.hits(), (0, 0), "no check ran on the revert");
+    // A note of another task definition: the target revision is a release, checked as ever.
+    safeship::revert::note_ecs_revert(&store, "checkout", "checkout-api", &note(CHECKOUT_12))
+        .await
+        .unwrap();
+    let answer = w
+        .invoke(sample_event("ecs-lifecycle-post-test-traffic-shift.json"))
+        .await;
+    assert_eq!(answer["hookStatus"], "FAILED", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains(&w.alarm),
+        "{answer}"
+    );
+}
+
+const CHECKOUT_11: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11";
+const CHECKOUT_12: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:12";

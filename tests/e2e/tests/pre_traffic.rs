@@ -111,6 +111,7 @@ databases:
     let traffic = traffic_hook::Deps {
         common: common_with_policy(&sdk, &policy).await,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
+        ecs: aws_sdk_ecs::Client::new(&sdk_config(&moto_endpoint()).await),
         checks: CheckClients {
             http: traffic_hook::http_client(&safeship::env::Env::from_pairs::<&str, &str>([]))
                 .unwrap(),
@@ -162,6 +163,7 @@ async fn snapshot_deps(
         common,
         rds: aws_sdk_rds::Client::new(sdk),
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
+        ecs: aws_sdk_ecs::Client::new(&sdk_config(&moto_endpoint()).await),
         lambda: aws_sdk_lambda::Client::new(&sdk_config(&lambda_mock.uri()).await),
         settings,
         clock: Arc::new(Utc::now),

@@ -110,6 +110,7 @@ databases:
         common,
         rds: rds.clone(),
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
+        ecs: aws_sdk_ecs::Client::new(&sdk_config(&moto_endpoint()).await),
         lambda: aws_sdk_lambda::Client::new(&sdk),
         settings: SnapshotSettings {
             quota,
@@ -1804,4 +1805,121 @@ async fn the_gate_fails_naming_a_service_it_does_not_guard_and_never_holds_a_rol
         rds_mock.received_requests().await.unwrap().is_empty(),
         "no RDS call for what the gate refuses or lets pass"
     );
+}
+
+#[tokio::test]
+async fn the_ecs_gate_passes_safeships_revert_at_once_without_a_snapshot() {
+    let mut w = world("instance", ROOMY_QUOTA).await;
+    let revisions = wiremock::MockServer::start().await;
+    revert_note_and_revision(&mut w.deps.ecs, &w.deps.common.idempotency, &revisions).await;
+    let answer = w
+        .ecs(ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({})))
+        .await;
+    assert_eq!(answer["hookStatus"], "SUCCEEDED", "{answer}");
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("PRE_SCALE_UP: no snapshot: safeship's revert of")
+            && reason.contains("never held"),
+        "{reason}"
+    );
+    assert!(instance_snapshot_ids(&w).await.is_empty(), "no snapshot");
+    // What ECS was asked: the hook's target revision.
+    let asked: Vec<Value> = revisions
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(asked, [json!({"serviceRevisionArns": [TARGET_REVISION]})]);
+}
+
+const TARGET_REVISION: &str =
+    "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/9313423515462893900";
+
+/// alarm-rollback's note of a revert of checkout/checkout-api to task definition `checkout:11`,
+/// and ECS (wiremock) saying the samples' target revision runs it.
+async fn revert_note_and_revision(
+    ecs: &mut aws_sdk_ecs::Client,
+    store: &safeship::idempotency::IdempotencyStore,
+    revisions: &wiremock::MockServer,
+) {
+    let task_definition = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11";
+    safeship::revert::note_ecs_revert(
+        store,
+        "checkout",
+        "checkout-api",
+        &safeship::revert::EcsRevertNote {
+            task_definition: task_definition.into(),
+            reverted:
+                "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/rel1"
+                    .into(),
+            alarm: "checkout-prod-5xx-rate".into(),
+            noted_at: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    wiremock::Mock::given(wiremock::matchers::header(
+        "x-amz-target",
+        "AmazonEC2ContainerServiceV20141113.DescribeServiceRevisions",
+    ))
+    .respond_with(
+        wiremock::ResponseTemplate::new(200)
+            .insert_header("content-type", "application/x-amz-json-1.1")
+            .set_body_json(json!({"serviceRevisions": [
+                {"serviceRevisionArn": TARGET_REVISION, "taskDefinition": task_definition}
+            ], "failures": []})),
+    )
+    .mount(revisions)
+    .await;
+    *ecs = aws_sdk_ecs::Client::new(&sdk_config(&revisions.uri()).await);
+}
+
+#[tokio::test]
+async fn the_hook_of_safeships_codedeploy_revert_reports_succeeded_at_once_without_a_snapshot() {
+    let w = world("instance", ROOMY_QUOTA).await;
+    let description = safeship::revert::revert_description(
+        "checkout-prod-5xx-rate",
+        "d-RELEASE01",
+        "d-EARLIER01",
+    );
+    let revert = aws_sdk_codedeploy::Client::new(&w.sdk)
+        .create_deployment()
+        .application_name(&w.app)
+        .deployment_group_name(&w.group)
+        .description(&description)
+        .revision(
+            aws_sdk_codedeploy::types::RevisionLocation::builder()
+                .revision_type(aws_sdk_codedeploy::types::RevisionLocationType::AppSpecContent)
+                .app_spec_content(
+                    aws_sdk_codedeploy::types::AppSpecContent::builder()
+                        .content("version: 0.0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .deployment_id
+        .unwrap();
+    let hook_id = unique("hook");
+    w.expect_report(&revert, &hook_id, "Succeeded", 1).await;
+    let event = json!({"DeploymentId": revert, "LifecycleEventHookExecutionId": hook_id});
+    let answer = w.invoke(event, context_with(20_000)).await.unwrap();
+    assert_eq!(
+        answer.hook_status,
+        Some(HookStatus::Succeeded),
+        "{answer:?}"
+    );
+    assert_eq!(answer.status, predeploy_snapshot::SnapshotStatus::NotHeld);
+    assert!(
+        answer
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("never held") && d.contains(&description)),
+        "{answer:?}"
+    );
+    assert!(instance_snapshot_ids(&w).await.is_empty(), "no snapshot");
 }

@@ -116,6 +116,7 @@ async fn world(traffic_hook: &str) -> World {
     let deps = Deps {
         common: common_with_policy(&sdk, &policy).await,
         codedeploy: aws_sdk_codedeploy::Client::new(&sdk_config(&split.uri()).await),
+        ecs: aws_sdk_ecs::Client::new(&sdk_config(&moto_endpoint()).await),
         checks: CheckClients {
             http: traffic_hook::http_client(&safeship::env::Env::from_pairs::<&str, &str>([]))
                 .unwrap(),
@@ -769,4 +770,57 @@ async fn a_guard_event_that_cannot_be_published_is_said_in_the_answer() {
         said.starts_with("the guard event was not published (the report reached CodeDeploy): "),
         "{answer:?}"
     );
+}
+
+#[tokio::test]
+async fn safeships_revert_is_never_held_though_the_alarm_that_called_for_it_still_fires() {
+    let firing = alarm(StateValue::Alarm).await;
+    let w = world(&format!(
+        "        traffic-hook:\n          alarm-checks:\n            alarms: [{firing}]\n"
+    ))
+    .await;
+    // alarm-rollback's revert of the group's deployment: a deployment its description names.
+    let moto = aws_sdk_codedeploy::Client::new(&sdk_config(&moto_endpoint()).await);
+    let released = moto
+        .get_deployment()
+        .deployment_id(&w.deployment_id)
+        .send()
+        .await
+        .unwrap()
+        .deployment_info
+        .unwrap();
+    let description =
+        safeship::revert::revert_description(&firing, &w.deployment_id, "d-EARLIER01");
+    let revert = moto
+        .create_deployment()
+        .application_name(released.application_name.unwrap())
+        .deployment_group_name(released.deployment_group_name.unwrap())
+        .description(&description)
+        .revision(released.revision.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .deployment_id
+        .unwrap();
+    let hook = LifecycleHook {
+        deployment_id: revert,
+        lifecycle_event_hook_execution_id: unique("hook-exec"),
+    };
+    w.expect_report(&hook, "Succeeded", 1).await;
+    let answer = w.run(&hook).await;
+    assert_eq!(answer.status, AnswerStatus::Succeeded, "{answer:?}");
+    assert!(
+        answer.reason.contains("never held") && answer.reason.contains(&description),
+        "{}",
+        answer.reason
+    );
+    assert!(
+        answer.checks.is_empty(),
+        "no check ran: {:?}",
+        answer.checks
+    );
+    // The release itself, under the same alarm, is failed as ever.
+    let release_hook = w.hook();
+    w.expect_report(&release_hook, "Failed", 1).await;
+    assert_eq!(w.run(&release_hook).await.status, AnswerStatus::Failed);
 }

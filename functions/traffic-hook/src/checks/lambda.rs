@@ -116,6 +116,7 @@ mod tests {
             compute_platform: Some("Lambda".into()),
             target_version: Some("4".into()),
             lambda_function: Some("checkout-api".into()),
+            description: None,
         }
     }
 
