@@ -113,6 +113,34 @@ pub fn note_covers(
         })
 }
 
+/// How long a hook asks whether it is safeship's revert, at most: a store or an ECS that does not
+/// answer must not eat the hook's own time (found by the fault matrix: a hanging `GetItem` left
+/// the snapshot gate none to take its snapshot).
+pub const LOOKUP_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`ecs_revert_of`] within [`LOOKUP_TIME`] (and `deadline`). Not knowing — the note or the
+/// revision unreadable, or no answer in time — is `None`, logged: the hook then checks (or
+/// gates) it as any deployment, never skips a check on a guess.
+pub async fn ecs_revert_within(
+    store: &IdempotencyStore,
+    ecs: &aws_sdk_ecs::Client,
+    hook: &EcsLifecycleHook,
+    deadline: tokio::time::Instant,
+) -> Option<String> {
+    let by = deadline.min(tokio::time::Instant::now() + LOOKUP_TIME);
+    match tokio::time::timeout_at(by, ecs_revert_of(store, ecs, hook)).await {
+        Ok(Ok(reason)) => reason,
+        Ok(Err(e)) => {
+            tracing::warn!(service = %hook.service_key(), error = %e, "could not tell whether this is safeship's revert; treating it as any deployment");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(service = %hook.service_key(), "no answer in time on whether this is safeship's revert; treating it as any deployment");
+            None
+        }
+    }
+}
+
 /// Whether an ECS hook invocation belongs to safeship's revert of its service: the reason its
 /// hook passes at once, or `None`. Reads the service's note (one `GetItem`) and, only when there
 /// is one, the target revision's task definition (`ecs:DescribeServiceRevisions`).

@@ -34,24 +34,12 @@ pub(crate) async fn gate(deps: &Deps, payload: &Value, deadline: Instant) -> Ecs
     if let Some(reason) = hook.passed_as_rollback() {
         return EcsAnswer::succeeded(reason);
     }
-    match tokio::time::timeout_at(
-        deadline,
-        safeship::revert::ecs_revert_of(&deps.common.idempotency, &deps.ecs, &hook),
-    )
-    .await
+    if let Some(reason) =
+        safeship::revert::ecs_revert_within(&deps.common.idempotency, &deps.ecs, &hook, deadline)
+            .await
     {
-        Ok(Ok(Some(reason))) => {
-            tracing::info!(service = %hook.service_key(), %reason, "the snapshot gate passes a revert at once");
-            return EcsAnswer::succeeded(format!("{}: no snapshot: {reason}", hook.stage.name()));
-        }
-        Ok(Ok(None)) => {}
-        // Not knowing is no reason to skip the snapshot: gate it as any deployment.
-        Ok(Err(e)) => {
-            tracing::warn!(service = %hook.service_key(), error = %e, "could not tell whether this is safeship's revert; gating it as any deployment");
-        }
-        Err(_) => {
-            tracing::warn!(service = %hook.service_key(), "no answer in time on whether this is safeship's revert; gating it as any deployment");
-        }
+        tracing::info!(service = %hook.service_key(), %reason, "the snapshot gate passes a revert at once");
+        return EcsAnswer::succeeded(format!("{}: no snapshot: {reason}", hook.stage.name()));
     }
     let Some(snapshot) = deps
         .common

@@ -111,7 +111,10 @@ async fn decide(deps: &Deps, hook: &EcsLifecycleHook, deadline: tokio::time::Ins
             vec![],
         );
     }
-    if let Some(reason) = revert_of(deps, hook, deadline).await {
+    if let Some(reason) =
+        safeship::revert::ecs_revert_within(&deps.common.idempotency, &deps.ecs, hook, deadline)
+            .await
+    {
         return Decided::Final(
             Verdict {
                 status: HookStatus::Succeeded,
@@ -246,31 +249,6 @@ fn soaking(soak: Soak, until: DateTime<Utc>, reason: String) -> EcsAnswer {
 fn time_left(until: DateTime<Utc>) -> String {
     let seconds = (until - Utc::now()).num_seconds().max(0);
     format!("{}m{:02}s", seconds / 60, seconds % 60)
-}
-
-/// Why the hook passes at once when it belongs to safeship's revert of the service. Not knowing
-/// (the note or the revision unreadable, or no answer in time) checks it as any deployment.
-async fn revert_of(
-    deps: &Deps,
-    hook: &EcsLifecycleHook,
-    deadline: tokio::time::Instant,
-) -> Option<String> {
-    let found = tokio::time::timeout_at(
-        deadline,
-        safeship::revert::ecs_revert_of(&deps.common.idempotency, &deps.ecs, hook),
-    )
-    .await;
-    match found {
-        Ok(Ok(reason)) => reason,
-        Ok(Err(e)) => {
-            tracing::warn!(service = %hook.service_key(), error = %e, "could not tell whether this is safeship's revert; checking it as any deployment");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(service = %hook.service_key(), "no answer in time on whether this is safeship's revert; checking it as any deployment");
-            None
-        }
-    }
 }
 
 /// What the checks know of an ECS deployment: the service deployment as the deployment, the

@@ -631,3 +631,43 @@ async fn safeships_revert_is_never_held_though_its_alarm_still_fires_and_a_relea
 
 const CHECKOUT_11: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11";
 const CHECKOUT_12: &str = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:12";
+
+#[tokio::test]
+async fn every_one_of_the_eight_stages_is_answered_checking_its_own_listener() {
+    let w = world(200).await;
+    // (stage, listener hit: none, test or production)
+    let stages = [
+        ("RECONCILE_SERVICE", (0, 0)),
+        ("PRE_SCALE_UP", (0, 0)),
+        ("POST_SCALE_UP", (0, 0)),
+        ("TEST_TRAFFIC_SHIFT", (1, 0)),
+        ("POST_TEST_TRAFFIC_SHIFT", (1, 0)),
+        ("PRE_PRODUCTION_TRAFFIC_SHIFT", (0, 1)),
+        ("PRODUCTION_TRAFFIC_SHIFT", (0, 1)),
+        ("POST_PRODUCTION_TRAFFIC_SHIFT", (0, 1)),
+    ];
+    for (stage, (test, production)) in stages {
+        let before = w.hits();
+        let mut payload = sample_event("ecs-lifecycle-production-traffic-shift.json");
+        payload["lifecycleStage"] = json!(stage);
+        payload["executionId"] = json!(unique("exec"));
+        // The new revision takes all the traffic its stage shifts (never a rollback).
+        let all_to_target = json!({TARGET_REVISION: 100.0, OLD_REVISION: 0.0});
+        payload["executionDetails"]["testTrafficWeights"] = all_to_target.clone();
+        payload["executionDetails"]["productionTrafficWeights"] = all_to_target;
+        let answer = w.invoke(payload).await;
+        assert_eq!(answer["hookStatus"], "SUCCEEDED", "{stage}: {answer}");
+        assert!(
+            answer["reason"].as_str().unwrap().starts_with(stage),
+            "{stage}: {answer}"
+        );
+        let after = w.hits();
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (3 * test, 3 * production),
+            "{stage}: requests to the (test, production) listener"
+        );
+    }
+    let events = w.inbox.events().await;
+    assert_eq!(events.len(), 8, "one guard event per stage");
+}
