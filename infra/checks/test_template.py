@@ -222,7 +222,7 @@ def code_operations(function, actions):
         ops |= shared("idempotency.rs")
     if re.search(r"guard\s*\.publish\(", whole):
         ops |= shared("guard/publisher.rs")
-    if re.search(r"revert::ecs_revert_of\(", whole):  # an ECS hook asks whether it is safeship's revert
+    if re.search(r"revert::ecs_revert_(of|within)\(", whole):  # an ECS hook asks whether it is safeship's revert
         ops |= shared("revert.rs")
     for name, fn_ops in shared_codedeploy_ops(actions).items():
         if re.search(rf"codedeploy::{name}\b", whole):
