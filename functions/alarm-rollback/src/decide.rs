@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use safeship::event::{AlarmState, AlarmStateChange};
-use safeship::policy::{AlarmMatcher, Deployer, GroupRef, Policy};
+use safeship::policy::{Deployer, GroupRef, Policy};
 use serde::Serialize;
 
 /// What an alarm transition asks of us.
@@ -34,15 +34,7 @@ pub(crate) fn group_name(group: &GroupRef<'_>) -> String {
 /// Whether some group of the policy maps alarms by tag.
 #[cfg(test)]
 fn matches_by_tag(policy: &Policy) -> bool {
-    policy.guarded_groups().any(|g| maps_by_tag(&g))
-}
-
-fn maps_by_tag(group: &GroupRef<'_>) -> bool {
-    group.policy.rollback.as_ref().is_some_and(|r| {
-        r.alarms
-            .iter()
-            .any(|m| matches!(m, AlarmMatcher::Tag { .. }))
-    })
+    policy.groups_mapping_by_tag().next().is_some()
 }
 
 /// Whether the alarm's tags could change the decision, so they must be looked up first: only
@@ -55,8 +47,8 @@ pub(crate) fn needs_tags(policy: &Policy, alarm: &AlarmStateChange) -> bool {
         .map(|g| group_name(&g))
         .collect();
     policy
-        .guarded_groups()
-        .any(|g| maps_by_tag(&g) && acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g)))
+        .groups_mapping_by_tag()
+        .any(|g| acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g)))
 }
 
 /// Whether an alarm in `state` rolls `group` back: `ALARM` always, `INSUFFICIENT_DATA` where the

@@ -24,6 +24,19 @@ mod rollback;
 mod steps;
 
 pub use decide::Decision;
+
+/// Which groups an alarm transition rolls back, and whether its tags must be read first: the
+/// pure decision, without any AWS call (the benchmark times it at policy scale).
+pub fn decide_alarm(
+    policy: &safeship::policy::Policy,
+    alarm: &AlarmStateChange,
+    alarm_tags: &std::collections::BTreeMap<String, String>,
+) -> (bool, Decision) {
+    (
+        decide::needs_tags(policy, alarm),
+        decide::decide(policy, alarm, alarm_tags),
+    )
+}
 pub use plan::IN_FLIGHT;
 
 use decide::{decide, group_name};
@@ -81,6 +94,8 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(env: &Env) -> Result<Deps, Error> {
         let common = Common::load(FUNCTION, env).await?;
+        // At cold start, so that the first alarm does not pay for it.
+        common.policy.build_index();
         Ok(Deps {
             codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &common.sdk),
             appconfig: safeship::aws_client!(aws_sdk_appconfig, &common.sdk),
