@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lambda_runtime::{Context, LambdaEvent};
 use safeship::guard::Outcome;
+use safeship_testkit::ecs::{note_revert_of_checkout_api, serve_target_revision, TARGET_REVISION};
 use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique,
 };
@@ -447,8 +448,6 @@ async fn a_soak_that_ran_its_time_succeeds_and_a_damaged_one_fails_naming_it() {
     assert_eq!(shift["hookStatus"], "SUCCEEDED", "{shift}");
 }
 
-const TARGET_REVISION: &str =
-    "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/9313423515462893900";
 const OLD_REVISION: &str =
     "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/1920498462936580504";
 
@@ -569,34 +568,9 @@ async fn safeships_revert_is_never_held_though_its_alarm_still_fires_and_a_relea
         .unwrap();
     // alarm-rollback noted its revert to checkout:11 before it updated the service.
     let store = w.deps.common.idempotency.clone();
-    let note = |task_definition: &str| safeship::revert::EcsRevertNote {
-        task_definition: task_definition.into(),
-        reverted:
-            "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/rel1"
-                .into(),
-        alarm: "checkout-prod-5xx-rate".into(),
-        noted_at: chrono::Utc::now(),
-    };
-    safeship::revert::note_ecs_revert(&store, "checkout", "checkout-api", &note(CHECKOUT_11))
-        .await
-        .unwrap();
+    note_revert_of_checkout_api(&store, CHECKOUT_11).await;
     let revisions = MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::body_json(
-        json!({"serviceRevisionArns": [TARGET_REVISION]}),
-    ))
-    .and(wiremock::matchers::header(
-        "x-amz-target",
-        "AmazonEC2ContainerServiceV20141113.DescribeServiceRevisions",
-    ))
-    .respond_with(
-        wiremock::ResponseTemplate::new(200)
-            .insert_header("content-type", "application/x-amz-json-1.1")
-            .set_body_json(json!({"serviceRevisions": [
-                {"serviceRevisionArn": TARGET_REVISION, "taskDefinition": CHECKOUT_11}
-            ], "failures": []})),
-    )
-    .mount(&revisions)
-    .await;
+    serve_target_revision(&revisions, CHECKOUT_11).await;
     w.deps.ecs =
         aws_sdk_ecs::Client::new(&safeship_testkit::emulators::sdk_config(&revisions.uri()).await);
     for sample in [
@@ -616,9 +590,7 @@ async fn safeships_revert_is_never_held_though_its_alarm_still_fires_and_a_relea
     }
     assert_eq!(w.hits(), (0, 0), "no check ran on the revert");
     // A note of another task definition: the target revision is a release, checked as ever.
-    safeship::revert::note_ecs_revert(&store, "checkout", "checkout-api", &note(CHECKOUT_12))
-        .await
-        .unwrap();
+    note_revert_of_checkout_api(&store, CHECKOUT_12).await;
     let answer = w
         .invoke(sample_event("ecs-lifecycle-post-test-traffic-shift.json"))
         .await;

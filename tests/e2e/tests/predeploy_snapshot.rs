@@ -12,6 +12,7 @@ use chrono::{Duration, Utc};
 use predeploy_snapshot::{Deps, HookStatus, Job, SnapshotSettings, SnapshotStatus};
 use safeship::guard::Outcome;
 use safeship_testkit::codedeploy;
+use safeship_testkit::ecs::{note_revert_of_checkout_api, serve_target_revision, TARGET_REVISION};
 use safeship_testkit::emulators::{
     common_with_policy, create_db_instance, create_idempotency_table, function_binary,
     manual_snapshot_ids, moto_endpoint, sample_event, sdk_config, unique, REGION,
@@ -1811,7 +1812,17 @@ async fn the_gate_fails_naming_a_service_it_does_not_guard_and_never_holds_a_rol
 async fn the_ecs_gate_passes_safeships_revert_at_once_without_a_snapshot() {
     let mut w = world("instance", ROOMY_QUOTA).await;
     let revisions = wiremock::MockServer::start().await;
-    revert_note_and_revision(&mut w.deps.ecs, &w.deps.common.idempotency, &revisions).await;
+    note_revert_of_checkout_api(
+        &w.deps.common.idempotency,
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11",
+    )
+    .await;
+    serve_target_revision(
+        &revisions,
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11",
+    )
+    .await;
+    w.deps.ecs = aws_sdk_ecs::Client::new(&sdk_config(&revisions.uri()).await);
     let answer = w
         .ecs(ecs_hook(&w, "ecs-lifecycle-pre-scale-up.json", json!({})))
         .await;
@@ -1832,48 +1843,6 @@ async fn the_ecs_gate_passes_safeships_revert_at_once_without_a_snapshot() {
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
     assert_eq!(asked, [json!({"serviceRevisionArns": [TARGET_REVISION]})]);
-}
-
-const TARGET_REVISION: &str =
-    "arn:aws:ecs:eu-west-1:123456789012:service-revision/checkout/checkout-api/9313423515462893900";
-
-/// alarm-rollback's note of a revert of checkout/checkout-api to task definition `checkout:11`,
-/// and ECS (wiremock) saying the samples' target revision runs it.
-async fn revert_note_and_revision(
-    ecs: &mut aws_sdk_ecs::Client,
-    store: &safeship::idempotency::IdempotencyStore,
-    revisions: &wiremock::MockServer,
-) {
-    let task_definition = "arn:aws:ecs:eu-west-1:123456789012:task-definition/checkout:11";
-    safeship::revert::note_ecs_revert(
-        store,
-        "checkout",
-        "checkout-api",
-        &safeship::revert::EcsRevertNote {
-            task_definition: task_definition.into(),
-            reverted:
-                "arn:aws:ecs:eu-west-1:123456789012:service-deployment/checkout/checkout-api/rel1"
-                    .into(),
-            alarm: "checkout-prod-5xx-rate".into(),
-            noted_at: chrono::Utc::now(),
-        },
-    )
-    .await
-    .unwrap();
-    wiremock::Mock::given(wiremock::matchers::header(
-        "x-amz-target",
-        "AmazonEC2ContainerServiceV20141113.DescribeServiceRevisions",
-    ))
-    .respond_with(
-        wiremock::ResponseTemplate::new(200)
-            .insert_header("content-type", "application/x-amz-json-1.1")
-            .set_body_json(json!({"serviceRevisions": [
-                {"serviceRevisionArn": TARGET_REVISION, "taskDefinition": task_definition}
-            ], "failures": []})),
-    )
-    .mount(revisions)
-    .await;
-    *ecs = aws_sdk_ecs::Client::new(&sdk_config(&revisions.uri()).await);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod appconfig;
 pub mod checkout;
 pub mod codedeploy;
+pub mod ecs;
 pub mod effects;
 pub mod emulators;
 pub mod guard_inbox;

@@ -390,3 +390,18 @@ fn parse_error(body: &[u8]) -> Answer {
         error_message: v["errorMessage"].as_str().unwrap_or("").to_owned(),
     }
 }
+
+/// A process's peak resident memory (`VmHWM`), in MiB.
+pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    use anyhow::Context as _;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("no VmHWM in /proc status")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib / 1024.0)
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use safeship::event::{normalise, Inbound};
 use safeship_testkit::emulators::{function_binary, sample_event, REGION};
-use safeship_testkit::runtime::LocalRuntime;
+use safeship_testkit::runtime::{peak_rss_mib, LocalRuntime};
 use serde::{Deserialize, Serialize};
 
 const SIZES: [usize; 4] = [1, 100, 1_000, 10_000];
@@ -80,19 +80,6 @@ struct Measured {
     peak_rss_mib: f64,
     decision_ns_median: f64,
     decision_ns_p99: f64,
-}
-
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM in /proc status")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib / 1024.0)
 }
 
 /// The child's part: parse, index, decide.

@@ -18,7 +18,7 @@ use safeship_testkit::emulators::{
 use safeship_testkit::integrity::{
     checkout_schema, create_history_table, database_secret, local_integrity, postgres,
 };
-use safeship_testkit::runtime::{Answer, LocalRuntime, Timing};
+use safeship_testkit::runtime::{peak_rss_mib, Answer, LocalRuntime, Timing};
 use safeship_testkit::slack::Channels;
 use safeship_testkit::split::{SplitEndpoint, Wait};
 use serde::Serialize;
@@ -230,19 +230,6 @@ fn ms(d: Duration) -> f64 {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM in /proc status")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kib / 1024.0)
 }
 
 /// Nanoseconds the process's threads have run on a CPU (first field of each task's schedstat).
