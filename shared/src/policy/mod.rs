@@ -111,10 +111,16 @@ impl Policy {
         let locate = |e: String| Error::policy(origin, unique::locate(document, e));
         // JSON is YAML too, but a JSON parser reads it about ten times faster: a policy of
         // thousands of groups starts fast given as JSON (see README, "Benchmarks").
-        let policy: Policy = if document.trim_start().starts_with('{') {
-            serde_json::from_str(document).map_err(|e| locate(e.to_string()))?
-        } else {
-            serde_yaml_ng::from_str(document).map_err(|e| locate(e.to_string()))?
+        // A document that is not JSON after all (a YAML flow mapping, `{version: 1, …}`) is
+        // read as the YAML it is.
+        let as_json = document
+            .trim_start()
+            .starts_with('{')
+            .then(|| serde_json::from_str::<Policy>(document))
+            .filter(|parsed| !parsed.as_ref().is_err_and(serde_json::Error::is_syntax));
+        let policy: Policy = match as_json {
+            Some(parsed) => parsed.map_err(|e| locate(e.to_string()))?,
+            None => serde_yaml_ng::from_str(document).map_err(|e| locate(e.to_string()))?,
         };
         let problems = policy.problems();
         if problems.is_empty() {
@@ -272,6 +278,12 @@ mod tests {
         let twice = r#"{"version": 1, "applications": {"checkout": {"deployment-groups": {"prod": {"environment": "prod"}, "prod": {"environment": "dev"}}}}}"#;
         let err = Policy::parse(twice, "inline").unwrap_err().to_string();
         assert!(err.contains("\"prod\" is given twice"), "{err}");
+        // A YAML flow mapping starts as JSON does, and is read as YAML.
+        let flow = "{version: 1, applications: {checkout: {deployment-groups: {prod: {environment: prod}}}}}";
+        assert!(Policy::parse(flow, "inline")
+            .unwrap()
+            .group("checkout", "prod")
+            .is_some());
         let unknown = r#"{"version": 1, "applicatons": {}}"#;
         let err = Policy::parse(unknown, "inline").unwrap_err().to_string();
         assert!(err.contains("applicatons"), "{err}");
