@@ -42,7 +42,8 @@ pub struct Policy {
     #[serde(default, deserialize_with = "unique::keys")]
     pub applications: BTreeMap<String, ApplicationPolicy>,
     /// ECS services that Amazon ECS deploys itself (deployment controller `ECS`: blue/green,
-    /// canary, linear), by `<cluster>/<service>`: the same sections as a deployment group's.
+    /// canary, linear), by `<cluster>/<service>` or the service's ARN: the same sections as a
+    /// deployment group's.
     #[serde(default, deserialize_with = "unique::keys")]
     pub ecs_services: BTreeMap<String, GroupPolicy>,
     /// Databases by a name the policy chooses (referenced by groups and direct invocations).
@@ -118,16 +119,40 @@ impl Policy {
             .starts_with('{')
             .then(|| serde_json::from_str::<Policy>(document))
             .filter(|parsed| !parsed.as_ref().is_err_and(serde_json::Error::is_syntax));
-        let policy: Policy = match as_json {
+        let mut policy: Policy = match as_json {
             Some(parsed) => parsed.map_err(|e| locate(e.to_string()))?,
             None => serde_yaml_ng::from_str(document).map_err(|e| locate(e.to_string()))?,
         };
-        let problems = policy.problems();
+        let mut problems = policy.file_ecs_services_by_name();
+        problems.extend(policy.problems());
         if problems.is_empty() {
             Ok(policy)
         } else {
             Err(Error::policy(origin, problems.join("; ")))
         }
+    }
+
+    /// `ecs-services` may name a service by its ARN
+    /// (`arn:<partition>:ecs:<region>:<account>:service/<cluster>/<service>`); it is filed under
+    /// `<cluster>/<service>`, as ECS's events and hooks name it. The same service named twice
+    /// (by ARN and by name) is a problem naming both.
+    fn file_ecs_services_by_name(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut filed = BTreeMap::new();
+        for (key, policy) in std::mem::take(&mut self.ecs_services) {
+            let name = key
+                .strip_prefix("arn:")
+                .and_then(|rest| rest.split_once(":service/"))
+                .map_or_else(|| key.clone(), |(_, name)| name.to_owned());
+            if filed.contains_key(&name) {
+                problems.push(format!(
+                    "ecs-services.{key}: service {name} is given twice (by its ARN and by its name)"
+                ));
+            }
+            filed.insert(name, policy);
+        }
+        self.ecs_services = filed;
+        problems
     }
 
     pub fn group(&self, application: &str, deployment_group: &str) -> Option<GroupRef<'_>> {
@@ -345,6 +370,17 @@ mod tests {
         assert!(
             p.groups().next().is_none(),
             "an ECS service is no deployment group"
+        );
+
+        // By its ARN: filed under its cluster and name; named both ways, it is given twice.
+        let by_arn = "version: 1\necs-services:\n  arn:aws:ecs:eu-west-1:123456789012:service/checkout/checkout-api: {environment: prod}\n";
+        let p = Policy::parse(by_arn, "inline").unwrap();
+        assert!(p.ecs_service("checkout", "checkout-api").is_some());
+        let twice = format!("{by_arn}  checkout/checkout-api: {{environment: dev}}\n");
+        let err = Policy::parse(&twice, "inline").unwrap_err().to_string();
+        assert!(
+            err.contains("service checkout/checkout-api is given twice"),
+            "{err}"
         );
 
         let unnamed = "version: 1\necs-services:\n  checkout-api: {environment: prod}\n  a/b/c: {environment: prod}\n";
