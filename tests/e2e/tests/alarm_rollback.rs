@@ -184,24 +184,8 @@ impl World {
 
     /// AppConfig `StartDeployment` of hosted version `version` of `flags`, `times` times.
     async fn expect_flag_deployment_of(&self, flags: &FlagProfile, version: &str, times: u64) {
-        Mock::given(method("POST"))
-            .and(path(format!(
-                "/applications/{}/environments/prod-env/deployments",
-                flags.application
-            )))
-            .and(body_partial_json(json!({
-                "ConfigurationProfileId": flags.profile,
-                "ConfigurationVersion": version,
-                "DeploymentStrategyId": "AppConfig.AllAtOnce",
-            })))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-                "ApplicationId": flags.application, "EnvironmentId": "prod-env",
-                "ConfigurationProfileId": flags.profile, "ConfigurationVersion": version,
-                "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
-                "State": "DEPLOYING"
-            })))
-            .expect(times)
-            .mount(&self.appconfig_mock)
+        flags
+            .expect_deployment(&self.appconfig_mock, version, times)
             .await;
     }
 

@@ -15,7 +15,7 @@ use safeship_testkit::emulators::{
 use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_json, body_partial_json, header, method, path};
+use wiremock::matchers::{body_json, body_partial_json, header};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const IN_FLIGHT: &str =
@@ -657,24 +657,7 @@ async fn an_alarm_stops_the_service_and_switches_its_flags_off_once_each() {
         .mount(&w.ecs)
         .await;
     // The switch's new version 2, deployed once with the profile's strategy.
-    Mock::given(method("POST"))
-        .and(path(format!(
-            "/applications/{}/environments/prod-env/deployments",
-            flags.application
-        )))
-        .and(body_partial_json(json!({
-            "ConfigurationProfileId": flags.profile,
-            "ConfigurationVersion": "2",
-            "DeploymentStrategyId": "AppConfig.AllAtOnce",
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "ApplicationId": flags.application, "EnvironmentId": "prod-env",
-            "ConfigurationProfileId": flags.profile, "ConfigurationVersion": "2",
-            "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
-            "State": "DEPLOYING"})))
-        .expect(1)
-        .mount(&w.appconfig_mock)
-        .await;
+    flags.expect_deployment(&w.appconfig_mock, "2", 1).await;
     let report = w.deliver("alarm-eventbridge-metric.json").await.unwrap();
     assert!(
         report.actions.iter().all(|a| a.succeeded) && report.actions.len() == 2,

@@ -123,6 +123,30 @@ impl FlagProfile {
             .await;
     }
 
+    /// AppConfig (`mock`) takes `StartDeployment` of hosted version `version` to `prod-env` with
+    /// the default strategy exactly `times` times.
+    pub async fn expect_deployment(&self, mock: &MockServer, version: &str, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/applications/{}/environments/prod-env/deployments",
+                self.application
+            )))
+            .and(wiremock::matchers::body_partial_json(json!({
+                "ConfigurationProfileId": self.profile,
+                "ConfigurationVersion": version,
+                "DeploymentStrategyId": "AppConfig.AllAtOnce",
+            })))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "ApplicationId": self.application, "EnvironmentId": "prod-env",
+                "ConfigurationProfileId": self.profile, "ConfigurationVersion": version,
+                "DeploymentStrategyId": "AppConfig.AllAtOnce", "DeploymentNumber": 7,
+                "State": "DEPLOYING"
+            })))
+            .expect(times)
+            .mount(mock)
+            .await;
+    }
+
     /// AppConfig lists hosted versions `latest` down to 1 (over [`Self::mount_version_list`]'s
     /// one): what it says once a flag switch wrote a new version.
     pub async fn mount_versions(&self, mock: &MockServer, latest: i32) {
