@@ -129,6 +129,13 @@ pub struct CommonConfig {
     pub event_bus: String,
     /// `SAFESHIP_DRY_RUN`: report what would be done without doing it (default false).
     pub dry_run: bool,
+    /// `SAFESHIP_HUB_ACCOUNT`: the account the stack runs in; a policy naming member
+    /// `accounts` needs it, to tell the hub's own events from a member's.
+    pub hub_account: Option<String>,
+    /// `SAFESHIP_MEMBER_ROLE_NAME` (default `safeship-member`) and
+    /// `SAFESHIP_MEMBER_EXTERNAL_ID`: the role assumed in member accounts.
+    pub member_role_name: String,
+    pub member_external_id: Option<String>,
 }
 
 impl CommonConfig {
@@ -141,6 +148,25 @@ impl CommonConfig {
                 .unwrap_or("default")
                 .to_owned(),
             dry_run: env.flag("SAFESHIP_DRY_RUN", false)?,
+            hub_account: match env.optional("SAFESHIP_HUB_ACCOUNT") {
+                Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(id.to_owned())
+                }
+                Some(other) => {
+                    return Err(Error::config(
+                        "SAFESHIP_HUB_ACCOUNT",
+                        format!("{other:?} is not a 12-digit account id"),
+                    ))
+                }
+                None => None,
+            },
+            member_role_name: env
+                .optional("SAFESHIP_MEMBER_ROLE_NAME")
+                .unwrap_or("safeship-member")
+                .to_owned(),
+            member_external_id: env
+                .optional("SAFESHIP_MEMBER_EXTERNAL_ID")
+                .map(str::to_owned),
         })
     }
 }

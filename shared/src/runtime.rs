@@ -11,13 +11,14 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::member::{MemberAccess, MemberRoles};
 use crate::config::CommonConfig;
 use crate::env::Env;
 use crate::error::Result;
 use crate::event::{normalise, Delivery, EventError, Inbound};
 use crate::guard::GuardPublisher;
 use crate::idempotency::{IdempotencyStore, Once};
-use crate::policy::Policy;
+use crate::policy::{Hub, Policy};
 
 /// What every function's cold start builds: configuration, one SDK configuration, the policy,
 /// the idempotency store and the guard-event publisher.
@@ -33,6 +34,10 @@ pub struct Common {
     pub idempotency: IdempotencyStore,
     /// Where guard events go.
     pub guard: GuardPublisher,
+    /// The hub's own account and region, to tell its events from a member account's.
+    pub hub: Hub,
+    /// The configuration to act in a member account with (see [`crate::aws::member`]).
+    pub members: Arc<MemberAccess>,
 }
 
 impl Common {
@@ -47,7 +52,35 @@ impl Common {
             groups = policy.groups().count(),
             "policy loaded"
         );
+        let hub = Hub {
+            account: config.hub_account.clone(),
+            region: sdk.region().map(ToString::to_string),
+        };
+        if policy.guards_members() {
+            if hub.account.is_none() {
+                return Err(crate::Error::config(
+                    "SAFESHIP_HUB_ACCOUNT",
+                    "the policy names member accounts: set the stack's own account id, to tell the hub's events from theirs",
+                ));
+            }
+            if config.member_external_id.is_none() {
+                return Err(crate::Error::config(
+                    "SAFESHIP_MEMBER_EXTERNAL_ID",
+                    "the policy names member accounts: set the external id their member roles require",
+                ));
+            }
+        }
+        let members = Arc::new(MemberAccess::new(
+            sdk.clone(),
+            MemberRoles {
+                role_name: config.member_role_name.clone(),
+                external_id: config.member_external_id.clone().unwrap_or_default(),
+            },
+            function,
+        ));
         Ok(Common {
+            hub,
+            members,
             idempotency: IdempotencyStore::new(
                 crate::aws_client!(aws_sdk_dynamodb, &sdk),
                 &config.idempotency_table,

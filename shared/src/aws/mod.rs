@@ -14,6 +14,7 @@ use crate::env::Env;
 
 pub mod codedeploy;
 pub mod in_flight;
+pub mod member;
 use crate::error::Result;
 use crate::tls::TlsRoots;
 

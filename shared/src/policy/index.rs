@@ -101,12 +101,9 @@ impl AlarmIndex {
         let (deployer, application, group) = self.groups.get(slot as usize)?;
         match deployer {
             Deployer::CodeDeploy => policy.group(application, group),
-            Deployer::Ecs => policy.ecs_service(application, group).map(|s| GroupRef {
-                application: s.cluster,
-                deployment_group: s.service,
-                policy: s.policy,
-                deployer: Deployer::Ecs,
-            }),
+            Deployer::Ecs => policy
+                .ecs_service(application, group)
+                .map(super::EcsServiceRef::as_group),
         }
     }
 

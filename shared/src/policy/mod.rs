@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 pub use crate::model::{Environment, Severity};
 
+mod accounts;
 mod index;
 mod integrity;
 mod notifications;
@@ -23,6 +24,7 @@ mod traffic_hook;
 mod unique;
 mod validate;
 
+pub use self::accounts::{member_role_arn, AccountPolicy, Hub, Place, Placement, Site};
 pub use self::integrity::{DbConnection, IntegrityPolicy, SslMode, TableRules, ZeroQuery};
 pub use self::notifications::{Channel, NotificationPolicy, NotificationRoute, Routing};
 pub use self::rollback::{AlarmMatcher, FeatureFlagTarget, RollbackPolicy};
@@ -38,6 +40,10 @@ pub struct Policy {
     /// Schema version; only `1` exists.
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1)))]
     pub version: u32,
+    /// Member accounts a hub guards, by 12-digit id (see README, "Guarding an organisation").
+    /// Without them, safeship guards the account and region its stack runs in.
+    #[serde(default, deserialize_with = "unique::keys")]
+    pub accounts: BTreeMap<String, AccountPolicy>,
     /// CodeDeploy applications by name.
     #[serde(default, deserialize_with = "unique::keys")]
     pub applications: BTreeMap<String, ApplicationPolicy>,
@@ -61,6 +67,13 @@ pub struct Policy {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ApplicationPolicy {
+    /// The member accounts (ids or aliases from `accounts`) the application is deployed in;
+    /// none: the hub's own account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    /// Of those accounts' regions, the ones the application is deployed in; none: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     /// Deployment groups by name.
     #[serde(deserialize_with = "unique::keys")]
     pub deployment_groups: BTreeMap<String, GroupPolicy>,
@@ -71,6 +84,14 @@ pub struct ApplicationPolicy {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct GroupPolicy {
     pub environment: Environment,
+    /// Where this group (or ECS service) is deployed, when not where its application is: member
+    /// accounts by id or alias. An ECS service keyed by its ARN is in the ARN's account and
+    /// region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    /// Of those accounts' regions, the ones it is deployed in; none: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
     #[serde(default)]
     pub traffic_hook: Option<TrafficHookPolicy>,
     #[serde(default)]
@@ -85,6 +106,23 @@ pub struct EcsServiceRef<'a> {
     pub cluster: &'a str,
     pub service: &'a str,
     pub policy: &'a GroupPolicy,
+}
+
+impl<'a> EcsServiceRef<'a> {
+    /// The service as a guarded group: its cluster for application, the service for group.
+    #[must_use]
+    pub fn as_group(self) -> GroupRef<'a> {
+        GroupRef {
+            application: self.cluster,
+            deployment_group: self.service,
+            policy: self.policy,
+            deployer: Deployer::Ecs,
+            placement: Placement {
+                accounts: &self.policy.accounts,
+                regions: &self.policy.regions,
+            },
+        }
+    }
 }
 
 /// Who deploys a group.
@@ -104,6 +142,8 @@ pub struct GroupRef<'a> {
     pub deployment_group: &'a str,
     pub policy: &'a GroupPolicy,
     pub deployer: Deployer,
+    /// The accounts and regions it is deployed in (none: the hub's).
+    pub placement: Placement<'a>,
 }
 
 impl Policy {
@@ -139,11 +179,22 @@ impl Policy {
     fn file_ecs_services_by_name(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut filed = BTreeMap::new();
-        for (key, policy) in std::mem::take(&mut self.ecs_services) {
-            let name = key
+        let guards_members = self.guards_members();
+        for (key, mut policy) in std::mem::take(&mut self.ecs_services) {
+            let by_arn = key
                 .strip_prefix("arn:")
-                .and_then(|rest| rest.split_once(":service/"))
-                .map_or_else(|| key.clone(), |(_, name)| name.to_owned());
+                .and_then(|rest| rest.split_once(":service/"));
+            let name = by_arn.map_or_else(|| key.clone(), |(_, name)| name.to_owned());
+            // arn:<partition>:ecs:<region>:<account>:service/…: a hub guarding members places
+            // the service where its ARN says, unless the service names its accounts itself.
+            if let Some((head, _)) = by_arn {
+                if let [_, _, region, account] = head.split(':').collect::<Vec<_>>()[..] {
+                    if guards_members && policy.accounts.is_empty() {
+                        policy.accounts = vec![account.to_owned()];
+                        policy.regions = vec![region.to_owned()];
+                    }
+                }
+            }
             if filed.contains_key(&name) {
                 problems.push(format!(
                     "ecs-services.{key}: service {name} is given twice (by its ARN and by its name)"
@@ -163,6 +214,10 @@ impl Policy {
             deployment_group,
             policy,
             deployer: Deployer::CodeDeploy,
+            placement: Placement::of(
+                (&policy.accounts, &policy.regions),
+                (&app.accounts, &app.regions),
+            ),
         })
     }
 
@@ -200,6 +255,10 @@ impl Policy {
                     deployment_group,
                     policy,
                     deployer: Deployer::CodeDeploy,
+                    placement: Placement::of(
+                        (&policy.accounts, &policy.regions),
+                        (&app.accounts, &app.regions),
+                    ),
                 })
         })
     }
@@ -207,12 +266,8 @@ impl Policy {
     /// Every group safeship guards: the CodeDeploy groups, then the ECS services (as groups of
     /// `Deployer::Ecs`, cluster and service for application and group).
     pub fn guarded_groups(&self) -> impl Iterator<Item = GroupRef<'_>> {
-        self.groups().chain(self.ecs_services().map(|s| GroupRef {
-            application: s.cluster,
-            deployment_group: s.service,
-            policy: s.policy,
-            deployer: Deployer::Ecs,
-        }))
+        self.groups()
+            .chain(self.ecs_services().map(EcsServiceRef::as_group))
     }
 
     /// The groups (CodeDeploy's and ECS services) whose rollback section names this alarm, in

@@ -63,6 +63,7 @@ impl Policy {
                 }
             }
         }
+        super::accounts::problems(self, &mut problems);
         for (name, db) in &self.databases {
             db.snapshot
                 .problems(&format!("databases.{name}.snapshot"), &mut problems);

@@ -129,6 +129,11 @@ pub fn function_binary(name: &str) -> PathBuf {
     path
 }
 
+/// moto's own account: the hub's, in tests (what moto answers for the static test keys).
+pub const HUB_ACCOUNT: &str = "123456789012";
+/// The external id the hub passes when it assumes a member role, in tests.
+pub const MEMBER_EXTERNAL_ID: &str = "safeship-test-external-id";
+
 /// What a function's cold start builds, pointed at `sdk`'s endpoint, with the example policy, a
 /// fresh idempotency table in moto and the default event bus.
 pub async fn common(sdk: &SdkConfig) -> safeship::runtime::Common {
@@ -149,8 +154,23 @@ pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship:
             idempotency_table: table.clone(),
             event_bus: "default".into(),
             dry_run: false,
+            hub_account: Some(HUB_ACCOUNT.into()),
+            member_role_name: "safeship-member".into(),
+            member_external_id: Some(MEMBER_EXTERNAL_ID.into()),
         },
         sdk: sdk.clone(),
+        hub: safeship::policy::Hub {
+            account: Some(HUB_ACCOUNT.into()),
+            region: sdk.region().map(ToString::to_string),
+        },
+        members: std::sync::Arc::new(safeship::aws::member::MemberAccess::new(
+            sdk.clone(),
+            safeship::aws::member::MemberRoles {
+                role_name: "safeship-member".into(),
+                external_id: MEMBER_EXTERNAL_ID.into(),
+            },
+            "test",
+        )),
         policy: std::sync::Arc::new(policy),
         idempotency: safeship::idempotency::IdempotencyStore::new(ddb, table, "test"),
         guard: safeship::guard::GuardPublisher::new(
