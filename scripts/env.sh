@@ -110,6 +110,9 @@ ensure_moto() {
     say "moto started at $SAFESHIP_MOTO_ENDPOINT"
   fi
   export SAFESHIP_MOTO_ENDPOINT
+  # The organisation tests start a moto of their own that enforces IAM.
+  ensure_venv
+  export SAFESHIP_MOTO_SERVER="$VENV/bin/moto_server"
   # The SDK reaches moto only through its standard settings; static credentials keep it off real AWS.
   export AWS_ENDPOINT_URL="$SAFESHIP_MOTO_ENDPOINT"
   export AWS_REGION="${AWS_REGION:-eu-west-1}"

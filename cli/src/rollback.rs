@@ -15,6 +15,13 @@ pub struct RollbackArgs {
     /// The deployment group, as the policy names it.
     #[arg(long)]
     group: String,
+    /// The member account the group is deployed in (id or alias), for a hub guarding an
+    /// organisation; with --region.
+    #[arg(long, requires = "region")]
+    account: Option<String>,
+    /// The member account's region the group is deployed in.
+    #[arg(long, requires = "account")]
+    region: Option<String>,
     /// Why: kept in the guard events and the revert's description.
     #[arg(long, default_value = "rollback requested by hand")]
     reason: String,
@@ -68,10 +75,23 @@ pub async fn rollback(env: &Env, args: RollbackArgs) -> Result<Outcome, Error> {
         env.clone()
     };
     let deps = alarm_rollback::Deps::from_env(&env).await?;
+    // An alias is as good as the id at a terminal.
+    let at = match (&args.account, &args.region) {
+        (Some(account), Some(region)) => Some(safeship::policy::Place {
+            account: deps
+                .common
+                .policy
+                .member_account(account)
+                .map_or_else(|| account.clone(), |(id, _)| id.to_owned()),
+            region: region.clone(),
+        }),
+        _ => None,
+    };
     let report = alarm_rollback::roll_back_by_hand(
         &deps,
         &args.application,
         &args.group,
+        at.as_ref(),
         &requested_by(&env),
         &args.reason,
     )

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::Client;
 use safeship::event::AlarmStateChange;
-use safeship::policy::Policy;
+use safeship::policy::{Policy, Site};
 
 use crate::decide::needs_tags;
 use crate::Error;
@@ -14,9 +14,10 @@ use crate::Error;
 pub(crate) async fn alarm_tags(
     client: &Client,
     policy: &Policy,
+    site: &Site<'_>,
     alarm: &AlarmStateChange,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let (true, Some(arn)) = (needs_tags(policy, alarm), alarm.alarm_arn.as_deref()) else {
+    let (true, Some(arn)) = (needs_tags(policy, site, alarm), alarm.alarm_arn.as_deref()) else {
         return Ok(BTreeMap::new());
     };
     let out = match client

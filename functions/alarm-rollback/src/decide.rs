@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use safeship::event::{AlarmState, AlarmStateChange};
-use safeship::policy::{Deployer, GroupRef, Policy};
+use safeship::policy::{Deployer, GroupRef, Policy, Site};
 use serde::Serialize;
 
 /// What an alarm transition asks of us.
@@ -41,14 +41,14 @@ fn matches_by_tag(policy: &Policy) -> bool {
 /// when a group that acts on the alarm's new state maps alarms by tag and does not already map
 /// this one by name or prefix. An `OK` transition, or one no tag-mapping group acts on, is
 /// decided without any AWS call.
-pub(crate) fn needs_tags(policy: &Policy, alarm: &AlarmStateChange) -> bool {
+pub(crate) fn needs_tags(policy: &Policy, site: &Site<'_>, alarm: &AlarmStateChange) -> bool {
     let by_name: Vec<String> = policy
         .groups_for_alarm(&alarm.alarm_name, &BTreeMap::new())
         .map(|g| group_name(&g))
         .collect();
-    policy
-        .groups_mapping_by_tag()
-        .any(|g| acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g)))
+    policy.groups_mapping_by_tag().any(|g| {
+        g.is_at(policy, site) && acts_on(alarm.state, &g) && !by_name.contains(&group_name(&g))
+    })
 }
 
 /// Whether an alarm in `state` rolls `group` back: `ALARM` always, `INSUFFICIENT_DATA` where the
@@ -65,21 +65,46 @@ fn acts_on(state: AlarmState, group: &GroupRef<'_>) -> bool {
     }
 }
 
-/// Which groups an alarm transition rolls back. `alarm_tags` are the alarm's tags where looked up.
+/// The groups at `site` that the alarm maps to, in policy order.
+pub(crate) fn mapped_at<'a>(
+    policy: &'a Policy,
+    site: &Site<'_>,
+    alarm: &AlarmStateChange,
+    alarm_tags: &BTreeMap<String, String>,
+) -> Vec<GroupRef<'a>> {
+    policy
+        .groups_for_alarm(&alarm.alarm_name, alarm_tags)
+        .filter(|g| g.is_at(policy, site))
+        .collect()
+}
+
+/// Which groups at `site` (where the alarm is) an alarm transition rolls back. `alarm_tags`
+/// are the alarm's tags where looked up.
 pub(crate) fn decide(
     policy: &Policy,
+    site: &Site<'_>,
     alarm: &AlarmStateChange,
     alarm_tags: &BTreeMap<String, String>,
 ) -> Decision {
-    let mapped: Vec<_> = policy
-        .groups_for_alarm(&alarm.alarm_name, alarm_tags)
-        .collect();
+    let mapped = mapped_at(policy, site, alarm, alarm_tags);
     if mapped.is_empty() {
+        let somewhere = policy
+            .groups_for_alarm(&alarm.alarm_name, alarm_tags)
+            .next()
+            .is_some();
         return Decision::Ignore {
-            reason: format!(
-                "alarm {} is mapped to no deployment group",
-                alarm.alarm_name
-            ),
+            reason: if somewhere {
+                format!(
+                    "alarm {} is mapped to no deployment group in {}",
+                    alarm.alarm_name,
+                    site.describe()
+                )
+            } else {
+                format!(
+                    "alarm {} is mapped to no deployment group",
+                    alarm.alarm_name
+                )
+            },
         };
     }
     let acting: Vec<String> = mapped
@@ -139,6 +164,7 @@ mod tests {
         assert_eq!(
             decide(
                 &p,
+                &Site::Hub,
                 &alarm("checkout-prod-5xx-rate", AlarmState::Alarm),
                 &BTreeMap::new()
             ),
@@ -153,20 +179,29 @@ mod tests {
         let p = Policy::parse(POLICY, "example").unwrap();
         let none = BTreeMap::new();
         assert!(matches!(
-            decide(&p, &alarm("checkout-prod-5xx-rate", AlarmState::Ok), &none),
+            decide(
+                &p,
+                &Site::Hub,
+                &alarm("checkout-prod-5xx-rate", AlarmState::Ok),
+                &none
+            ),
             Decision::Ignore { .. }
         ));
         assert!(matches!(
             decide(
                 &p,
+                &Site::Hub,
                 &alarm("checkout-prod-5xx-rate", AlarmState::InsufficientData),
                 &none
             ),
             Decision::Ignore { .. }
         ));
-        let Decision::Ignore { reason } =
-            decide(&p, &alarm("billing-errors", AlarmState::Alarm), &none)
-        else {
+        let Decision::Ignore { reason } = decide(
+            &p,
+            &Site::Hub,
+            &alarm("billing-errors", AlarmState::Alarm),
+            &none,
+        ) else {
             panic!("unmapped alarm acted on")
         };
         assert!(reason.contains("mapped to no deployment group"), "{reason}");
@@ -180,14 +215,14 @@ mod tests {
         };
         let none = BTreeMap::new();
         let latency = alarm("checkout-prod-latency-p99", AlarmState::Alarm);
-        assert_eq!(decide(&p, &latency, &none), rolled_back);
+        assert_eq!(decide(&p, &Site::Hub, &latency, &none), rolled_back);
         let tagged = alarm("some-other-alarm", AlarmState::Alarm);
         assert!(matches!(
-            decide(&p, &tagged, &none),
+            decide(&p, &Site::Hub, &tagged, &none),
             Decision::Ignore { .. }
         ));
         let tags = BTreeMap::from([("safeship:rollback".into(), "checkout-prod".into())]);
-        assert_eq!(decide(&p, &tagged, &tags), rolled_back);
+        assert_eq!(decide(&p, &Site::Hub, &tagged, &tags), rolled_back);
     }
 
     #[test]
@@ -214,7 +249,7 @@ mod tests {
             window_end: None,
         });
         assert_eq!(
-            decide(&p, &muted, &none),
+            decide(&p, &Site::Hub, &muted, &none),
             Decision::HeldBack {
                 groups: vec!["checkout/checkout-prod".into()],
                 reason: "ignored: muted by window (arn:aws:cloudwatch:eu-west-1:1:alarm-mute-rule:window)".into()
@@ -226,7 +261,7 @@ mod tests {
             reason: "Actions suppressed by checkout-prod-maintenance".into(),
             suppressor: Some("checkout-prod-maintenance".into()),
         });
-        let Decision::HeldBack { reason, .. } = decide(&p, &suppressed, &none) else {
+        let Decision::HeldBack { reason, .. } = decide(&p, &Site::Hub, &suppressed, &none) else {
             panic!("a suppressed transition acted")
         };
         assert_eq!(
@@ -236,7 +271,10 @@ mod tests {
         // A muted OK transition is just an OK transition.
         let mut ok = muted.clone();
         ok.state = AlarmState::Ok;
-        assert!(matches!(decide(&p, &ok, &none), Decision::Ignore { .. }));
+        assert!(matches!(
+            decide(&p, &Site::Hub, &ok, &none),
+            Decision::Ignore { .. }
+        ));
     }
 
     #[test]
@@ -245,17 +283,24 @@ mod tests {
         // Mapped by name already: the tag matcher cannot add the group again.
         assert!(!needs_tags(
             &p,
+            &Site::Hub,
             &alarm("checkout-prod-5xx-rate", AlarmState::Alarm)
         ));
         // OK rolls nothing back whatever the tags; INSUFFICIENT_DATA neither, here.
-        assert!(!needs_tags(&p, &alarm("some-other-alarm", AlarmState::Ok)));
         assert!(!needs_tags(
             &p,
+            &Site::Hub,
+            &alarm("some-other-alarm", AlarmState::Ok)
+        ));
+        assert!(!needs_tags(
+            &p,
+            &Site::Hub,
             &alarm("some-other-alarm", AlarmState::InsufficientData)
         ));
         // ALARM for an alarm no name maps: only its tags can say.
         assert!(needs_tags(
             &p,
+            &Site::Hub,
             &alarm("some-other-alarm", AlarmState::Alarm)
         ));
     }
@@ -281,7 +326,7 @@ mod tests {
             panic!("not an alarm")
         };
         assert!(matches!(
-            decide(&p, &a, &BTreeMap::new()),
+            decide(&p, &Site::Hub, &a, &BTreeMap::new()),
             Decision::RollBack { .. }
         ));
     }

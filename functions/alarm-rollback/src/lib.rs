@@ -7,6 +7,7 @@ use lambda_runtime::LambdaEvent;
 use safeship::env::Env;
 use safeship::event::{AlarmStateChange, Inbound};
 use safeship::guard::{ActionResult, GuardEvent};
+use safeship::policy::Site;
 use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde::Serialize;
 use serde_json::Value;
@@ -26,20 +27,25 @@ mod steps;
 pub use decide::Decision;
 
 /// Which groups an alarm transition rolls back, and whether its tags must be read first: the
-/// pure decision, without any AWS call (the benchmark times it at policy scale).
+/// pure decision, without any AWS call (the benchmark times it at policy scale). `hub` is the
+/// stack's own account and region, to place the alarm.
 pub fn decide_alarm(
     policy: &safeship::policy::Policy,
+    hub: &safeship::policy::Hub,
     alarm: &AlarmStateChange,
     alarm_tags: &std::collections::BTreeMap<String, String>,
 ) -> (bool, Decision) {
-    (
-        decide::needs_tags(policy, alarm),
-        decide::decide(policy, alarm, alarm_tags),
-    )
+    match policy.site_of(hub, alarm.account.as_deref(), alarm.region.as_deref()) {
+        Err(reason) => (false, Decision::Ignore { reason }),
+        Ok(site) => (
+            decide::needs_tags(policy, &site, alarm),
+            decide::decide(policy, &site, alarm, alarm_tags),
+        ),
+    }
 }
 pub use plan::IN_FLIGHT;
 
-use decide::{decide, group_name};
+use decide::{decide, group_name, mapped_at};
 
 pub const FUNCTION: &str = "alarm-rollback";
 
@@ -64,6 +70,13 @@ pub enum Error {
     /// retry (whose steps are already done) publishes it again, with the same id.
     #[error("alarm {alarm}: could not publish {} guard event(s) that are the only record of what was done: {}", failed.len(), failed.join("; "))]
     Unannounced { alarm: String, failed: Vec<String> },
+    /// Acting in a member account failed: which account, as which role, and what.
+    #[error("in {site} (as {role}): {source}")]
+    AtSite {
+        site: String,
+        role: String,
+        source: Box<Error>,
+    },
     /// A rollback asked for by hand names a group the policy does not roll back.
     #[error("rolling back {group}: it {problem}")]
     NotGuarded { group: String, problem: String },
@@ -78,10 +91,12 @@ impl Failure for Error {
             Error::HeldElsewhere { .. } => "InProgressElsewhere",
             Error::Unannounced { .. } => "Unannounced",
             Error::NotGuarded { .. } => "NotGuarded",
+            Error::AtSite { source, .. } => source.kind(),
         }
     }
 }
 
+#[derive(Clone)]
 pub struct Deps {
     pub common: Common,
     pub codedeploy: aws_sdk_codedeploy::Client,
@@ -101,6 +116,29 @@ impl Deps {
             appconfig: safeship::aws_client!(aws_sdk_appconfig, &common.sdk),
             cloudwatch: safeship::aws_client!(aws_sdk_cloudwatch, &common.sdk),
             ecs: safeship::aws_client!(aws_sdk_ecs, &common.sdk),
+            common,
+        })
+    }
+}
+
+impl Deps {
+    /// The clients to act at `site` with: these, at the hub; at a member site, the same
+    /// functions' clients in the member account and region, through its role, with once-only
+    /// keys of their own (two accounts may well both have a `checkout` profile).
+    pub async fn at(&self, site: &Site<'_>) -> std::borrow::Cow<'_, Deps> {
+        let Site::Member { place, .. } = site else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let sdk = self.common.members.sdk_for(site).await;
+        let mut common = self.common.clone();
+        common.idempotency = common
+            .idempotency
+            .namespace(&format!("{FUNCTION}@{}/{}", place.account, place.region));
+        std::borrow::Cow::Owned(Deps {
+            codedeploy: safeship::aws_client!(aws_sdk_codedeploy, &sdk),
+            appconfig: safeship::aws_client!(aws_sdk_appconfig, &sdk),
+            cloudwatch: safeship::aws_client!(aws_sdk_cloudwatch, &sdk),
+            ecs: safeship::aws_client!(aws_sdk_ecs, &sdk),
             common,
         })
     }
@@ -151,28 +189,75 @@ const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(250)
 /// One alarm transition: decide, then carry out each group's rollback and flag switch once.
 pub async fn handle_alarm(deps: &Deps, alarm: &AlarmStateChange) -> Result<RollbackReport, Error> {
     let policy = &deps.common.policy;
-    let tags = cloudwatch::alarm_tags(&deps.cloudwatch, policy, alarm).await?;
-    let decision = decide(policy, alarm, &tags);
-    tracing::info!(alarm = %alarm.alarm_name, transition = %alarm.transition_key(), ?decision, "alarm evaluated");
+    // Where the alarm is decides whose groups it concerns and which account is acted in; an
+    // account the policy does not know is ignored here, before any AWS call.
+    let site = match policy.site_of(
+        &deps.common.hub,
+        alarm.account.as_deref(),
+        alarm.region.as_deref(),
+    ) {
+        Ok(site) => site,
+        Err(reason) => {
+            tracing::warn!(alarm = %alarm.alarm_name, %reason, "alarm ignored");
+            return carry_out(deps, alarm, Decision::Ignore { reason }, &[]).await;
+        }
+    };
+    let here = deps.at(&site).await;
+    let tags = cloudwatch::alarm_tags(&here.cloudwatch, policy, &site, alarm)
+        .await
+        .map_err(|e| at_site(e, &deps.common, &site))?;
+    let decision = decide(policy, &site, alarm, &tags);
+    tracing::info!(alarm = %alarm.alarm_name, transition = %alarm.transition_key(), site = %site.describe(), ?decision, "alarm evaluated");
     let groups = match &decision {
         Decision::Ignore { .. } => vec![],
         Decision::RollBack { groups } | Decision::HeldBack { groups, .. } => groups.clone(),
     };
-    let mapped: Vec<_> = policy
-        .groups_for_alarm(&alarm.alarm_name, &tags)
+    let mapped: Vec<_> = mapped_at(policy, &site, alarm, &tags)
+        .into_iter()
         .filter(|group| groups.contains(&group_name(group)))
         .collect();
-    carry_out(deps, alarm, decision, &mapped).await
+    carry_out(&here, alarm, decision, &mapped)
+        .await
+        .map_err(|e| at_site(e, &deps.common, &site))
+}
+
+/// An error at a member site names the account and the role acted as: "AccessDenied" alone
+/// does not say which of a hundred accounts refused, nor as whom.
+fn at_site(error: Error, common: &Common, site: &Site<'_>) -> Error {
+    let Some(role) = common.members.role_at(site) else {
+        return error;
+    };
+    match error {
+        Error::ActionsFailed {
+            alarm,
+            total,
+            failed,
+        } => Error::ActionsFailed {
+            alarm: format!("{alarm} in {} (as {role})", site.describe()),
+            total,
+            failed,
+        },
+        other @ (Error::HeldElsewhere { .. } | Error::Unannounced { .. }) => other,
+        other => Error::AtSite {
+            site: site.describe(),
+            role,
+            source: Box::new(other),
+        },
+    }
 }
 
 /// A rollback a person asks for (the CLI's `safeship rollback`): the group's deployment is
 /// stopped or reverted and its flags switched off exactly as an alarm would, through the same
 /// steps, the same guard events and the same once-only keys — a deployment is stopped or
 /// reverted once, whether an alarm, a person, or both at once ask for it.
+///
+/// `at` is the member account and region to act in, for a group deployed in member accounts;
+/// `None` is the hub's own.
 pub async fn roll_back_by_hand(
     deps: &Deps,
     application: &str,
     deployment_group: &str,
+    at: Option<&safeship::policy::Place>,
     requested_by: &str,
     reason: &str,
 ) -> Result<RollbackReport, Error> {
@@ -188,14 +273,43 @@ pub async fn roll_back_by_hand(
             problem: "has no rollback section in the policy (its flags and bake window)".into(),
         });
     }
+    let site = deps
+        .common
+        .policy
+        .site_of(
+            &deps.common.hub,
+            at.map(|p| p.account.as_str()),
+            at.map(|p| p.region.as_str()),
+        )
+        .map_err(|problem| Error::NotGuarded {
+            group: group_name(&group),
+            problem,
+        })?;
+    if !group.is_at(&deps.common.policy, &site) {
+        return Err(Error::NotGuarded {
+            group: group_name(&group),
+            problem: format!(
+                "is not deployed in {}: it is in {}",
+                site.describe(),
+                if group.placement.accounts.is_empty() {
+                    "the hub's own account".to_owned()
+                } else {
+                    format!(
+                        "accounts {} (name one, and its region)",
+                        group.placement.accounts.join(", ")
+                    )
+                }
+            ),
+        });
+    }
     // The request, in the alarm's place: the guard events and the revert's description name
     // the person and the reason, and the bake window counts back from now.
     let now = chrono::Utc::now();
     let request = AlarmStateChange {
         alarm_name: format!("safeship rollback by {requested_by}"),
         alarm_arn: None,
-        account: None,
-        region: None,
+        account: at.map(|p| p.account.clone()),
+        region: at.map(|p| p.region.clone()),
         kind: safeship::event::AlarmKind::Metric,
         state: safeship::event::AlarmState::Alarm,
         previous_state: None,
@@ -207,7 +321,10 @@ pub async fn roll_back_by_hand(
     let decision = Decision::RollBack {
         groups: vec![group_name(&group)],
     };
-    carry_out(deps, &request, decision, &[group]).await
+    let here = deps.at(&site).await;
+    carry_out(&here, &request, decision, &[group])
+        .await
+        .map_err(|e| at_site(e, &deps.common, &site))
 }
 
 /// What `set_flags` did.

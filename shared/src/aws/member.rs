@@ -22,8 +22,9 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::policy::{member_role_arn, Place, Site};
 
-/// How long before expiry assumed credentials are assumed again: an invocation that started
-/// with them never has them expire mid-call (the SDK's own default is 10 s).
+/// How long before expiry assumed credentials are assumed again (the SDK's cache jitters it
+/// down to half): an invocation that started with them never has them expire mid-call (the
+/// SDK's own default is 10 s).
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 
 /// The member role's settings, from the hub's configuration.
@@ -163,7 +164,7 @@ impl MemberAccess {
             .await;
         let assumed = Arc::new(AtomicU64::new(0));
         let named = MemberRole {
-            inner: provider,
+            inner: Arc::new(provider),
             account: account.to_owned(),
             role_arn: role_arn.clone(),
             assumed: assumed.clone(),
@@ -198,7 +199,7 @@ fn partition_of(region: &str) -> &'static str {
 /// `AssumeRoleProvider`, with a refusal that names the account and the role.
 #[derive(Debug)]
 struct MemberRole {
-    inner: AssumeRoleProvider,
+    inner: Arc<AssumeRoleProvider>,
     account: String,
     role_arn: String,
     assumed: Arc<AtomicU64>,
@@ -220,7 +221,13 @@ impl ProvideCredentials for MemberRole {
     {
         future::ProvideCredentials::new(async move {
             self.assumed.fetch_add(1, Ordering::Relaxed);
-            match self.inner.provide_credentials().await {
+            // In a task of its own: STS's call is not nested inside the call that needs the
+            // credentials, whose future is deep already (nested, it overflowed a 2 MiB stack).
+            let inner = self.inner.clone();
+            let assumed = tokio::spawn(async move { inner.provide_credentials().await })
+                .await
+                .unwrap_or_else(|e| Err(CredentialsError::provider_error(e)));
+            match assumed {
                 Ok(credentials) => {
                     tracing::info!(account = %self.account, role = %self.role_arn, "assumed the member role");
                     Ok(credentials)

@@ -157,7 +157,7 @@ impl GroupRef<'_> {
                         .member_account(named)
                         .is_some_and(|(id, _)| id == place.account)
                 }) && (self.placement.regions.is_empty()
-                    || self.placement.regions.iter().any(|r| *r == place.region))
+                    || self.placement.regions.contains(&place.region))
             }
         }
     }
@@ -342,7 +342,7 @@ ecs-services:
         }
     }
 
-    fn at<'a>(p: &'a Policy, site: &Site<'_>) -> Vec<String> {
+    fn at(p: &Policy, site: &Site<'_>) -> Vec<String> {
         p.guarded_groups()
             .filter(|g| g.is_at(p, site))
             .map(|g| format!("{}/{}", g.application, g.deployment_group))

@@ -1730,6 +1730,7 @@ async fn an_alarm_and_a_person_asking_for_the_same_rollback_stop_the_deployment_
                 &w.deps,
                 &w.app,
                 &w.group,
+                None,
                 "alice",
                 "5xx after deploy",
             )
@@ -1785,7 +1786,7 @@ async fn an_alarm_and_a_person_asking_for_the_same_rollback_stop_the_deployment_
 #[tokio::test]
 async fn a_rollback_by_hand_of_a_group_without_a_rollback_section_is_refused_before_any_call() {
     let w = world(DEFAULT).await;
-    let err = alarm_rollback::roll_back_by_hand(&w.deps, &w.app, "nowhere", "alice", "test")
+    let err = alarm_rollback::roll_back_by_hand(&w.deps, &w.app, "nowhere", None, "alice", "test")
         .await
         .unwrap_err();
     assert_eq!(

@@ -15,22 +15,32 @@ pub async fn fresh_group(
 ) -> (String, String) {
     let app = unique("checkout");
     let group = unique("checkout-prod");
+    named_group(client, &app, &group, platform).await;
+    (app, group)
+}
+
+/// An application and deployment group of these names (in the client's account and region).
+pub async fn named_group(
+    client: &aws_sdk_codedeploy::Client,
+    app: &str,
+    group: &str,
+    platform: ComputePlatform,
+) {
     client
         .create_application()
-        .application_name(&app)
+        .application_name(app)
         .compute_platform(platform)
         .send()
         .await
         .expect("moto CreateApplication");
     client
         .create_deployment_group()
-        .application_name(&app)
-        .deployment_group_name(&group)
+        .application_name(app)
+        .deployment_group_name(group)
         .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
         .send()
         .await
         .expect("moto CreateDeploymentGroup");
-    (app, group)
 }
 
 /// The AppSpec of a Lambda deployment shifting `checkout-api`'s `live` alias from 3 to `target`.

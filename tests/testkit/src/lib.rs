@@ -11,6 +11,7 @@ pub mod guard_inbox;
 pub mod integrity;
 pub mod lifecycle;
 pub mod notify;
+pub mod org;
 pub mod pg_proxy;
 pub mod runtime;
 pub mod samples;

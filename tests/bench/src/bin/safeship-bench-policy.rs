@@ -106,6 +106,11 @@ fn measure(file: &str) -> anyhow::Result<Measured> {
         })
         .collect();
     let tags = BTreeMap::new();
+    // The sample's own account and region are the hub's (a policy of one account).
+    let hub = safeship::policy::Hub {
+        account: alarm.account.clone(),
+        region: alarm.region.clone(),
+    };
     let mut times = Vec::with_capacity(DECISIONS);
     let mut acted = 0usize;
     for i in 0..DECISIONS {
@@ -113,7 +118,7 @@ fn measure(file: &str) -> anyhow::Result<Measured> {
         let started = Instant::now();
         // (With tag-mapping groups in the policy most alarms need their tags read first; the
         // decision on the tags found is the same lookup again.)
-        let (_needs_tags, decision) = alarm_rollback::decide_alarm(&policy, &alarm, &tags);
+        let (_needs_tags, decision) = alarm_rollback::decide_alarm(&policy, &hub, &alarm, &tags);
         times.push(started.elapsed());
         acted += usize::from(!matches!(decision, alarm_rollback::Decision::Ignore { .. }));
     }
