@@ -21,6 +21,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod idempotency;
+pub mod members;
 pub mod metrics;
 pub mod model;
 pub mod policy;

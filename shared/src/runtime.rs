@@ -11,13 +11,13 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::aws::member::{MemberAccess, MemberRoles};
 use crate::config::CommonConfig;
 use crate::env::Env;
 use crate::error::Result;
 use crate::event::{normalise, Delivery, EventError, Inbound};
 use crate::guard::GuardPublisher;
 use crate::idempotency::{IdempotencyStore, Once};
+use crate::members::{MemberAccess, MemberRoles};
 use crate::policy::{Hub, Policy};
 
 /// What every function's cold start builds: configuration, one SDK configuration, the policy,
@@ -36,7 +36,7 @@ pub struct Common {
     pub guard: GuardPublisher,
     /// The hub's own account and region, to tell its events from a member account's.
     pub hub: Hub,
-    /// The configuration to act in a member account with (see [`crate::aws::member`]).
+    /// The configuration to act in a member account with (see [`crate::members`]).
     pub members: Arc<MemberAccess>,
 }
 

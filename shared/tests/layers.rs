@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["idempotency"],
     &["policy", "revert"],
+    &["members"],
     &["runtime"],
 ];
 

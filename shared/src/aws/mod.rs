@@ -14,7 +14,6 @@ use crate::env::Env;
 
 pub mod codedeploy;
 pub mod in_flight;
-pub mod member;
 use crate::error::Result;
 use crate::tls::TlsRoots;
 

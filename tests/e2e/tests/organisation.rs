@@ -278,9 +278,9 @@ async fn credentials_are_reused_while_fresh_and_assumed_again_once_expired() {
         .into_builder()
         .time_source(SharedTimeSource::new(clock.clone()))
         .build();
-    o.deps.common.members = Arc::new(safeship::aws::member::MemberAccess::new(
+    o.deps.common.members = Arc::new(safeship::members::MemberAccess::new(
         hub_split,
-        safeship::aws::member::MemberRoles {
+        safeship::members::MemberRoles {
             role_name: "safeship-member".into(),
             external_id: MEMBER_EXTERNAL_ID.into(),
         },
@@ -415,9 +415,9 @@ async fn iam_deps(hub: &aws_config::SdkConfig, alarm: &str) -> alarm_rollback::D
     // static keys, so that only the member account's calls meet IAM.
     let shared = sdk_config(&moto_endpoint()).await;
     let mut common = common_with_policy(&shared, &policy).await;
-    common.members = Arc::new(safeship::aws::member::MemberAccess::new(
+    common.members = Arc::new(safeship::members::MemberAccess::new(
         hub.clone(),
-        safeship::aws::member::MemberRoles {
+        safeship::members::MemberRoles {
             role_name: "safeship-member".into(),
             external_id: MEMBER_EXTERNAL_ID.into(),
         },

@@ -163,9 +163,9 @@ pub async fn common_with_policy(sdk: &SdkConfig, policy_text: &str) -> safeship:
             account: Some(HUB_ACCOUNT.into()),
             region: sdk.region().map(ToString::to_string),
         },
-        members: std::sync::Arc::new(safeship::aws::member::MemberAccess::new(
+        members: std::sync::Arc::new(safeship::members::MemberAccess::new(
             sdk.clone(),
-            safeship::aws::member::MemberRoles {
+            safeship::members::MemberRoles {
                 role_name: "safeship-member".into(),
                 external_id: MEMBER_EXTERNAL_ID.into(),
             },
