@@ -420,6 +420,8 @@ async fn status_shows_each_groups_latest_guard_events_newest_first() {
             deployment_id: Some(w.deployment.clone()),
             dry_run: false,
             outcome,
+            account: None,
+            region: None,
         };
         deploy_notify::history::record(&ddb, &table, &event, headline)
             .await

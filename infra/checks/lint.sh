@@ -25,6 +25,18 @@ echo "checkov (transformed)"
 SAFESHIP_TRANSFORMED_TEMPLATE="$built" "$venv/bin/python" -W ignore::ResourceWarning \
   -m unittest infra/checks/test_template.py
 
+# The member stack (a StackSet in every member account and region): plain CloudFormation, checked
+# by the same linters and against the hub's template (test_member.py).
+member=infra/member.yaml
+echo "cfn-lint $member"
+"$venv/bin/cfn-lint" "$member"
+"$venv/bin/python" "$here/transform.py" "$member" "$out/member.json"
+echo "checkov $member"
+"$venv/bin/checkov" --config-file "$here/checkov.yaml" -f "$out/member.json"
+"$venv/bin/python" "$here/parliament_check.py" "$out/member.json"
+SAFESHIP_TRANSFORMED_TEMPLATE="$built" SAFESHIP_MEMBER_TEMPLATE="$out/member.json" \
+  "$venv/bin/python" -W ignore::ResourceWarning -m unittest infra/checks/test_member.py
+
 # Example SAM services (examples/<name>/template.yaml) are linted as deployed too.
 for example in examples/*/template.yaml; do
   [ -e "$example" ] || continue

@@ -14,6 +14,11 @@ EXAMPLE_PARAMETERS = {
     "SlackWebhookSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:safeship/slack-AbCdEf",
     "DatabaseSecretArns": [f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds/checkout-AbCdEf"],
     "PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/boundary",
+    # The member stack's hub.
+    "HubAccountId": "210987654321",
+    "HubRegion": "eu-west-1",
+    "ExternalId": "safeship-example-external-id",
+    "OrganizationId": "o-exampleorgid",
 }
 
 

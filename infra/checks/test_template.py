@@ -62,6 +62,7 @@ CALLS = {
         "appconfig:ListDeployments",
         "appconfig:GetDeployment",
         "cloudwatch:ListTagsForResource",
+        "sts:AssumeRole",
         "ecs:ListServiceDeployments",
         "ecs:DescribeServiceDeployments",
         "ecs:DescribeServiceRevisions",
@@ -82,6 +83,7 @@ CALLS = {
     },
     "DeployNotifyFunction": ONCE | POLICY | {
         "codedeploy:GetDeployment",
+        "sts:AssumeRole",
         "secretsmanager:GetSecretValue",
         "sns:Publish",
     },
@@ -222,6 +224,9 @@ def code_operations(function, actions):
         ops |= shared("idempotency.rs")
     if re.search(r"guard\s*\.publish\(", whole):
         ops |= shared("guard/publisher.rs")
+    # A member account's clients (safeship::members): aws-config's AssumeRoleProvider calls STS.
+    if re.search(r"\.members\s*\.sdk_for\(|deps\.at\(", whole):
+        ops.add("sts:AssumeRole")
     if re.search(r"revert::ecs_revert_(of|within)\(", whole):  # an ECS hook asks whether it is safeship's revert
         ops |= shared("revert.rs")
     for name, fn_ops in shared_codedeploy_ops(actions).items():

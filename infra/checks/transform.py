@@ -1,4 +1,5 @@
-"""Transform a SAM template to CloudFormation JSON, offline, as CloudFormation would before deploying.
+"""Transform a SAM template to CloudFormation JSON, offline, as CloudFormation would before deploying
+(a template without a Transform is only read into JSON).
 
 Usage: transform.py TEMPLATE OUT.json
 
@@ -33,6 +34,11 @@ class OfflineManagedPolicies:
 def main(src, out):
     with open(src) as f:
         template = yaml_parse(f.read())
+    if "Transform" not in template:
+        # Plain CloudFormation (the member stack): read, tags and all, as CloudFormation reads it.
+        with open(out, "w") as f:
+            json.dump(template, f, indent=1, sort_keys=True)
+        return
     # `sam package` uploads each local CodeUri and writes its S3 URI in its place: do the same.
     for resource in template.get("Resources", {}).values():
         props = resource.get("Properties") or {}

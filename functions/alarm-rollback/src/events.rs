@@ -34,6 +34,8 @@ pub(crate) struct GroupEvents<'a> {
     deployment_id: Option<String>,
     dry_run: bool,
     alarm: AlarmSummary,
+    /// The member account and region of the group, when it is a member account's.
+    site: Option<(Option<String>, Option<String>)>,
 }
 
 impl<'a> GroupEvents<'a> {
@@ -53,6 +55,9 @@ impl<'a> GroupEvents<'a> {
             deployment_id,
             dry_run,
             alarm: summary(alarm),
+            // A member account's group: the events say where it is, so people read which one.
+            site: (!group.placement.accounts.is_empty())
+                .then(|| (alarm.account.clone(), alarm.region.clone())),
         }
     }
 
@@ -73,6 +78,8 @@ impl<'a> GroupEvents<'a> {
             deployment_id: self.deployment_id.clone(),
             dry_run: self.dry_run,
             outcome,
+            account: self.site.as_ref().and_then(|(a, _)| a.clone()),
+            region: self.site.as_ref().and_then(|(_, r)| r.clone()),
         }
     }
 

@@ -423,6 +423,8 @@ fn flags_by_hand_event(
         deployment_group: owner.map(|g| g.deployment_group.to_owned()),
         deployment_id: None,
         dry_run: false,
+        account: None,
+        region: None,
         outcome: safeship::guard::Outcome::FlagsSwitchedByHand {
             profile,
             flags: switched.to_vec(),

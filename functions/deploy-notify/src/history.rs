@@ -108,6 +108,8 @@ mod tests {
             deployment_id: None,
             dry_run: false,
             outcome,
+            account: None,
+            region: None,
         }
     }
 

@@ -26,7 +26,7 @@ use safeship::event::{DeploymentState, EventError, Inbound};
 use safeship::guard::GuardEvent;
 use safeship::guard::Outcome;
 use safeship::idempotency::Once;
-use safeship::policy::Channel;
+use safeship::policy::{Channel, Site};
 use safeship::runtime::{accept, invocation_deadline, Common, Failure};
 use serde_json::{json, Value};
 
@@ -175,7 +175,7 @@ const REASON_TIMEOUT: Duration = Duration::from_secs(5);
 /// The event says only that a deployment failed or stopped; CodeDeploy's `GetDeployment` says why.
 /// A notification is never held back for this: if the call fails or is slow, the message says so.
 async fn add_deployment_reason(
-    deps: &Deps,
+    codedeploy: &aws_sdk_codedeploy::Client,
     deployment_id: &str,
     m: &mut message::Message,
     deadline: tokio::time::Instant,
@@ -184,7 +184,7 @@ async fn add_deployment_reason(
     let wait = REASON_TIMEOUT.min(left / 4);
     let asked = tokio::time::timeout(
         wait,
-        safeship::aws::codedeploy::get_deployment(&deps.codedeploy, deployment_id),
+        safeship::aws::codedeploy::get_deployment(codedeploy, deployment_id),
     )
     .await;
     match asked {
@@ -268,6 +268,29 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         .region()
         .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
     let policy = &deps.common.policy;
+    // Where the event happened: the hub's own account, or a member account of the policy (named
+    // in the message); an account the policy does not know is not announced.
+    let (account, event_region) = match &accepted {
+        Notifiable::Deployment(d) => (d.account.as_deref(), d.region.as_deref()),
+        Notifiable::EcsDeployment(d) => (Some(d.account.as_str()), Some(d.region.as_str())),
+        Notifiable::Guard(g) => (g.account.as_deref(), g.region.as_deref()),
+        Notifiable::OwnAlarm(_) => (None, None),
+    };
+    let site = match policy.site_of(&deps.common.hub, account, event_region) {
+        Ok(site) => site,
+        Err(why) => {
+            tracing::info!(reason = %why, "not a notification: ignored");
+            return Ok(json!({ "ignored": why }));
+        }
+    };
+    let in_account = match &site {
+        Site::Hub => None,
+        Site::Member { place, account } => Some(match &account.alias {
+            Some(alias) => format!("{alias} ({}), {}", place.account, place.region),
+            None => format!("{}, {}", place.account, place.region),
+        }),
+    };
+    let region = event_region.map_or(region, str::to_owned);
     let environment = |app: Option<&str>, group: Option<&str>| {
         app.zip(group)
             .and_then(|(a, g)| policy.group(a, g))
@@ -281,7 +304,15 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
                 &region,
             );
             if matches!(d.state, DeploymentState::Failure | DeploymentState::Stop) {
-                add_deployment_reason(deps, &d.deployment_id, &mut m, deadline).await;
+                // Asked where the deployment is: a member account's, through its role.
+                let codedeploy = match &site {
+                    Site::Hub => deps.codedeploy.clone(),
+                    Site::Member { .. } => safeship::aws_client!(
+                        aws_sdk_codedeploy,
+                        &deps.common.members.sdk_for(&site).await
+                    ),
+                };
+                add_deployment_reason(&codedeploy, &d.deployment_id, &mut m, deadline).await;
             }
             m
         }
@@ -299,6 +330,8 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Er
         ),
         Notifiable::OwnAlarm(a) => message::from_own_alarm(a, &region),
     };
+    let mut message = message;
+    message.account = in_account;
     // A second line of defence: nothing secret is posted, whatever the event carried.
     let message = redact::message(message);
     let mut routing = policy
@@ -469,6 +502,7 @@ pub async fn send_test(
         reason: Some("If you can read this, safeship's notifications reach this channel.".into()),
         details: vec![],
         snapshot_id: None,
+        account: None,
         links: vec![],
         dry_run: false,
     };

@@ -29,6 +29,9 @@ pub struct Message {
     /// Further facts, one line each (actions taken, pruned snapshots, …).
     pub details: Vec<String>,
     pub snapshot_id: Option<String>,
+    /// The member account and region, for a hub guarding an organisation: `payments-prod
+    /// (111122223333), eu-west-1`. None at the hub's own account.
+    pub account: Option<String>,
     pub links: Vec<Link>,
     pub dry_run: bool,
 }
@@ -113,6 +116,7 @@ pub fn from_deployment(
         reason: None,
         details: vec![],
         snapshot_id: None,
+        account: None,
         links: vec![deployment_link(region, &d.deployment_id)],
         dry_run: false,
     }
@@ -165,6 +169,7 @@ pub fn from_ecs_deployment(
         reason: d.reason.clone(),
         details: vec![],
         snapshot_id: None,
+        account: None,
         links: vec![ecs_deployments_link(&d.region, &d.cluster, &d.service)],
         dry_run: false,
     }
@@ -232,6 +237,7 @@ pub fn from_own_alarm(alarm: &AlarmStateChange, region: &str) -> Message {
         reason: Some(alarm.reason.clone()),
         details: vec![],
         snapshot_id: None,
+        account: None,
         links: vec![alarm_link(
             alarm.region.as_deref().unwrap_or(region),
             &alarm.alarm_name,
@@ -253,6 +259,7 @@ pub fn from_guard(g: &GuardEvent, environment: Option<&str>, region: &str) -> Me
         reason: None,
         details: vec![],
         snapshot_id: None,
+        account: None,
         links: g
             .deployment_id
             .iter()

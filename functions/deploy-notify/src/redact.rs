@@ -22,6 +22,7 @@ pub fn message(mut m: Message) -> Message {
         &mut m.environment,
         &mut m.reason,
         &mut m.snapshot_id,
+        &mut m.account,
     ]
     .into_iter()
     .flatten()

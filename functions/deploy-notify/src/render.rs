@@ -39,6 +39,9 @@ fn facts(m: &Message) -> Vec<(&'static str, String)> {
     if let Some(e) = &m.environment {
         f.push(("Environment", e.clone()));
     }
+    if let Some(a) = &m.account {
+        f.push(("Account", a.clone()));
+    }
     f.push(("Trigger", m.trigger.clone()));
     if let Some(s) = &m.snapshot_id {
         f.push(("Snapshot", s.clone()));
@@ -192,6 +195,7 @@ mod tests {
             reason: Some("health: /version is \"3\", expected \"4\" <request 1>".into()),
             details: vec![],
             snapshot_id: None,
+            account: None,
             links: vec![Link {
                 label: "Deployment d-ABCDEF123".into(),
                 url: "https://eu-west-1.console.aws.amazon.com/x".into(),

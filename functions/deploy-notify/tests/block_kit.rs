@@ -171,6 +171,8 @@ fn every_guard_event_kind_on_slack_and_by_email() {
             deployment_id: Some("d-ABCDEF123".into()),
             dry_run: false,
             outcome,
+            account: None,
+            region: None,
         };
         let m = message::from_guard(&event, Some("prod"), "eu-west-1");
         insta::assert_json_snapshot!(format!("slack-{kind}"), render::slack(&m));

@@ -562,6 +562,8 @@ fn guard_event(report: &Report, id: String, outcome: Outcome) -> GuardEvent {
         deployment_id: single.map(|d| d.id.clone()),
         dry_run: false,
         outcome,
+        account: None,
+        region: None,
     }
 }
 

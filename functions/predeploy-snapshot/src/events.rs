@@ -37,6 +37,8 @@ impl Announcements {
             deployment_id: job.deployment_id.clone(),
             dry_run: false,
             outcome,
+            account: None,
+            region: None,
         });
     }
 

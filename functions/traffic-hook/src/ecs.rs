@@ -322,6 +322,8 @@ async fn publish(
         deployment_id: Some(hook.service_deployment_arn.clone()),
         dry_run: false,
         outcome,
+        account: None,
+        region: None,
     };
     deps.common
         .guard

@@ -439,6 +439,8 @@ async fn publish(
         deployment_id: Some(hook.deployment_id.clone()),
         dry_run: false,
         outcome,
+        account: None,
+        region: None,
     };
     deps.common
         .guard

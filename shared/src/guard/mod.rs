@@ -48,6 +48,12 @@ pub struct GuardEvent {
     /// The action was only reported, not performed.
     #[serde(default)]
     pub dry_run: bool,
+    /// The account and region the event concerns, where safeship acted for a member account of
+    /// an organisation (absent: the hub's own, as before these fields existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub outcome: Outcome,
 }
 
@@ -272,6 +278,8 @@ mod tests {
             deployment_group: Some("checkout-prod".into()),
             deployment_id: Some("d-1".into()),
             dry_run: false,
+            account: None,
+            region: None,
             outcome: Outcome::HookFailed {
                 lifecycle_event: Some("BeforeAllowTraffic".into()),
                 reason: "health: /version expected \"v2\", found \"v1\"".into(),

@@ -20,6 +20,8 @@ async fn a_published_guard_event_reaches_a_rule_target_and_normalises_back() {
         deployment_group: Some("checkout-prod".into()),
         deployment_id: Some("d-ABCDEF123".into()),
         dry_run: false,
+        account: None,
+        region: None,
         outcome: Outcome::HookFailed {
             lifecycle_event: Some("BeforeAllowTraffic".into()),
             reason: "health: /version expected \"v2\", found \"v1\"".into(),
@@ -61,6 +63,8 @@ async fn publishing_to_a_missing_bus_is_an_error_naming_the_bus() {
         deployment_group: None,
         deployment_id: None,
         dry_run: false,
+        account: None,
+        region: None,
         outcome: Outcome::IntegrityRunFailed {
             database: "checkout-db".into(),
             error: "connection refused".into(),
@@ -98,6 +102,8 @@ async fn a_secret_in_a_guard_event_never_leaves_the_publisher() {
         deployment_group: Some("checkout-prod".into()),
         deployment_id: Some("d-1".into()),
         dry_run: false,
+        account: None,
+        region: None,
         outcome: Outcome::HookFailed {
             lifecycle_event: None,
             reason: "GET https://ops:hunter2@checkout.internal/health?token=abc123 answered 500"

@@ -492,3 +492,69 @@ async fn a_hub_refused_the_member_role_is_an_error_naming_the_account_and_the_ro
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_member_accounts_deployment_is_announced_naming_the_account_and_read_there() {
+    let hub = sdk_config(&moto_endpoint()).await;
+    let member = aws_sdk_codedeploy::Client::new(&member_sdk(&hub, MEMBER_A, "eu-west-1").await);
+    let (app, group) = (unique("checkout"), unique("checkout-prod"));
+    codedeploy::named_group(&member, &app, &group, ComputePlatform::Lambda).await;
+    let id = codedeploy::deployment(&member, &app, &group, &codedeploy::lambda_appspec("4"))
+        .await
+        .unwrap();
+    let policy = format!(
+        "version: 1
+{accounts}applications:
+  {app}:
+    accounts: [payments-prod]
+    deployment-groups:
+      {group}: {{environment: prod}}
+notifications:
+  routes:
+    - {{channel: slack, min-severity: info}}
+    - {{channel: email, min-severity: failure}}
+",
+        accounts = accounts_section()
+    );
+    let w = safeship_testkit::notify::world_with_policy(&policy).await;
+    let failure_from = |account: &str| {
+        let mut event = sample_event("codedeploy-deployment-failure.json");
+        event["account"] = json!(account);
+        event["resources"] = json!([
+            format!("arn:aws:codedeploy:eu-west-1:{account}:application:{app}"),
+            format!("arn:aws:codedeploy:eu-west-1:{account}:deploymentgroup:{app}/{group}"),
+        ]);
+        event["detail"]["application"] = json!(app);
+        event["detail"]["deploymentGroup"] = json!(group);
+        event["detail"]["deploymentId"] = json!(id);
+        event
+    };
+    let answer = w.deliver(failure_from(MEMBER_A)).await.unwrap();
+    assert_eq!(answer["channels"], json!(["slack", "email"]), "{answer}");
+    let posted = w.channels.slack.received();
+    assert_eq!(posted.len(), 1);
+    let fields = posted[0]["blocks"][1]["fields"].to_string();
+    assert!(
+        fields.contains("*Account*\\npayments-prod (111111111111), eu-west-1"),
+        "{fields}"
+    );
+    let emails = w.channels.emails().await;
+    let body = emails[0]["Message"].as_str().unwrap();
+    assert!(
+        body.contains("Account: payments-prod (111111111111), eu-west-1\n"),
+        "{body}"
+    );
+    // CodeDeploy was asked why in account A, where the deployment is (the hub has none such):
+    // an answer, not "could not be read".
+    assert!(!body.contains("could not be read"), "{body}");
+
+    // The same event from an account the policy does not know: not announced.
+    let answer = w.deliver(failure_from(STRANGER)).await.unwrap();
+    assert!(
+        answer["ignored"].as_str().is_some_and(
+            |why| why.contains(&format!("account {STRANGER} is not one the policy guards"))
+        ),
+        "{answer}"
+    );
+    assert_eq!(w.channels.slack.received().len(), 1);
+}
