@@ -11,16 +11,52 @@ use super::{AlarmMatcher, Deployer, GroupRef, Policy};
 /// A guarded group by position in [`Policy::guarded_groups`].
 type Slot = u32;
 
+/// The groups one key maps to: nearly always one, so no allocation of its own for it (a policy
+/// of 10,000 alarms would otherwise build 10,000 one-element vectors at cold start).
+#[derive(Debug, Clone)]
+enum Slots {
+    One(Slot),
+    Many(Vec<Slot>),
+}
+
+impl Slots {
+    fn push(&mut self, slot: Slot) {
+        match self {
+            Slots::One(one) if *one == slot => {}
+            Slots::One(one) => *self = Slots::Many(vec![*one, slot]),
+            Slots::Many(many) => {
+                if many.last() != Some(&slot) {
+                    many.push(slot);
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Slot] {
+        match self {
+            Slots::One(one) => std::slice::from_ref(one),
+            Slots::Many(many) => many,
+        }
+    }
+}
+
+/// Adds `slot` under `key`.
+fn file<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Slots>, key: K, slot: Slot) {
+    map.entry(key)
+        .and_modify(|s| s.push(slot))
+        .or_insert(Slots::One(slot));
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct AlarmIndex {
     /// The guarded groups, in `guarded_groups` order: who deploys, application (or cluster),
     /// group (or service).
     groups: Vec<(Deployer, String, String)>,
-    by_name: HashMap<String, Vec<Slot>>,
-    by_prefix: HashMap<String, Vec<Slot>>,
+    by_name: HashMap<String, Slots>,
+    by_prefix: HashMap<String, Slots>,
     /// The distinct lengths (bytes) of the prefixes, shortest first.
     prefix_lengths: Vec<usize>,
-    by_tag: HashMap<(String, String), Vec<Slot>>,
+    by_tag: HashMap<(String, String), Slots>,
     /// The groups that map some alarm by tag.
     tag_mapping: Vec<Slot>,
 }
@@ -28,6 +64,14 @@ pub(crate) struct AlarmIndex {
 impl AlarmIndex {
     pub(crate) fn build(policy: &Policy) -> AlarmIndex {
         let mut index = AlarmIndex::default();
+        // Sized once: growing a map of thousands of names rehashes it a dozen times.
+        let (mut names, mut groups) = (0, 0);
+        for group in policy.guarded_groups() {
+            groups += 1;
+            names += group.policy.rollback.as_ref().map_or(0, |r| r.alarms.len());
+        }
+        index.groups.reserve_exact(groups);
+        index.by_name.reserve(names);
         for (slot, group) in policy.guarded_groups().enumerate() {
             let slot = Slot::try_from(slot).expect("fewer than 4 billion groups");
             index.groups.push((
@@ -40,19 +84,13 @@ impl AlarmIndex {
             };
             let mut maps_by_tag = false;
             for matcher in &rollback.alarms {
-                let slots = match matcher {
-                    AlarmMatcher::Name(n) => index.by_name.entry(n.clone()).or_default(),
-                    AlarmMatcher::Prefix(p) => index.by_prefix.entry(p.clone()).or_default(),
+                match matcher {
+                    AlarmMatcher::Name(n) => file(&mut index.by_name, n.clone(), slot),
+                    AlarmMatcher::Prefix(p) => file(&mut index.by_prefix, p.clone(), slot),
                     AlarmMatcher::Tag { key, value } => {
                         maps_by_tag = true;
-                        index
-                            .by_tag
-                            .entry((key.clone(), value.clone()))
-                            .or_default()
+                        file(&mut index.by_tag, (key.clone(), value.clone()), slot);
                     }
-                };
-                if slots.last() != Some(&slot) {
-                    slots.push(slot);
                 }
             }
             if maps_by_tag {
@@ -71,7 +109,7 @@ impl AlarmIndex {
     fn slots(&self, alarm_name: &str, tags: &BTreeMap<String, String>) -> Vec<Slot> {
         let mut found: Vec<Slot> = Vec::new();
         if let Some(s) = self.by_name.get(alarm_name) {
-            found.extend(s);
+            found.extend(s.as_slice());
         }
         for &len in &self.prefix_lengths {
             if len > alarm_name.len() {
@@ -81,14 +119,14 @@ impl AlarmIndex {
                 .get(..len)
                 .and_then(|prefix| self.by_prefix.get(prefix))
             {
-                found.extend(s);
+                found.extend(s.as_slice());
             }
         }
         if !self.by_tag.is_empty() {
             for (key, value) in tags {
                 // The tuple key wants owned strings; tags are few.
                 if let Some(s) = self.by_tag.get(&(key.clone(), value.clone())) {
-                    found.extend(s);
+                    found.extend(s.as_slice());
                 }
             }
         }

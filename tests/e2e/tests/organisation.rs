@@ -18,6 +18,7 @@ use safeship_testkit::codedeploy;
 use safeship_testkit::emulators::{
     common_with_policy, moto_endpoint, sample_event, sdk_config, unique, MEMBER_EXTERNAL_ID,
 };
+use safeship_testkit::guard_inbox::GuardInbox;
 use safeship_testkit::org::{accounts_section, member_sdk, IamMoto, MEMBER_A, MEMBER_B, STRANGER};
 use safeship_testkit::split::SplitEndpoint;
 use serde_json::json;
@@ -173,7 +174,9 @@ async fn account_of_key(hub: &aws_config::SdkConfig, key_id: &str) -> String {
 
 #[tokio::test]
 async fn an_alarm_is_rolled_back_in_the_account_and_region_it_came_from_and_nowhere_else() {
-    let o = org().await;
+    let mut o = org().await;
+    let inbox = GuardInbox::create(&o.hub).await;
+    o.deps.common.guard = inbox.publisher();
     let (a_eu, a_us, b_eu) = (
         o.deployments[0].clone(),
         o.deployments[1].clone(),
@@ -195,6 +198,22 @@ async fn an_alarm_is_rolled_back_in_the_account_and_region_it_came_from_and_nowh
         [(a_eu.clone(), MEMBER_A.to_owned(), "eu-west-1".to_owned())],
         "only the deployment in account A's eu-west-1 is stopped, as account A's member role"
     );
+    // The guard event says where: the notifier names the account from it.
+    let events = inbox.events().await;
+    let performed = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.outcome,
+                safeship::guard::Outcome::RollbackPerformed { .. }
+            )
+        })
+        .unwrap_or_else(|| panic!("no rollback-performed event in {events:?}"));
+    assert_eq!(
+        (performed.account.as_deref(), performed.region.as_deref()),
+        (Some(MEMBER_A), Some("eu-west-1"))
+    );
+    assert_eq!(performed.deployment_id.as_deref(), Some(a_eu.as_str()));
 
     // The same alarm name in B: B's deployment, with B's role; A's other region is untouched.
     alarm_rollback::handle_alarm(
