@@ -75,6 +75,10 @@ pub struct GroupExplained {
     pub snapshot: Option<String>,
     /// The databases whose nightly integrity check names this group's deployments.
     pub integrity: Vec<String>,
+    /// The member accounts and regions it is deployed in (`payments-prod (111111111111):
+    /// eu-west-1, us-east-1`); none: the hub's own account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployed_in: Vec<String>,
 }
 
 /// Every group, in the policy's order (applications, then groups, by name), then the ECS
@@ -175,6 +179,24 @@ pub fn explained(policy: &Policy) -> Vec<GroupExplained> {
                 })
                 .cloned()
                 .collect();
+            let deployed_in = g
+                .placement
+                .accounts
+                .iter()
+                .filter_map(|named| policy.member_account(named))
+                .map(|(id, account)| {
+                    let regions = if g.placement.regions.is_empty() {
+                        &account.regions
+                    } else {
+                        g.placement.regions
+                    };
+                    let name = account
+                        .alias
+                        .as_ref()
+                        .map_or_else(|| id.to_owned(), |alias| format!("{alias} ({id})"));
+                    format!("{name}: {}", regions.join(", "))
+                })
+                .collect();
             let ecs = g.deployer == safeship::policy::Deployer::Ecs;
             GroupExplained {
                 deployer: if ecs { "ecs" } else { "codedeploy" },
@@ -188,6 +210,7 @@ pub fn explained(policy: &Policy) -> Vec<GroupExplained> {
                 feature_flags,
                 snapshot,
                 integrity,
+                deployed_in,
             }
         })
         .collect()
@@ -214,6 +237,9 @@ pub fn render(groups: &[GroupExplained]) -> String {
             "{kind}{}/{} ({})\n",
             g.application, g.deployment_group, g.environment
         ));
+        if !g.deployed_in.is_empty() {
+            out.push_str(&format!("  deployed in: {}\n", g.deployed_in.join("; ")));
+        }
         out.push_str(&format!(
             "  traffic hooks: {}\n",
             g.unchecked.clone().unwrap_or_else(|| none(&g.smoke_checks))
@@ -262,6 +288,43 @@ pub fn explain(file: &Path) -> Result<Outcome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_accounts_group_says_where_it_is_deployed() {
+        let policy = Policy::parse(
+            "version: 1
+accounts:
+  '111111111111': {alias: payments-prod, regions: [eu-west-1, us-east-1]}
+  '222222222222': {regions: [eu-west-1]}
+applications:
+  ledger:
+    accounts: [payments-prod, '222222222222']
+    deployment-groups:
+      prod: {environment: prod}
+      us: {environment: prod, accounts: [payments-prod], regions: [us-east-1]}
+  intranet:
+    deployment-groups:
+      prod: {environment: prod}
+",
+            "inline",
+        )
+        .unwrap();
+        let text = render(&explained(&policy));
+        assert!(
+            text.contains("ledger/prod (prod)\n  deployed in: payments-prod (111111111111): eu-west-1, us-east-1; 222222222222: eu-west-1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ledger/us (prod)\n  deployed in: payments-prod (111111111111): us-east-1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("intranet/prod (prod)\n  traffic hooks:"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_example_policy_is_explained_group_by_group() {

@@ -123,6 +123,18 @@ impl Org {
         alarm
     }
 
+    /// alarm-rollback's answer to that alarm (an error fails the test).
+    async fn deliver(
+        &self,
+        account: &str,
+        region: &str,
+        at: &str,
+    ) -> alarm_rollback::RollbackReport {
+        alarm_rollback::handle_alarm(&self.deps, &self.alarm_from(account, region, at))
+            .await
+            .unwrap()
+    }
+
     /// Each `StopDeployment` wiremock received: the deployment, and the account and region of
     /// the credentials that signed it (moto's `GetCallerIdentity` of the access key).
     async fn stops(&self) -> Vec<(String, String, String)> {
@@ -183,12 +195,9 @@ async fn an_alarm_is_rolled_back_in_the_account_and_region_it_came_from_and_nowh
         o.deployments[2].clone(),
     );
 
-    let report = alarm_rollback::handle_alarm(
-        &o.deps,
-        &o.alarm_from(MEMBER_A, "eu-west-1", "2026-12-07T10:00:00.000+0000"),
-    )
-    .await
-    .unwrap();
+    let report = o
+        .deliver(MEMBER_A, "eu-west-1", "2026-12-07T10:00:00.000+0000")
+        .await;
     assert!(report
         .actions
         .iter()
@@ -216,12 +225,8 @@ async fn an_alarm_is_rolled_back_in_the_account_and_region_it_came_from_and_nowh
     assert_eq!(performed.deployment_id.as_deref(), Some(a_eu.as_str()));
 
     // The same alarm name in B: B's deployment, with B's role; A's other region is untouched.
-    alarm_rollback::handle_alarm(
-        &o.deps,
-        &o.alarm_from(MEMBER_B, "eu-west-1", "2026-12-07T10:00:00.000+0000"),
-    )
-    .await
-    .unwrap();
+    o.deliver(MEMBER_B, "eu-west-1", "2026-12-07T10:00:00.000+0000")
+        .await;
     let stops = o.stops().await;
     assert_eq!(stops.len(), 2, "{stops:?}");
     assert_eq!(
@@ -229,12 +234,8 @@ async fn an_alarm_is_rolled_back_in_the_account_and_region_it_came_from_and_nowh
         (b_eu.clone(), MEMBER_B.to_owned(), "eu-west-1".to_owned())
     );
 
-    alarm_rollback::handle_alarm(
-        &o.deps,
-        &o.alarm_from(MEMBER_A, "us-east-1", "2026-12-07T10:00:00.000+0000"),
-    )
-    .await
-    .unwrap();
+    o.deliver(MEMBER_A, "us-east-1", "2026-12-07T10:00:00.000+0000")
+        .await;
     let stops = o.stops().await;
     assert_eq!(
         stops[2],
@@ -251,12 +252,9 @@ async fn an_alarm_from_an_account_the_policy_does_not_know_is_ignored_without_an
     let o = org().await;
     let before = o.split.waits().len();
     for (account, region) in [(STRANGER, "eu-west-1"), (MEMBER_B, "us-east-1")] {
-        let report = alarm_rollback::handle_alarm(
-            &o.deps,
-            &o.alarm_from(account, region, "2026-12-07T11:00:00.000+0000"),
-        )
-        .await
-        .unwrap();
+        let report = o
+            .deliver(account, region, "2026-12-07T11:00:00.000+0000")
+            .await;
         let alarm_rollback::Decision::Ignore { reason } = &report.outcome else {
             panic!("acted on an alarm from {account} in {region}: {report:?}")
         };
@@ -342,11 +340,18 @@ async fn credentials_are_reused_while_fresh_and_assumed_again_once_expired() {
         .all(|(_, account, region)| account == MEMBER_A && region == "eu-west-1"));
 }
 
-/// Creates, on an IAM-enforcing moto, the hub's user (allowed `sts:AssumeRole`) and, in member
-/// account A, the member role with only the actions `member_allows`: exactly [`SETUP_CALLS`]
-/// calls, after which moto authorises every call. Returns the hub's credentials.
+/// The calls [`iam_org`] makes before the IAM-enforcing moto authorises every call.
 const SETUP_CALLS: u32 = 6;
 
+/// An IAM policy document allowing `action` on everything.
+fn allowing(action: &str) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+        .to_string()
+}
+
+/// Creates, on an IAM-enforcing moto, the hub's user (allowed `hub_allows`) and, in member
+/// account A, the member role allowed only `member_allows`: exactly [`SETUP_CALLS`] calls.
+/// Returns the hub's credentials.
 async fn iam_org(
     iam_moto: &IamMoto,
     hub_allows: &str,
@@ -370,10 +375,7 @@ async fn iam_org(
     iam.put_user_policy()
         .user_name("safeship-hub")
         .policy_name("assume-member-roles")
-        .policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": hub_allows, "Resource": "*"}]})
-                .to_string(),
-        )
+        .policy_document(allowing(hub_allows))
         .send()
         .await
         .unwrap(); // 3
@@ -393,10 +395,7 @@ async fn iam_org(
         .put_role_policy()
         .role_name("safeship-member")
         .policy_name("safeship")
-        .policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": member_allows, "Resource": "*"}]})
-                .to_string(),
-        )
+        .policy_document(allowing(member_allows))
         .send()
         .await
         .unwrap(); // 6
@@ -464,47 +463,42 @@ fn iam_alarm(alarm: &str) -> AlarmStateChange {
     alarm
 }
 
-#[tokio::test]
-async fn a_member_role_that_denies_is_an_error_naming_the_account_and_the_role() {
+/// What alarm-rollback answers an alarm from member account A when the hub's user may do
+/// `hub_allows` and the member role `member_allows` (on an IAM-enforcing moto), with the role's
+/// ARN.
+async fn refused(hub_allows: &str, member_allows: &str) -> (String, String) {
     let iam_moto = IamMoto::start(SETUP_CALLS).await;
-    // The member role may read alarm tags, but nothing of CodeDeploy.
-    let hub = iam_org(
-        &iam_moto,
-        "sts:AssumeRole",
-        "cloudwatch:ListTagsForResource",
-    )
-    .await;
+    let hub = iam_org(&iam_moto, hub_allows, member_allows).await;
     let alarm = unique("ledger-5xx");
     let deps = iam_deps(&hub, &alarm).await;
     let err = alarm_rollback::handle_alarm(&deps, &iam_alarm(&alarm))
         .await
         .unwrap_err()
         .to_string();
-    let role = format!("arn:aws:iam::{MEMBER_A}:role/safeship-member");
+    // No credential is ever part of an error.
+    assert!(
+        !err.contains("SecretAccessKey") && !err.contains("ASIA"),
+        "{err}"
+    );
+    (err, format!("arn:aws:iam::{MEMBER_A}:role/safeship-member"))
+}
+
+#[tokio::test]
+async fn a_member_role_that_denies_is_an_error_naming_the_account_and_the_role() {
+    // The member role may read alarm tags, but nothing of CodeDeploy.
+    let (err, role) = refused("sts:AssumeRole", "cloudwatch:ListTagsForResource").await;
     assert!(
         err.contains(&format!("account {MEMBER_A} (payments-prod) in eu-west-1"))
             && err.contains(&role)
             && err.contains("codedeploy:ListDeployments"),
         "{err}"
     );
-    assert!(
-        !err.contains("SecretAccessKey") && !err.contains("ASIA"),
-        "{err}"
-    );
 }
 
 #[tokio::test]
 async fn a_hub_refused_the_member_role_is_an_error_naming_the_account_and_the_role() {
-    let iam_moto = IamMoto::start(SETUP_CALLS).await;
     // The hub's own policy does not let it assume roles.
-    let hub = iam_org(&iam_moto, "cloudwatch:DescribeAlarms", "codedeploy:*").await;
-    let alarm = unique("ledger-5xx");
-    let deps = iam_deps(&hub, &alarm).await;
-    let err = alarm_rollback::handle_alarm(&deps, &iam_alarm(&alarm))
-        .await
-        .unwrap_err()
-        .to_string();
-    let role = format!("arn:aws:iam::{MEMBER_A}:role/safeship-member");
+    let (err, role) = refused("cloudwatch:DescribeAlarms", "codedeploy:*").await;
     assert!(
         err.contains(&format!("assuming role {role} in account {MEMBER_A}"))
             && err.contains("AccessDenied"),
