@@ -96,18 +96,13 @@ impl MemberAccess {
     /// The configuration to act at `site` with: the hub's own, or the member role's in the
     /// site's region.
     pub async fn sdk_for(&self, site: &Site<'_>) -> SdkConfig {
-        let Site::Member { place, account } = site else {
+        let Site::Member { place, .. } = site else {
             return self.hub.clone();
         };
         if let Some(sdk) = self.places.lock().expect("not poisoned").get(place) {
             return sdk.clone();
         }
-        let role_arn = member_role_arn(
-            partition_of(&place.region),
-            &place.account,
-            account,
-            &self.roles.role_name,
-        );
+        let role_arn = self.role_at(site).expect("a member site has a role");
         let credentials = self.credentials(&place.account, role_arn).await;
         let sdk = self
             .hub

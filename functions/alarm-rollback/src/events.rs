@@ -35,7 +35,8 @@ pub(crate) struct GroupEvents<'a> {
     dry_run: bool,
     alarm: AlarmSummary,
     /// The member account and region of the group, when it is a member account's.
-    site: Option<(Option<String>, Option<String>)>,
+    account: Option<String>,
+    region: Option<String>,
 }
 
 impl<'a> GroupEvents<'a> {
@@ -47,6 +48,7 @@ impl<'a> GroupEvents<'a> {
         deployment_id: Option<String>,
         dry_run: bool,
     ) -> GroupEvents<'a> {
+        let member = !group.placement.accounts.is_empty();
         GroupEvents {
             transition,
             name,
@@ -56,8 +58,8 @@ impl<'a> GroupEvents<'a> {
             dry_run,
             alarm: summary(alarm),
             // A member account's group: the events say where it is, so people read which one.
-            site: (!group.placement.accounts.is_empty())
-                .then(|| (alarm.account.clone(), alarm.region.clone())),
+            account: member.then(|| alarm.account.clone()).flatten(),
+            region: member.then(|| alarm.region.clone()).flatten(),
         }
     }
 
@@ -78,8 +80,8 @@ impl<'a> GroupEvents<'a> {
             deployment_id: self.deployment_id.clone(),
             dry_run: self.dry_run,
             outcome,
-            account: self.site.as_ref().and_then(|(a, _)| a.clone()),
-            region: self.site.as_ref().and_then(|(_, r)| r.clone()),
+            account: self.account.clone(),
+            region: self.region.clone(),
         }
     }
 
